@@ -1,0 +1,11 @@
+"""bnb-diagnostics: environment report and self-test."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from bnb_kernels.compat import require
+
+require("bnb-diagnostics", __version__, {"bnb_kernels": ("0.1", "0.2")})
+
+__all__ = ["__version__"]
