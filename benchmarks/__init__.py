@@ -1,0 +1,1 @@
+"""Benchmarks of bnb: see benchmarks/README.md."""
