@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The main job: installs the workspace from uv.lock and runs the quantization benchmark on
-# the CPU, printing its table.
+# The main job: installs the workspace from uv.lock (uv via pip if missing) and runs the
+# quantization benchmark on the CPU, printing its table (until the drop-in demo exists).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
+source scripts/ensure-uv.sh
 uv sync --locked --quiet
 exec uv run --locked --no-sync python -m benchmarks.quant --device cpu "$@"
