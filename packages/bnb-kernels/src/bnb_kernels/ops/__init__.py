@@ -1,5 +1,5 @@
 """Op schemas and fake kernels, one module per family. Importing this package defines them all."""
 
-from . import int8, quant
+from . import fourbit_matmul, int8, optim, quant
 
-__all__ = ["int8", "quant"]
+__all__ = ["fourbit_matmul", "int8", "optim", "quant"]

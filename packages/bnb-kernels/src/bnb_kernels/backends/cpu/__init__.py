@@ -1,3 +1,5 @@
 """Native C++ CPU implementations (loaded through bnb_kernels._native)."""
 
-__all__: list[str] = []
+from . import fourbit_matmul, optim
+
+__all__ = ["fourbit_matmul", "optim"]

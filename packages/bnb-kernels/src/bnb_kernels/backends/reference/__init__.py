@@ -1,5 +1,5 @@
 """Pure-torch reference implementations of every op (any device). They are the specification."""
 
-from . import int8, quant
+from . import fourbit_matmul, int8, optim, quant
 
-__all__ = ["int8", "quant"]
+__all__ = ["fourbit_matmul", "int8", "optim", "quant"]
