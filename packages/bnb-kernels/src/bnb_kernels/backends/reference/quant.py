@@ -1,10 +1,39 @@
 """Pure-torch reference of blockwise 8-bit and 4-bit quantization: the specification.
 
-Rounding rules follow the reference release exactly: values are normalized by multiplying
-with ``1 / absmax`` in float32; 8-bit codes come from the same 7-step binary search over the
-sorted 256-entry codebook that the release's kernels run; NF4/FP4 codes from its decision
-thresholds. Non-finite input: a block containing NaN gets absmax NaN and dequantizes to NaN;
-a block of zeros dequantizes to zeros; other blocks are unaffected.
+Every other backend must give the same bytes. The rule below reproduces, bit for bit, every
+``blockwise8_*`` and ``quant4_*`` fixture written by the reference release (codes, absmax and
+dequantized values); its CUDA decision trees do not (they differ near ties and, for FP4, in
+the zero bucket).
+
+Quantizing, per block of ``blocksize`` consecutive elements of the flattened input (the last
+block may be shorter):
+
+1. ``absmax = max |x|`` in float32 (NaN if the block holds a NaN).
+2. ``s = x * (1 / absmax)``, both operations in float32 (so ``1 / absmax`` is rounded first).
+3. 4-bit (NF4/FP4): with ``(m, order) = codebooks.fourbit_search_table(quant_type)`` (the
+   15 float32 midpoints of the stably sorted 16 values, and the codes in value order),
+   ``code = order[#{j : s > m_j}]``, strictly greater. So a value exactly on a midpoint takes
+   the lower value, and FP4's two zeros (code 0 before code 8 in value order, midpoint 0)
+   give code 0 for ``s <= 0`` (including -0.0) and code 8 for tiny ``s > 0``.
+4. 8-bit (any sorted-or-not codebook of up to 256 values): with
+   ``(T, order) = codebooks.codebook_search_table(code)``, ``code = order[#{j : s >= T_j}]``.
+   ``T`` folds in a 16-bit grid: the release first rounds ``s`` to
+   ``G = round((s + 1) * 32767.5)`` (exact arithmetic, clamped to 0..65535; the only exact
+   tie, ``s = ±0``, gives 32768) and then takes the code nearest to ``G / 32767.5 - 1``
+   (ties to the upper of two sorted neighbours). ``T_j`` is the smallest float32 ``s`` whose
+   grid point lies above the midpoint between sorted values ``j`` and ``j + 1`` (``-inf``
+   or ``+inf`` when every or no grid point does). Consequence for the dynamic map: values in
+   ``[-1/32767.5, 0)`` take code 123 and ``[0, 1/32767.5)`` take code 131; the codes nearer
+   zero are never produced.
+5. NaN ``s`` compares false everywhere and takes ``order[0]`` (the most negative value): NF4
+   code 0, FP4 code 11, dynamic-map code 0. A block of zeros has ``s = 0 * inf = NaN``, so it
+   gets ``order[0]`` codes and absmax 0, and dequantizes to (signed) zeros.
+
+Packing (4-bit): two codes per byte, the first element in the high nibble; an odd count is
+padded with code 0. Dequantizing: ``float32(table[code] * absmax)`` rounded once to the
+output dtype (nearest even). Non-finite input: a block containing NaN gets absmax NaN and
+dequantizes to NaN; a block with ±Inf (and no NaN) gets absmax Inf and dequantizes to
+non-finite values; other blocks are unaffected.
 """
 
 from __future__ import annotations
@@ -14,7 +43,7 @@ from collections.abc import Sequence
 import torch
 
 from ..._registry import register
-from ...codebooks import FP4_MAGNITUDE_ORDER, fourbit_table, fourbit_thresholds
+from ...codebooks import codebook_search_table, fourbit_search_table, fourbit_table
 from ...ops.quant import num_blocks
 
 
@@ -37,31 +66,12 @@ def _normalize(x: torch.Tensor, absmax: torch.Tensor) -> torch.Tensor:
 
 
 def search_codebook(x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-    """Index of the code nearest to each x, as the reference release's binary search finds it."""
-    code = code.to(device=x.device, dtype=torch.float32)
-    pivot = torch.full_like(x, 127, dtype=torch.int64)
-    upper_pivot = torch.full_like(pivot, 255)
-    lower_pivot = torch.zeros_like(pivot)
-    lower = torch.full_like(x, -1.0)
-    upper = torch.full_like(x, 1.0)
-    val = code[pivot]
-    step = 64
-    while step > 0:
-        right = x > val
-        lower_pivot = torch.where(right, pivot, lower_pivot)
-        lower = torch.where(right, val, lower)
-        upper_pivot = torch.where(right, upper_pivot, pivot)
-        upper = torch.where(right, upper, val)
-        pivot = torch.where(right, pivot + step, pivot - step)
-        val = code[pivot]
-        step //= 2
-    upper = torch.where(upper_pivot == 255, code[255], upper)
-    lower = torch.where(lower_pivot == 0, code[0], lower)
-    right = x > val
-    take_upper = right & (x > (upper + val) * 0.5)
-    take_lower = ~right & (x < (lower + val) * 0.5)
-    out = torch.where(take_upper, upper_pivot, torch.where(take_lower, lower_pivot, pivot))
-    return out.to(torch.uint8)
+    """8-bit code of each normalized float32 value x (rule 4 of the module docstring)."""
+    thresholds, order = codebook_search_table(code)
+    thresholds = thresholds.to(x.device)
+    index = torch.searchsorted(thresholds, x.contiguous(), right=True)  # #{j : T_j <= x}
+    index = torch.where(x.isnan(), 0, index)
+    return order.to(x.device)[index].to(torch.uint8)
 
 
 @register("quantize_blockwise", "reference", "*")
@@ -93,15 +103,11 @@ def dequantize_blockwise_out(
 
 
 def fourbit_codes(x: torch.Tensor, quant_type: str) -> torch.Tensor:
-    """4-bit codes of normalized values x (in [-1, 1]) by the reference release's thresholds."""
-    thresholds = fourbit_thresholds(quant_type, x.device)
-    if quant_type == "nf4":
-        # Number of thresholds strictly below x; NaN compares false everywhere -> code 0.
-        return (x.unsqueeze(-1) > thresholds).sum(-1).to(torch.uint8)
-    sign = torch.where(x < 0, 8, 0)
-    rank = (x.abs().unsqueeze(-1) > thresholds).sum(-1)
-    order = torch.tensor(FP4_MAGNITUDE_ORDER, device=x.device)
-    return (order[rank] + sign).to(torch.uint8)
+    """4-bit code of each normalized float32 value x (rule 3 of the module docstring)."""
+    mids, order = fourbit_search_table(quant_type, x.device)
+    index = torch.searchsorted(mids, x.contiguous(), right=False)  # #{j : m_j < x}
+    index = torch.where(x.isnan(), 0, index)
+    return order[index].to(torch.uint8)
 
 
 def pack_nibbles(codes: torch.Tensor) -> torch.Tensor:
