@@ -9,7 +9,7 @@ Conventions shared by every backend:
 
 - ``int8_vectorwise_quant``: per row (all leading dims flattened) the absmax of the values
   with ``|x| < threshold`` (all values when ``threshold == 0``; NaN never counts), codes
-  ``rint(x * (127 / absmax))`` in float32 with ties to even. Elements with
+  ``rint(x * (127 * (1 / absmax)))`` in float32 with ties to even. Elements with
   ``|x| >= threshold`` get code 0, and with ``threshold > 0`` so does every element of a
   column that holds such an outlier (when there is more than one row). A row whose absmax is
   0 (or a NaN element) gets code 0. ``outlier_cols`` are the sorted int64 column indices.

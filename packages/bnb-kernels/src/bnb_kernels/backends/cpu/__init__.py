@@ -1,5 +1,5 @@
 """Native C++ CPU implementations (loaded through bnb_kernels._native)."""
 
-from . import fourbit_matmul, optim
+from . import fourbit_matmul, int8, optim
 
-__all__ = ["fourbit_matmul", "optim"]
+__all__ = ["fourbit_matmul", "int8", "optim"]

@@ -1,7 +1,7 @@
 """Pure-torch reference of the LLM.int8() ops: the specification (see ``ops/int8.py``).
 
 Arithmetic follows the reference release bit for bit where it is defined: row scales
-``127 / absmax`` in float32, codes rounded half to even, the int32 product dequantized as
+``127 * (1 / absmax)`` in float32 (two roundings), codes rounded half to even, the int32 product dequantized as
 ``float32(acc) * (row * col) * MM_DEQUANT (+ bias)`` and rounded once to the output dtype.
 Where the release leaves behaviour to the hardware (a row of zeros, NaN), codes are 0.
 """
@@ -26,7 +26,8 @@ def row_quant(A: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Te
         valid &= ~outlier
     absx = torch.where(valid, x.abs(), torch.zeros_like(x))
     row_stats = absx.amax(dim=1) if K > 0 else x.new_zeros(rows)
-    scaled = x * (127.0 / row_stats).unsqueeze(1)
+    # The scale is 127 * (1 / absmax), two float32 roundings, as the release computes it.
+    scaled = x * (row_stats.reciprocal() * 127.0).unsqueeze(1)
     keep = valid & torch.isfinite(scaled)
     codes = torch.where(keep, torch.round(scaled), torch.zeros_like(scaled)).to(torch.int8)
     outlier_cols = None

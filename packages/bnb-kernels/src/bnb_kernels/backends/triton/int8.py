@@ -1,0 +1,592 @@
+"""Triton GPU kernels of the LLM.int8() ops.
+
+Three kernels do the work:
+
+- ``_row_quant_kernel``: one pass over the activations. Per row: the absmax of the
+  non-outlier values, the int8 codes (outlier elements get 0) and, with a threshold, the
+  outlier columns: a column flag plus a compact device-side list of the flagged columns
+  (atomics, no host synchronization).
+- ``_int8_gemm_kernel``: int8 x int8 -> int32 on the tensor cores (``tl.dot``), with the
+  dequantization (row scale x column scale x 1/127^2), the bias and the fp16 outlier
+  columns applied in the epilogue. The outlier columns come from the device-side list, so
+  the loop bound is read on the GPU: a forward can be captured in a CUDA graph. For those
+  columns the epilogue first removes their int8 contribution exactly (integer dot
+  subtracted from the accumulator), then adds ``A[:, cols] @ dequant(CB[:, cols]).T`` in
+  16-bit with float32 accumulation, which is the reference's mixed decomposition.
+- ``_w8a16_kernel``: for 1-16 rows, a GEMV-like kernel that reads each int8 weight byte
+  once, converts it to the activation dtype in registers and multiplies with the
+  activations as they are (no activation quantization: every column, outlier or not, is
+  exact). This is the memory-bound optimum for decoding.
+
+``int8_linear_fused`` picks between them; the reference-schema ops reuse the same kernels.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..._registry import register
+from ...ops.int8 import INV_127, MM_DEQUANT
+from ._common import HAS_TRITON, available, device_guard, interpreting, tl, triton
+
+__all__ = [
+    "gemm",
+    "int8_linear_fused",
+    "row_quant",
+    "w8a16",
+]
+
+# Rows up to this many take the weight-only (w8a16) kernel in int8_linear_fused.
+SMALL_M = 16
+# 1.5 * 2^23: adding and subtracting it rounds a float32 |x| < 2^22 to the nearest integer,
+# ties to even (the rounding mode of the reference's rint / __float2int_rn).
+_ROUND_MAGIC = 12582912.0
+
+if HAS_TRITON:
+    _MAGIC = tl.constexpr(_ROUND_MAGIC)
+    _MMDQ = tl.constexpr(MM_DEQUANT)
+    _I127 = tl.constexpr(INV_127)
+
+    @triton.jit
+    def _row_quant_kernel(
+        X,
+        CODES,
+        ROW_STATS,
+        FLAGS,
+        IDX,
+        COUNT,
+        K,
+        stride_xm,
+        stride_cm,
+        threshold,
+        HAS_THRESHOLD: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+        ONE_PASS: tl.constexpr,
+    ):
+        row = tl.program_id(0).to(tl.int64)
+        x_row = X + row * stride_xm
+        c_row = CODES + row * stride_cm
+        offs = tl.arange(0, BLOCK_K)
+        if ONE_PASS:
+            mask = offs < K
+            x = tl.load(x_row + offs, mask=mask, other=0.0).to(tl.float32)
+            ax = tl.abs(x)
+            valid = ax == ax  # not NaN
+            if HAS_THRESHOLD:
+                outlier = (ax >= threshold) & mask
+                valid = valid & (ax < threshold)
+            absmax = tl.max(tl.where(valid, ax, 0.0), axis=0)
+        else:
+            acc = tl.zeros([BLOCK_K], dtype=tl.float32)
+            for k0 in range(0, K, BLOCK_K):
+                m = (k0 + offs) < K
+                a = tl.abs(tl.load(x_row + k0 + offs, mask=m, other=0.0).to(tl.float32))
+                ok = a == a
+                if HAS_THRESHOLD:
+                    ok = ok & (a < threshold)
+                acc = tl.maximum(acc, tl.where(ok, a, 0.0))
+            absmax = tl.max(acc, axis=0)
+        tl.store(ROW_STATS + row, absmax)
+        scale = tl.math.div_rn(tl.full([], 1.0, tl.float32), absmax) * 127.0
+        if ONE_PASS:
+            q = x * scale
+            keep = valid & (tl.abs(q) < 1.0e30)
+            r = (q + _MAGIC) - _MAGIC
+            tl.store(c_row + offs, tl.where(keep, r, 0.0).to(tl.int8), mask=mask)
+            if HAS_THRESHOLD:
+                _flag_outlier_columns(FLAGS, IDX, COUNT, offs, outlier)
+        else:
+            for k0 in range(0, K, BLOCK_K):
+                m = (k0 + offs) < K
+                xv = tl.load(x_row + k0 + offs, mask=m, other=0.0).to(tl.float32)
+                av = tl.abs(xv)
+                ok = av == av
+                if HAS_THRESHOLD:
+                    ok = ok & (av < threshold)
+                q = xv * scale
+                keep = ok & (tl.abs(q) < 1.0e30)
+                r = (q + _MAGIC) - _MAGIC
+                tl.store(c_row + k0 + offs, tl.where(keep, r, 0.0).to(tl.int8), mask=m)
+                if HAS_THRESHOLD:
+                    _flag_outlier_columns(FLAGS, IDX, COUNT, k0 + offs, (av >= threshold) & m)
+
+    @triton.jit
+    def _flag_outlier_columns(FLAGS, IDX, COUNT, cols, outlier):
+        # Cheap check first: once a column is flagged, later rows skip the atomics.
+        seen = tl.load(FLAGS + cols, mask=outlier, other=1, volatile=True)
+        todo = outlier & (seen == 0)
+        old = tl.atomic_xchg(FLAGS + cols, tl.full(cols.shape, 1, tl.int32), mask=todo)
+        first = todo & (old == 0)
+        slot = tl.atomic_add(COUNT + cols * 0, tl.full(cols.shape, 1, tl.int32), mask=first)
+        tl.store(IDX + slot, cols.to(tl.int32), mask=first)
+
+    @triton.jit
+    def _int8_gemm_kernel(
+        A,
+        B,
+        C,
+        ROW_STATS,
+        COL_STATS,
+        BIAS,
+        X,
+        IDX,
+        COUNT,
+        M,
+        N,
+        K,
+        M_BUCKET,
+        stride_am,
+        stride_bn,
+        stride_cm,
+        stride_xm,
+        EPILOGUE: tl.constexpr,  # 0: store int32; 1: dequantize (+ bias, + outliers)
+        HAS_BIAS: tl.constexpr,
+        HAS_OUTLIERS: tl.constexpr,
+        SUBTRACT_OUTLIERS: tl.constexpr,
+        IEEE: tl.constexpr,
+        EVEN_K: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+        BLOCK_N: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+        BLOCK_J: tl.constexpr,
+        GROUP_M: tl.constexpr,
+    ):
+        pid = tl.program_id(0)
+        num_m = tl.cdiv(M, BLOCK_M)
+        num_n = tl.cdiv(N, BLOCK_N)
+        group = GROUP_M * num_n
+        first_m = (pid // group) * GROUP_M
+        size_m = min(num_m - first_m, GROUP_M)
+        pid_m = first_m + ((pid % group) % size_m)
+        pid_n = (pid % group) // size_m
+
+        rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        rk = tl.arange(0, BLOCK_K)
+        ram = tl.max_contiguous(tl.multiple_of(rm % M, BLOCK_M), BLOCK_M)
+        rbn = tl.max_contiguous(tl.multiple_of(rn % N, BLOCK_N), BLOCK_N)
+        a_ptrs = A + ram.to(tl.int64)[:, None] * stride_am + rk[None, :]
+        b_ptrs = B + rbn.to(tl.int64)[:, None] * stride_bn + rk[None, :]
+        acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.int32)
+        for k0 in range(0, K, BLOCK_K):
+            if EVEN_K:
+                a = tl.load(a_ptrs)
+                b = tl.load(b_ptrs)
+            else:
+                a = tl.load(a_ptrs, mask=(k0 + rk)[None, :] < K, other=0)
+                b = tl.load(b_ptrs, mask=(k0 + rk)[None, :] < K, other=0)
+            acc = tl.dot(a, tl.trans(b), acc)
+            a_ptrs += BLOCK_K
+            b_ptrs += BLOCK_K
+
+        mask_m = rm < M
+        mask_n = rn < N
+        if HAS_OUTLIERS:
+            count = tl.load(COUNT)
+            rj = tl.arange(0, BLOCK_J)
+            if SUBTRACT_OUTLIERS:
+                # Remove the int8 contribution of the outlier columns exactly.
+                acc = -acc
+                for j0 in range(0, count, BLOCK_J):
+                    jm = (j0 + rj) < count
+                    cols = tl.load(IDX + j0 + rj, mask=jm, other=0)
+                    ca = tl.load(A + ram.to(tl.int64)[:, None] * stride_am + cols[None, :], mask=jm[None, :], other=0)
+                    cb = tl.load(B + rbn.to(tl.int64)[:, None] * stride_bn + cols[None, :], mask=jm[None, :], other=0)
+                    acc = tl.dot(ca, tl.trans(cb), acc)
+                acc = -acc
+
+        if EPILOGUE == 0:
+            out = acc
+        else:
+            row = tl.load(ROW_STATS + rm, mask=mask_m, other=0.0)
+            col = tl.load(COL_STATS + rn, mask=mask_n, other=0.0)
+            out = acc.to(tl.float32) * (row[:, None] * col[None, :]) * _MMDQ
+            if HAS_BIAS:
+                out = out + tl.load(BIAS + rn, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+            if HAS_OUTLIERS:
+                wscale = col * _I127
+                for j0 in range(0, count, BLOCK_J):
+                    jm = (j0 + rj) < count
+                    cols = tl.load(IDX + j0 + rj, mask=jm, other=0)
+                    xa = tl.load(X + ram.to(tl.int64)[:, None] * stride_xm + cols[None, :], mask=jm[None, :], other=0.0)
+                    cb = tl.load(B + rbn.to(tl.int64)[:, None] * stride_bn + cols[None, :], mask=jm[None, :], other=0)
+                    w = (cb.to(tl.float32) * wscale[:, None]).to(xa.dtype)
+                    if IEEE:
+                        out = tl.dot(xa, tl.trans(w), out, input_precision="ieee")
+                    else:
+                        out = tl.dot(xa, tl.trans(w), out)
+        c_ptrs = C + rm.to(tl.int64)[:, None] * stride_cm + rn[None, :]
+        tl.store(c_ptrs, out.to(C.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+    @triton.jit
+    def _w8a16_kernel(
+        X,
+        W,
+        SCB,
+        BIAS,
+        OUT,
+        M,
+        N,
+        K,
+        stride_xm,
+        stride_wn,
+        stride_om,
+        HAS_BIAS: tl.constexpr,
+        IEEE: tl.constexpr,
+        EVEN_K: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+        BLOCK_N: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+    ):
+        pid_n = tl.program_id(0)
+        pid_m = tl.program_id(1)
+        rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        rk = tl.arange(0, BLOCK_K)
+        rwn = tl.max_contiguous(tl.multiple_of(rn % N, BLOCK_N), BLOCK_N)
+        mask_m = rm < M
+        x_ptrs = X + rm.to(tl.int64)[:, None] * stride_xm + rk[None, :]
+        w_ptrs = W + rwn.to(tl.int64)[:, None] * stride_wn + rk[None, :]
+        acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            if EVEN_K:
+                x = tl.load(x_ptrs, mask=mask_m[:, None], other=0.0)
+                w = tl.load(w_ptrs)
+            else:
+                km = (k0 + rk)[None, :] < K
+                x = tl.load(x_ptrs, mask=mask_m[:, None] & km, other=0.0)
+                w = tl.load(w_ptrs, mask=km, other=0)
+            if IEEE:
+                acc = tl.dot(x, tl.trans(w.to(x.dtype)), acc, input_precision="ieee")
+            else:
+                acc = tl.dot(x, tl.trans(w.to(x.dtype)), acc)
+            x_ptrs += BLOCK_K
+            w_ptrs += BLOCK_K
+        mask_n = rn < N
+        scale = tl.load(SCB + rn, mask=mask_n, other=0.0) * _I127
+        out = acc * scale[None, :]
+        if HAS_BIAS:
+            out = out + tl.load(BIAS + rn, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+        o_ptrs = OUT + rm.to(tl.int64)[:, None] * stride_om + rn[None, :]
+        tl.store(o_ptrs, out.to(OUT.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+    @triton.jit
+    def _mm_dequant_kernel(A, ROW, COL, BIAS, OUT, M, N, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr):
+        pid = tl.program_id(0).to(tl.int64)
+        offs = pid * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < M * N
+        r = offs // N
+        c = offs % N
+        acc = tl.load(A + offs, mask=mask, other=0).to(tl.float32)
+        row = tl.load(ROW + r, mask=mask, other=0.0)
+        col = tl.load(COL + c, mask=mask, other=0.0)
+        out = acc * (row * col) * _MMDQ
+        if HAS_BIAS:
+            out = out + tl.load(BIAS + c, mask=mask, other=0.0).to(tl.float32)
+        tl.store(OUT + offs, out.to(OUT.dtype.element_ty), mask=mask)
+
+    def _gemm_configs(outliers: bool) -> list:
+        cfg = triton.Config
+        if outliers:  # two accumulators live in the epilogue: keep tiles at <= 64 values per thread
+            return [
+                cfg({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 128, "GROUP_M": 8}, num_warps=8, num_stages=3),
+                cfg({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 128, "GROUP_M": 8}, num_warps=4, num_stages=4),
+                cfg({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 128, "GROUP_M": 8}, num_warps=4, num_stages=4),
+            ]
+        return [
+            cfg({"BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 128, "GROUP_M": 8}, num_warps=8, num_stages=3),
+            cfg({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 128, "GROUP_M": 8}, num_warps=8, num_stages=4),
+            cfg({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 128, "GROUP_M": 8}, num_warps=4, num_stages=4),
+            cfg({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 128, "GROUP_M": 8}, num_warps=4, num_stages=4),
+        ]
+
+    def _mbucket(M: int) -> int:
+        return 1 << max(4, (M - 1).bit_length())
+
+    _GEMM_KEY = ["M_BUCKET", "N", "K", "EPILOGUE", "SUBTRACT_OUTLIERS"]
+
+    def _gemm_tuned(outliers: bool):
+        base = triton.jit(_int8_gemm_kernel.fn)
+        return triton.autotune(configs=_gemm_configs(outliers), key=_GEMM_KEY)(base)
+
+    _GEMM_PLAIN = _gemm_tuned(False)
+    _GEMM_OUTLIERS = _gemm_tuned(True)
+
+    _W8A16_TUNED = triton.autotune(
+        configs=[
+            triton.Config({"BLOCK_N": 16, "BLOCK_K": 512}, num_warps=4, num_stages=4),
+            triton.Config({"BLOCK_N": 32, "BLOCK_K": 256}, num_warps=4, num_stages=4),
+            triton.Config({"BLOCK_N": 32, "BLOCK_K": 512}, num_warps=4, num_stages=3),
+            triton.Config({"BLOCK_N": 64, "BLOCK_K": 256}, num_warps=8, num_stages=3),
+        ],
+        key=["N", "K"],
+    )(triton.jit(_w8a16_kernel.fn))
+
+
+def _2d(t: torch.Tensor) -> torch.Tensor:
+    t2 = t.reshape(-1, t.shape[-1])
+    if t2.shape[-1] > 0 and t2.stride(-1) != 1:
+        t2 = t2.contiguous()
+    return t2
+
+
+def row_quant(
+    A: torch.Tensor, threshold: float = 0.0, with_outliers: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Run the fused row-quantization kernel.
+
+    Returns ``(codes [rows, K] int8, row_stats [rows] float32, flags, idx, count)``; the last
+    three (int32, device side: per-column flag, the compact list of flagged columns and its
+    length) are None without a threshold. ``codes`` are 0 at outlier elements only; whole
+    outlier columns are not cleared here.
+    """
+    A2 = _2d(A)
+    rows, K = A2.shape
+    codes = torch.empty((rows, K), device=A.device, dtype=torch.int8)
+    row_stats = torch.empty(rows, device=A.device, dtype=torch.float32)
+    flags = idx = count = None
+    has_t = threshold > 0.0
+    if has_t:
+        ws = torch.zeros(K + 1, device=A.device, dtype=torch.int32)
+        flags, count = ws[:K], ws[K:]
+        idx = torch.empty(max(K, 1), device=A.device, dtype=torch.int32)
+    if rows == 0:
+        return codes, row_stats, flags, idx, count
+    one_pass = K <= 16384
+    block = triton.next_power_of_2(max(K, 16)) if one_pass else 4096
+    warps = 4 if block <= 2048 else (8 if block <= 8192 else 16)
+    dummy = row_stats
+    with device_guard(A.device):
+        _row_quant_kernel[(rows,)](
+            A2,
+            codes,
+            row_stats,
+            flags if has_t else dummy,
+            idx if has_t else dummy,
+            count if has_t else dummy,
+            K,
+            A2.stride(0),
+            codes.stride(0),
+            float(threshold),
+            HAS_THRESHOLD=has_t,
+            BLOCK_K=block,
+            ONE_PASS=one_pass,
+            num_warps=warps,
+        )
+    return codes, row_stats, flags, idx, count
+
+
+def gemm(
+    CA: torch.Tensor,
+    CB: torch.Tensor,
+    row_stats: torch.Tensor | None = None,
+    col_stats: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    dtype: torch.dtype | None = None,
+    X: torch.Tensor | None = None,
+    idx: torch.Tensor | None = None,
+    count: torch.Tensor | None = None,
+    subtract_outliers: bool = True,
+) -> torch.Tensor:
+    """``CA [M, K] @ CB [N, K].T`` in int32; with ``row_stats``/``col_stats`` dequantized to
+    ``dtype`` (+ ``bias``); with ``X``/``idx``/``count`` plus the 16-bit outlier columns."""
+    M, K = CA.shape
+    N = CB.shape[0]
+    epilogue = row_stats is not None
+    out_dtype = (dtype or torch.float16) if epilogue else torch.int32
+    out = torch.empty((M, N), device=CA.device, dtype=out_dtype)
+    if M == 0 or N == 0:
+        return out
+    if K == 0:
+        return out.zero_() if not epilogue else _epilogue_only(out, row_stats, col_stats, bias, X, idx, count, CB)
+    has_out = epilogue and X is not None
+    dummy = row_stats if epilogue else out
+    args = (
+        CA,
+        CB,
+        out,
+        row_stats if epilogue else dummy,
+        col_stats if epilogue else dummy,
+        bias if bias is not None else dummy,
+        X if has_out else CA,
+        idx if has_out else dummy,
+        count if has_out else dummy,
+        M,
+        N,
+        K,
+        _mbucket(M),
+        CA.stride(0),
+        CB.stride(0),
+        out.stride(0),
+        X.stride(0) if has_out else 0,
+    )
+    flags = {
+        "EPILOGUE": 1 if epilogue else 0,
+        "HAS_BIAS": bias is not None,
+        "HAS_OUTLIERS": has_out,
+        "SUBTRACT_OUTLIERS": has_out and subtract_outliers,
+        "IEEE": has_out and X.dtype == torch.float32,
+        "BLOCK_J": 32,
+    }
+    with device_guard(CA.device):
+        if interpreting():
+            grid = (triton.cdiv(M, 16) * triton.cdiv(N, 16),)
+            _int8_gemm_kernel[grid](*args, EVEN_K=K % 32 == 0, BLOCK_M=16, BLOCK_N=16, BLOCK_K=32, GROUP_M=4, **flags)
+        else:
+            kernel = _GEMM_OUTLIERS if has_out else _GEMM_PLAIN
+
+            def grid(meta):
+                return (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
+
+            kernel[grid](*args, EVEN_K=K % 128 == 0, **flags)
+    return out
+
+
+def _epilogue_only(out, row_stats, col_stats, bias, X, idx, count, CB):  # K == 0: nothing to multiply
+    out.zero_()
+    if bias is not None:
+        out += bias.to(out.dtype)
+    return out
+
+
+def w8a16(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``X [M, K] @ (CB * SCB / 127).T (+ bias)`` reading each weight byte once."""
+    M, K = X.shape
+    N = CB.shape[0]
+    out = torch.empty((M, N), device=X.device, dtype=X.dtype)
+    if M == 0 or N == 0:
+        return out
+    if K == 0:
+        out.zero_()
+        return out if bias is None else out.add_(bias.to(out.dtype))
+    args = (X, CB, SCB, bias if bias is not None else SCB, out, M, N, K, X.stride(0), CB.stride(0), out.stride(0))
+    flags = {"HAS_BIAS": bias is not None, "IEEE": X.dtype == torch.float32, "BLOCK_M": 16}
+    with device_guard(X.device):
+        if interpreting():
+            grid = (triton.cdiv(N, 16), triton.cdiv(M, 16))
+            _w8a16_kernel[grid](*args, EVEN_K=K % 32 == 0, BLOCK_N=16, BLOCK_K=32, **flags)
+        else:
+
+            def grid(meta):
+                return (triton.cdiv(N, meta["BLOCK_N"]), triton.cdiv(M, 16))
+
+            _W8A16_TUNED[grid](*args, EVEN_K=K % 512 == 0, **flags)
+    return out
+
+
+def _check_linear(A: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor) -> None:
+    torch._check(CB.dtype == torch.int8, lambda: f"CB must be int8, got {CB.dtype}")
+    torch._check(A.shape[-1] == CB.shape[-1], lambda: f"A {tuple(A.shape)} does not match CB {tuple(CB.shape)}")
+    torch._check(SCB.numel() == CB.shape[0], lambda: f"SCB needs {CB.shape[0]} values, got {SCB.numel()}")
+
+
+def _available() -> bool:
+    return available()
+
+
+if HAS_TRITON:
+
+    @register("int8_vectorwise_quant", "triton", "cuda", available=_available)
+    def int8_vectorwise_quant(A: torch.Tensor, threshold: float = 0.0):
+        torch._check(threshold >= 0.0, lambda: f"threshold must be >= 0, got {threshold}")
+        codes, row_stats, _flags, idx, count = row_quant(A, threshold)
+        outlier_cols = None
+        if threshold > 0.0:
+            n = int(count.item())  # the op returns a data-dependent size: one host sync
+            if n == 0:
+                outlier_cols = torch.empty(0, device=A.device, dtype=torch.int64)
+            else:
+                outlier_cols = torch.sort(idx[:n].to(torch.int64)).values
+                if codes.shape[0] > 1:
+                    codes[:, outlier_cols] = 0
+        return codes.reshape(A.shape), row_stats, outlier_cols
+
+    @register("int8_linear_matmul", "triton", "cuda", available=_available)
+    def int8_linear_matmul(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+        torch._check(A.dtype == torch.int8 and B.dtype == torch.int8, lambda: "A and B must be int8")
+        out = gemm(_2d(A), _2d(B))
+        return out.reshape(*A.shape[:-1], B.shape[0])
+
+    @register("int8_linear_matmul.out", "triton", "cuda", available=_available)
+    def int8_linear_matmul_out(A: torch.Tensor, B: torch.Tensor, out: torch.Tensor) -> None:
+        torch._check(out.dtype == torch.int32, lambda: f"out must be int32, got {out.dtype}")
+        out.copy_(gemm(_2d(A), _2d(B)).reshape(out.shape))
+
+    @register("int8_mm_dequant", "triton", "cuda", available=_available)
+    def int8_mm_dequant(
+        A: torch.Tensor,
+        row_stats: torch.Tensor,
+        col_stats: torch.Tensor,
+        dtype: torch.dtype | None = None,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        torch._check(A.dtype == torch.int32, lambda: f"A must be int32, got {A.dtype}")
+        A2 = A.reshape(-1, A.shape[-1]).contiguous()
+        M, N = A2.shape
+        out = torch.empty((M, N), device=A.device, dtype=dtype or torch.float16)
+        if out.numel():
+            row = row_stats.reshape(-1).float()
+            col = col_stats.reshape(-1).float()
+            with device_guard(A.device):
+                _mm_dequant_kernel[(triton.cdiv(M * N, 1024),)](
+                    A2, row, col, bias if bias is not None else row, out, M, N, HAS_BIAS=bias is not None, BLOCK=1024
+                )
+        return out.reshape(A.shape)
+
+    @register("int8_scaled_mm", "triton", "cuda", available=_available)
+    def int8_scaled_mm(
+        A: torch.Tensor,
+        B: torch.Tensor,
+        row_stats: torch.Tensor,
+        col_stats: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        out = gemm(_2d(A), _2d(B), row_stats.reshape(-1).float(), col_stats.reshape(-1).float(), bias, dtype)
+        return out.reshape(*A.shape[:-1], B.shape[0])
+
+    @register("int8_mixed_scaled_mm", "triton", "cuda", available=_available)
+    def int8_mixed_scaled_mm(
+        A: torch.Tensor,
+        CA: torch.Tensor,
+        CB: torch.Tensor,
+        SCA: torch.Tensor,
+        SCB: torch.Tensor,
+        outlier_cols: torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        A2 = _2d(A)
+        rows = A2.shape[0]
+        if outlier_cols is None or outlier_cols.numel() == 0:
+            out = gemm(_2d(CA), CB, SCA.reshape(-1).float(), SCB.reshape(-1).float(), bias, A.dtype)
+            return out.reshape(*A.shape[:-1], CB.shape[0]), A.new_empty((rows, 0))
+        idx = outlier_cols.to(device=A.device, dtype=torch.int32)
+        count = torch.full((1,), idx.numel(), device=A.device, dtype=torch.int32)
+        out = gemm(_2d(CA), CB, SCA.reshape(-1).float(), SCB.reshape(-1).float(), bias, A.dtype, A2, idx, count, True)
+        return out.reshape(*A.shape[:-1], CB.shape[0]), A2[:, outlier_cols.long()]
+
+    @register("int8_linear_fused", "triton", "cuda", available=_available)
+    def int8_linear_fused(
+        A: torch.Tensor,
+        CB: torch.Tensor,
+        SCB: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        threshold: float = 0.0,
+    ) -> torch.Tensor:
+        _check_linear(A, CB, SCB)
+        A2 = _2d(A)
+        CB2 = _2d(CB)
+        scb = SCB.reshape(-1)
+        if scb.dtype != torch.float32:
+            scb = scb.float()
+        if bias is not None and bias.dtype != A.dtype:
+            bias = bias.to(A.dtype)
+        if A2.shape[0] <= SMALL_M:
+            out = w8a16(A2, CB2, scb, bias)
+        else:
+            codes, row_stats, _flags, idx, count = row_quant(A2, threshold)
+            if threshold > 0.0:
+                out = gemm(codes, CB2, row_stats, scb, bias, A.dtype, A2, idx, count, True)
+            else:
+                out = gemm(codes, CB2, row_stats, scb, bias, A.dtype)
+        return out.reshape(*A.shape[:-1], CB.shape[0])
