@@ -187,19 +187,25 @@ def isolated(session: nox.Session, package: str) -> None:
     test_tools = [r for r in test_requirements() if _req_name(r) in {"pytest", "pytest-xdist", "hypothesis", "numpy"}]
     install_local(session, closure, *test_tools, "--constraints", lock_constraints(session))
     absent_pairs = [(p, PACKAGES[p]) for p in absent] + [("bitsandbytes", "bitsandbytes")]
-    check = (
+    check = Path(session.create_tmp()) / "check_isolated.py"
+    check.write_text(
         "import importlib.metadata as md, importlib.util as u, sys\n"
-        f"bad = []\n"
+        "bad = []\n"
         f"for dist, mod in {absent_pairs!r}:\n"
-        "    if u.find_spec(mod) is not None: bad.append(mod)\n"
+        "    if u.find_spec(mod) is not None:\n"
+        "        bad.append(mod)\n"
         "    try:\n"
-        "        md.distribution(dist); bad.append(dist)\n"
-        "    except md.PackageNotFoundError: pass\n"
-        "if bad: sys.exit(f'should be absent but are installed: {bad}')\n"
+        "        md.distribution(dist)\n"
+        "        bad.append(dist)\n"
+        "    except md.PackageNotFoundError:\n"
+        "        pass\n"
+        "if bad:\n"
+        "    sys.exit(f'should be absent but are installed: {bad}')\n"
         f"import {PACKAGES[package]} as m\n"
-        f"print('{package}', m.__version__, 'installed with', {closure[:-1]!r}, 'and without', {[*absent, 'bitsandbytes']!r})\n"
+        f"print('{package}', m.__version__, 'installed with', {closure[:-1]!r}, "
+        f"'and without', {[*absent, 'bitsandbytes']!r})\n"
     )
-    session.run("python", "-c", check)
+    session.run("python", str(check))
     tests_dir = ROOT / "packages" / package / "tests"
     if not tests_dir.is_dir():
         session.error(f"{package} has no tests/ folder")
