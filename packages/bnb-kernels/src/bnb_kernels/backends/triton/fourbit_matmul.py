@@ -1,0 +1,533 @@
+"""Triton 4-bit matmul (CUDA): the packed weight is read once and dequantized in registers.
+
+Three paths, chosen per (M bucket, N, K, dtype) — by timing the candidates on the first
+call for that key on a GPU (``BNB_4BIT_AUTOTUNE=0`` turns this off and uses the built-in
+heuristic), and by the heuristic under the interpreter or during CUDA graph capture:
+
+- ``gemv``: one program per (BN output features, one row of A); each loops over K, decodes
+  BN x BK/2 packed bytes (two codes each) and accumulates ``code * x`` with FMAs in fp32,
+  scaling by the block absmax. For 1-4 tokens: pure bandwidth, no tensor cores.
+- ``dot``: a (BM x BN) output tile per program; the weight tile is decoded to the
+  activation dtype in registers and fed to ``tl.dot`` twice (even and odd input features,
+  so the nibbles need no interleaving). From 2 tokens up to the hundreds.
+- ``dequant``: decode the whole weight to the activation dtype (one fused kernel that also
+  decodes the nested absmax) and call cuBLAS — for very large M, where the matmul is
+  compute bound and cuBLAS wins.
+
+Nested absmax (``absmax_8bit``/``absmax_code``/``absmax_offset``) is decoded inside each
+kernel; there is no extra launch. Codes index the 16-entry table of ``quant_type``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+
+from ..._registry import register
+from ...codebooks import fourbit_table
+from ...ops.fourbit_matmul import NESTED_BLOCKSIZE
+from ..reference import fourbit_matmul as _ref
+from ._common import HAS_TRITON, available, device_guard, interpreting, tl, triton
+
+__all__ = ["gemm_4bit", "gemv_4bit", "gemv_4bit_out", "launch", "prepare_gemm_4bit", "select_config", "tuned_configs"]
+
+AUTOTUNE_ENV = "BNB_4BIT_AUTOTUNE"
+
+if HAS_TRITON:
+
+    @triton.jit
+    def _block_scale(blk, mask, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED: tl.constexpr):
+        if NESTED:
+            q = tl.load(a8_ptr + blk, mask=mask, other=0).to(tl.int32)
+            s = tl.load(code2_ptr + q) * tl.load(absmax_ptr + blk // 256, mask=mask, other=0.0) + offset
+        else:
+            s = tl.load(absmax_ptr + blk, mask=mask, other=0.0)
+        return s
+
+    @triton.jit
+    def _gemv_kernel(
+        x_ptr,
+        w_ptr,
+        absmax_ptr,
+        a8_ptr,
+        code2_ptr,
+        offset_ptr,
+        lut_ptr,
+        bias_ptr,
+        out_ptr,
+        N,
+        K,
+        stride_xm,
+        stride_om,
+        BLOCKSIZE: tl.constexpr,
+        NESTED: tl.constexpr,
+        HAS_BIAS: tl.constexpr,
+        EVEN: tl.constexpr,
+        BN: tl.constexpr,
+        BK: tl.constexpr,
+    ):
+        HB: tl.constexpr = BK // 2
+        pid_n = tl.program_id(0)
+        m = tl.program_id(1)
+        rn = pid_n * BN + tl.arange(0, BN)
+        nmask = rn < N
+        half_k = K // 2
+        row_byte = rn.to(tl.int64) * half_k
+        rj = tl.arange(0, HB)
+        if NESTED:
+            offset = tl.load(offset_ptr).to(tl.float32)
+        else:
+            offset = 0.0
+        x_row = x_ptr + m.to(tl.int64) * stride_xm
+        acc = tl.zeros((BN, HB), dtype=tl.float32)
+        for kb in range(0, half_k, HB):
+            j = kb + rj
+            jmask = j < half_k
+            mask = nmask[:, None] & jmask[None, :]
+            byte_idx = row_byte[:, None] + j[None, :]
+            b = tl.load(w_ptr + byte_idx, mask=mask, other=0).to(tl.int32)
+            vh = tl.load(lut_ptr + (b >> 4))
+            vl = tl.load(lut_ptr + (b & 15))
+            xe = tl.load(x_row + 2 * j, mask=jmask, other=0.0).to(tl.float32)
+            xo = tl.load(x_row + 2 * j + 1, mask=jmask, other=0.0).to(tl.float32)
+            part = vh * xe[None, :] + vl * xo[None, :]
+            if EVEN:
+                s = _block_scale((row_byte + kb) * 2 // BLOCKSIZE, nmask, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)
+                acc += part * s[:, None]
+            else:
+                s = _block_scale(byte_idx * 2 // BLOCKSIZE, mask, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)
+                acc += part * s
+        res = tl.sum(acc, axis=1)
+        if HAS_BIAS:
+            res += tl.load(bias_ptr + rn, mask=nmask, other=0.0).to(tl.float32)
+        tl.store(out_ptr + m.to(tl.int64) * stride_om + rn, res.to(out_ptr.dtype.element_ty), mask=nmask)
+
+    @triton.jit
+    def _gemm_kernel(
+        x_ptr,
+        w_ptr,
+        absmax_ptr,
+        a8_ptr,
+        code2_ptr,
+        offset_ptr,
+        lut_ptr,
+        bias_ptr,
+        out_ptr,
+        M,
+        N,
+        K,
+        stride_xm,
+        stride_om,
+        BLOCKSIZE: tl.constexpr,
+        NESTED: tl.constexpr,
+        HAS_BIAS: tl.constexpr,
+        EVEN: tl.constexpr,
+        BM: tl.constexpr,
+        BN: tl.constexpr,
+        BK: tl.constexpr,
+    ):
+        HB: tl.constexpr = BK // 2
+        DT = x_ptr.dtype.element_ty
+        pid_n = tl.program_id(0)
+        pid_m = tl.program_id(1)
+        rn = pid_n * BN + tl.arange(0, BN)
+        rm = pid_m * BM + tl.arange(0, BM)
+        nmask = rn < N
+        mmask = rm < M
+        half_k = K // 2
+        row_byte = rn.to(tl.int64) * half_k
+        x_rows = x_ptr + rm.to(tl.int64)[:, None] * stride_xm
+        rj = tl.arange(0, HB)
+        if NESTED:
+            offset = tl.load(offset_ptr).to(tl.float32)
+        else:
+            offset = 0.0
+        acc = tl.zeros((BM, BN), dtype=tl.float32)
+        for kb in range(0, half_k, HB):
+            j = kb + rj
+            jmask = j < half_k
+            wmask = nmask[:, None] & jmask[None, :]
+            byte_idx = row_byte[:, None] + j[None, :]
+            b = tl.load(w_ptr + byte_idx, mask=wmask, other=0).to(tl.int32)
+            vh = tl.load(lut_ptr + (b >> 4))
+            vl = tl.load(lut_ptr + (b & 15))
+            if EVEN:
+                s = _block_scale((row_byte + kb) * 2 // BLOCKSIZE, nmask, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)
+                wh = (vh * s[:, None]).to(DT)
+                wl = (vl * s[:, None]).to(DT)
+            else:
+                s = _block_scale(byte_idx * 2 // BLOCKSIZE, wmask, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)
+                wh = (vh * s).to(DT)
+                wl = (vl * s).to(DT)
+            xmask = mmask[:, None] & jmask[None, :]
+            xe = tl.load(x_rows + 2 * j[None, :], mask=xmask, other=0.0)
+            xo = tl.load(x_rows + 2 * j[None, :] + 1, mask=xmask, other=0.0)
+            acc = tl.dot(xe, tl.trans(wh), acc)
+            acc = tl.dot(xo, tl.trans(wl), acc)
+        if HAS_BIAS:
+            acc += tl.load(bias_ptr + rn, mask=nmask, other=0.0).to(tl.float32)[None, :]
+        optrs = out_ptr + rm.to(tl.int64)[:, None] * stride_om + rn[None, :]
+        tl.store(optrs, acc.to(out_ptr.dtype.element_ty), mask=mmask[:, None] & nmask[None, :])
+
+    @triton.jit
+    def _dequant_kernel(
+        w_ptr,
+        absmax_ptr,
+        a8_ptr,
+        code2_ptr,
+        offset_ptr,
+        lut_ptr,
+        out_ptr,
+        n_bytes,
+        BLOCKSIZE: tl.constexpr,
+        NESTED: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        pid = tl.program_id(0)
+        j = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = j < n_bytes
+        if NESTED:
+            offset = tl.load(offset_ptr).to(tl.float32)
+        else:
+            offset = 0.0
+        b = tl.load(w_ptr + j, mask=mask, other=0).to(tl.int32)
+        s = _block_scale(j * 2 // BLOCKSIZE, mask, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)
+        DT = out_ptr.dtype.element_ty
+        hv = (tl.load(lut_ptr + (b >> 4)) * s).to(DT)
+        lv = (tl.load(lut_ptr + (b & 15)) * s).to(DT)
+        pairs = tl.interleave(hv, lv)
+        o = pid.to(tl.int64) * (2 * BLOCK) + tl.arange(0, 2 * BLOCK)
+        tl.store(out_ptr + o, pairs, mask=o < 2 * n_bytes)
+
+
+# ------------------------------------------------------------------------------------------
+# Launch helpers
+
+
+class _Meta:
+    """Decoded launch arguments of one quantized weight (cheap to build, cached by callers)."""
+
+    __slots__ = ("a8", "absmax", "blocksize", "code2", "configs", "lut", "nested", "offset")
+
+    def __init__(self, absmax, a8, code2, offset, lut, nested, blocksize):
+        self.configs: dict[tuple, tuple] = {}
+        self.absmax = absmax
+        self.a8 = a8
+        self.code2 = code2
+        self.offset = offset
+        self.lut = lut
+        self.nested = nested
+        self.blocksize = blocksize
+
+
+_LUTS: dict[tuple[str, torch.device], torch.Tensor] = {}
+
+
+def _lut(quant_type: str, device: torch.device) -> torch.Tensor:
+    key = (quant_type, device)
+    t = _LUTS.get(key)
+    if t is None:
+        t = _LUTS[key] = fourbit_table(quant_type, device)
+    return t
+
+
+def _make_meta(
+    absmax: torch.Tensor,
+    blocksize: int,
+    lut: torch.Tensor,
+    absmax_8bit: torch.Tensor | None,
+    absmax_code: torch.Tensor | None,
+    absmax_offset: torch.Tensor | None,
+) -> _Meta:
+    if absmax_8bit is None:
+        if absmax.dtype != torch.float32:
+            absmax = absmax.float()
+        return _Meta(absmax, absmax, absmax, absmax, lut, False, blocksize)
+    offset = absmax_offset
+    if not isinstance(offset, torch.Tensor) or offset.dtype != torch.float32 or offset.device != absmax.device:
+        offset = torch.as_tensor(offset, dtype=torch.float32, device=absmax.device)
+    code2 = absmax_code if absmax_code.dtype == torch.float32 else absmax_code.float()
+    amax = absmax if absmax.dtype == torch.float32 else absmax.float()
+    return _Meta(amax, absmax_8bit, code2, offset, lut, True, blocksize)
+
+
+def _even(K: int, blocksize: int, BK: int) -> bool:
+    return K % blocksize == 0 and blocksize % BK == 0
+
+
+def launch(
+    config: tuple, x: torch.Tensor, w: torch.Tensor, meta: _Meta, bias: torch.Tensor | None, out: torch.Tensor, N: int
+) -> torch.Tensor:
+    """Run one path. ``x``: [M, K] rows (unit stride in K), ``w``: flat uint8 packed weight,
+    ``out``: [M, N] (unit stride in N). Returns ``out``."""
+    M, K = x.shape
+    kind = config[0]
+    bs = meta.blocksize
+    has_bias = bias is not None
+    bias_arg = bias if has_bias else meta.absmax
+    if kind == "gemv":
+        _, BN, BK, warps = config
+        BK = min(BK, bs) if K % bs == 0 and BK > bs else BK
+        grid = (triton.cdiv(N, BN), M)
+        _gemv_kernel[grid](
+            x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, out,
+            N, K, x.stride(0), out.stride(0),
+            BLOCKSIZE=bs, NESTED=meta.nested, HAS_BIAS=has_bias, EVEN=_even(K, bs, BK),
+            BN=BN, BK=BK, num_warps=warps,
+        )  # fmt: skip
+    elif kind == "dot":
+        _, BM, BN, BK, warps, stages = config
+        BK = min(BK, bs) if K % bs == 0 and BK > bs else BK
+        grid = (triton.cdiv(N, BN), triton.cdiv(M, BM))
+        _gemm_kernel[grid](
+            x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, out,
+            M, N, K, x.stride(0), out.stride(0),
+            BLOCKSIZE=bs, NESTED=meta.nested, HAS_BIAS=has_bias, EVEN=_even(K, bs, BK),
+            BM=BM, BN=BN, BK=BK, num_warps=warps, num_stages=stages,
+        )  # fmt: skip
+    elif kind == "dequant":
+        W = dequantize(w, meta, N, K, x.dtype)
+        if has_bias:
+            torch.addmm(bias, x, W.t(), out=out)
+        else:
+            torch.mm(x, W.t(), out=out)
+    else:  # pragma: no cover - configs come from this module
+        raise ValueError(f"unknown 4-bit matmul path {kind!r}")
+    return out
+
+
+def dequantize(w: torch.Tensor, meta: _Meta, N: int, K: int, dtype: torch.dtype) -> torch.Tensor:
+    """The [N, K] weight in ``dtype`` (one kernel, nested absmax decoded inside)."""
+    W = torch.empty((N, K), dtype=dtype, device=w.device)
+    n_bytes = N * K // 2
+    BLOCK = 1024
+    _dequant_kernel[(triton.cdiv(n_bytes, BLOCK),)](
+        w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, W, n_bytes,
+        BLOCKSIZE=meta.blocksize, NESTED=meta.nested, BLOCK=BLOCK, num_warps=4,
+    )  # fmt: skip
+    return W
+
+
+def _bucket(M: int) -> int:
+    if M <= 4:
+        return M
+    b = 8
+    while b < M and b < 8192:
+        b *= 2
+    return b
+
+
+def heuristic_config(M: int, dtype: torch.dtype) -> tuple:
+    if dtype == torch.float32:
+        return ("gemv", 16, 256, 4) if M <= 4 else ("dequant",)
+    if M == 1:
+        return ("gemv", 16, 512, 4)
+    if M <= 16:
+        return ("dot", 16, 64, 128, 4, 3)
+    if M <= 64:
+        return ("dot", 64, 64, 128, 4, 3)
+    if M <= 512:
+        return ("dot", 128, 128, 64, 8, 3)
+    return ("dequant",)
+
+
+def candidates(M: int, dtype: torch.dtype) -> list[tuple]:
+    if dtype == torch.float32:
+        return [("gemv", 16, 256, 4), ("gemv", 32, 256, 4), ("dequant",)] if M <= 4 else [("dequant",)]
+    if M == 1:
+        return [("gemv", 16, 512, 4), ("gemv", 32, 256, 4), ("gemv", 8, 512, 4), ("gemv", 16, 1024, 8)]
+    if M <= 4:
+        return [("gemv", 16, 512, 4), ("dot", 16, 32, 256, 4, 3), ("dot", 16, 64, 128, 4, 3)]
+    if M <= 16:
+        return [
+            ("dot", 16, 32, 256, 4, 3),
+            ("dot", 16, 64, 128, 4, 3),
+            ("dot", 16, 32, 128, 4, 4),
+            ("dot", 16, 128, 128, 8, 3),
+        ]
+    if M <= 64:
+        return [
+            ("dot", M if M in (32, 64) else 64, 64, 128, 4, 3),
+            ("dot", 32, 64, 128, 4, 3),
+            ("dot", 64, 128, 64, 4, 4),
+        ]
+    if M <= 512:
+        return [("dot", 64, 128, 64, 4, 4), ("dot", 128, 128, 64, 8, 3), ("dot", 128, 64, 128, 4, 3), ("dequant",)]
+    return [("dot", 128, 128, 64, 8, 3), ("dot", 128, 256, 64, 8, 3), ("dequant",)]
+
+
+_TUNED: dict[tuple, tuple] = {}
+
+
+def _autotune_enabled() -> bool:
+    return os.environ.get(AUTOTUNE_ENV, "1") not in ("0", "") and not interpreting()
+
+
+def _time(fn) -> float:
+    return triton.testing.do_bench(fn, warmup=3, rep=15, return_mode="median")
+
+
+def select_config(
+    x: torch.Tensor, w: torch.Tensor, meta: _Meta, bias: torch.Tensor | None, out: torch.Tensor, N: int
+) -> tuple:
+    """The path for this shape: cached; on a GPU timed once per (bucket, N, K, dtype, ...)."""
+    M, K = x.shape
+    fast_key = (M, x.dtype, bias is None)
+    cfg = meta.configs.get(fast_key)
+    if cfg is not None:
+        return cfg
+    key = (_bucket(M), N, K, x.dtype, meta.blocksize, meta.nested, bias is not None, x.device)
+    cfg = _TUNED.get(key)
+    if cfg is None:
+        if not _autotune_enabled() or x.device.type != "cuda" or torch.cuda.is_current_stream_capturing():
+            return heuristic_config(M, x.dtype)
+        best, best_ms = None, float("inf")
+        for c in candidates(M, x.dtype):
+            try:
+                launch(c, x, w, meta, bias, out, N)
+                ms = _time(lambda c=c: launch(c, x, w, meta, bias, out, N))
+            except Exception:
+                continue
+            if ms < best_ms:
+                best, best_ms = c, ms
+        cfg = best or heuristic_config(M, x.dtype)
+        _TUNED[key] = cfg
+    meta.configs[fast_key] = cfg
+    return cfg
+
+
+def tuned_configs() -> dict[tuple, tuple]:
+    """What the autotuner chose so far (for benchmarks and reports)."""
+    return dict(_TUNED)
+
+
+# ------------------------------------------------------------------------------------------
+# Op implementations
+
+
+def _fallback_needed(A: torch.Tensor, K: int) -> bool:
+    return K % 2 != 0 or A.dtype not in (torch.float16, torch.bfloat16, torch.float32)
+
+
+def _as_u8(B: torch.Tensor) -> torch.Tensor:
+    if B.dtype != torch.uint8:
+        B = B.view(torch.uint8)
+    return B.reshape(-1)
+
+
+def _run(
+    A: torch.Tensor,
+    w: torch.Tensor,
+    N: int,
+    K: int,
+    meta: _Meta,
+    bias: torch.Tensor | None,
+    out: torch.Tensor | None,
+) -> torch.Tensor:
+    x = A if A.dim() == 2 else A.reshape(-1, K)
+    if x.stride(-1) != 1:
+        x = x.contiguous()
+    M = x.shape[0]
+    o = torch.empty((M, N), dtype=A.dtype, device=A.device) if out is None else out.view(M, N)
+    if bias is not None and bias.dtype != A.dtype:
+        bias = bias.to(A.dtype)
+    if M > 0:
+        dev = A.device
+        if dev.index is None or dev.index == torch.cuda.current_device() or dev.type != "cuda":
+            launch(select_config(x, w, meta, bias, o, N), x, w, meta, bias, o, N)
+        else:
+            with device_guard(dev):
+                launch(select_config(x, w, meta, bias, o, N), x, w, meta, bias, o, N)
+    if out is None and A.dim() != 2:
+        return o.view(*A.shape[:-1], N)
+    return o
+
+
+def prepare_gemm_4bit(
+    B: torch.Tensor,
+    shapeB: Sequence[int],
+    absmax: torch.Tensor,
+    blocksize: int,
+    quant_type: str,
+    absmax_8bit: torch.Tensor | None = None,
+    absmax_code: torch.Tensor | None = None,
+    absmax_offset: torch.Tensor | None = None,
+):
+    """A callable ``run(A, bias)`` equal to ``gemm_4bit`` for this weight, with the launch
+    arguments decoded once (modules cache it; the per-call cost is then the launch)."""
+    N, K = int(shapeB[0]), int(shapeB[1])
+    meta = _make_meta(absmax, blocksize, _lut(quant_type, B.device), absmax_8bit, absmax_code, absmax_offset)
+    w = _as_u8(B)
+    odd = K % 2 != 0
+
+    def run(A: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        if odd or A.dtype not in _FLOATS:
+            return _ref.gemm_4bit(
+                A, B, shapeB, absmax, blocksize, quant_type, bias, absmax_8bit, absmax_code, absmax_offset
+            )
+        return _run(A, w, N, K, meta, bias, None)
+
+    return run
+
+
+_FLOATS = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def gemm_4bit(
+    A: torch.Tensor,
+    B: torch.Tensor,
+    shapeB: Sequence[int],
+    absmax: torch.Tensor,
+    blocksize: int,
+    quant_type: str,
+    bias: torch.Tensor | None = None,
+    absmax_8bit: torch.Tensor | None = None,
+    absmax_code: torch.Tensor | None = None,
+    absmax_offset: torch.Tensor | None = None,
+) -> torch.Tensor:
+    K = int(shapeB[1])
+    if _fallback_needed(A, K):
+        return _ref.gemm_4bit(
+            A, B, shapeB, absmax, blocksize, quant_type, bias, absmax_8bit, absmax_code, absmax_offset
+        )
+    meta = _make_meta(absmax, blocksize, _lut(quant_type, A.device), absmax_8bit, absmax_code, absmax_offset)
+    return _run(A, _as_u8(B), int(shapeB[0]), K, meta, bias, None)
+
+
+def gemv_4bit(
+    A: torch.Tensor, B: torch.Tensor, shapeB: Sequence[int], absmax: torch.Tensor, code: torch.Tensor, blocksize: int
+) -> torch.Tensor:
+    K = int(shapeB[1])
+    if _fallback_needed(A, K):
+        return _ref.gemv_4bit(A, B, shapeB, absmax, code, blocksize)
+    lut = code if code.dtype == torch.float32 else code.float()
+    return _run(A, _as_u8(B), int(shapeB[0]), K, _make_meta(absmax, blocksize, lut, None, None, None), None, None)
+
+
+def gemv_4bit_out(
+    A: torch.Tensor,
+    B: torch.Tensor,
+    shapeB: Sequence[int],
+    absmax: torch.Tensor,
+    code: torch.Tensor,
+    blocksize: int,
+    out: torch.Tensor,
+) -> None:
+    K = int(shapeB[1])
+    if _fallback_needed(A, K) or not out.is_contiguous():
+        out.copy_(_ref.gemv_4bit(A, B, shapeB, absmax, code, blocksize))
+        return
+    lut = code if code.dtype == torch.float32 else code.float()
+    _run(A, _as_u8(B), int(shapeB[0]), K, _make_meta(absmax, blocksize, lut, None, None, None), None, out)
+
+
+assert NESTED_BLOCKSIZE == 256  # the kernels divide block indices by 256
+
+gemm_4bit.prepare = prepare_gemm_4bit  # type: ignore[attr-defined]
+
+if HAS_TRITON:
+    register("gemm_4bit", "triton", "cuda", available=available)(gemm_4bit)
+    register("gemv_4bit", "triton", "cuda", available=available)(gemv_4bit)
+    register("gemv_4bit.out", "triton", "cuda", available=available)(gemv_4bit_out)
