@@ -25,6 +25,13 @@ from .fourbit import (  # noqa: E402
     quantize_fp4,
     quantize_nf4,
 )
+from .int8 import (  # noqa: E402
+    int8_double_quant,
+    int8_linear_matmul,
+    int8_mm_dequant,
+    int8_vectorwise_dequant,
+    int8_vectorwise_quant,
+)
 from .quant_state import QuantState, QuantStateError  # noqa: E402
 
 __all__ = [
@@ -41,6 +48,11 @@ __all__ = [
     "dequantize_nf4",
     "functional",
     "get_4bit_type",
+    "int8_double_quant",
+    "int8_linear_matmul",
+    "int8_mm_dequant",
+    "int8_vectorwise_dequant",
+    "int8_vectorwise_quant",
     "quantize_4bit",
     "quantize_blockwise",
     "quantize_fp4",

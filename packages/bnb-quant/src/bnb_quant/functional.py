@@ -8,6 +8,16 @@ from __future__ import annotations
 from .blockwise import dequantize_blockwise, quantize_blockwise
 from .codebooks import create_dynamic_map, create_fp8_map, create_linear_map, create_normal_map, get_4bit_type
 from .fourbit import dequantize_4bit, dequantize_fp4, dequantize_nf4, quantize_4bit, quantize_fp4, quantize_nf4
+from .int8 import (
+    get_colrow_absmax,
+    get_row_absmax,
+    int8_double_quant,
+    int8_linear_matmul,
+    int8_mm_dequant,
+    int8_vectorwise_dequant,
+    int8_vectorwise_quant,
+    mm_dequant,
+)
 from .quant_state import QuantState, pack_dict_to_tensor, unpack_tensor_to_dict
 
 __all__ = [
@@ -21,6 +31,14 @@ __all__ = [
     "dequantize_fp4",
     "dequantize_nf4",
     "get_4bit_type",
+    "get_colrow_absmax",
+    "get_row_absmax",
+    "int8_double_quant",
+    "int8_linear_matmul",
+    "int8_mm_dequant",
+    "int8_vectorwise_dequant",
+    "int8_vectorwise_quant",
+    "mm_dequant",
     "pack_dict_to_tensor",
     "quantize_4bit",
     "quantize_blockwise",
