@@ -20,7 +20,7 @@ import torch
 
 from .._registry import _select, define_op
 
-__all__ = ["NESTED_BLOCKSIZE", "gemm_4bit_direct", "prepare_gemm_4bit"]
+__all__ = ["NESTED_BLOCKSIZE", "check_gemm_4bit_args", "gemm_4bit_direct", "prepare_gemm_4bit"]
 
 NESTED_BLOCKSIZE = 256
 
@@ -43,7 +43,7 @@ _STORAGE = (torch.uint8, torch.float16, torch.bfloat16, torch.float32)
 
 
 def _check_common(A: torch.Tensor, B: torch.Tensor, shapeB: Sequence[int], blocksize: int) -> None:
-    torch._check_is_size(blocksize)
+    torch._check(blocksize > 0, lambda: f"blocksize must be positive, got {blocksize}")
     torch._check(A.dtype in _FLOATS, lambda: f"A must be float16, bfloat16 or float32, got {A.dtype}")
     torch._check(B.dtype in _STORAGE, lambda: f"B must be uint8, float16, bfloat16 or float32, got {B.dtype}")
     torch._check(len(shapeB) == 2, lambda: f"shapeB must be [out_features, in_features], got {list(shapeB)}")
@@ -94,6 +94,67 @@ def _(
 ) -> torch.Tensor:
     _check_common(A, B, shapeB, blocksize)
     return A.new_empty((*A.shape[:-1], shapeB[0]))
+
+
+def check_gemm_4bit_args(
+    A: torch.Tensor,
+    B: torch.Tensor,
+    shapeB: Sequence[int],
+    absmax: torch.Tensor,
+    blocksize: int,
+    quant_type: str | None = None,
+    bias: torch.Tensor | None = None,
+    absmax_8bit: torch.Tensor | None = None,
+    absmax_code: torch.Tensor | None = None,
+    code: torch.Tensor | None = None,
+) -> tuple[int, int]:
+    """Validate the arguments of the 4-bit matmul ops; returns (N, K). Raises ValueError or
+    TypeError naming what was expected (the backends call this before any kernel runs)."""
+    for name, t in (("A", A), ("B", B), ("absmax", absmax)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if A.dtype not in _FLOATS:
+        raise TypeError(f"A must be float16, bfloat16 or float32, got {A.dtype}")
+    if B.dtype not in _STORAGE:
+        raise TypeError(f"B (packed 4-bit weight) must be uint8, float16, bfloat16 or float32, got {B.dtype}")
+    if len(shapeB) != 2 or int(shapeB[0]) < 0 or int(shapeB[1]) <= 0:
+        raise ValueError(f"shapeB must be [out_features, in_features], got {list(shapeB)}")
+    N, K = int(shapeB[0]), int(shapeB[1])
+    if A.dim() == 0 or A.shape[-1] != K:
+        raise ValueError(
+            f"A has {A.shape[-1] if A.dim() else 0} features (shape {tuple(A.shape)}), the 4-bit weight expects {K}"
+        )
+    if blocksize not in (32, 64, 128, 256, 512, 1024, 2048, 4096):
+        raise ValueError(f"blocksize must be a power of two from 32 to 4096, got {blocksize}")
+    if quant_type is not None and quant_type not in ("nf4", "fp4"):
+        raise ValueError(f"quant_type must be 'nf4' or 'fp4', got {quant_type!r}")
+    nbytes = B.numel() * B.element_size()
+    if nbytes != (N * K + 1) // 2:
+        raise ValueError(f"B holds {nbytes} bytes, a 4-bit [{N}, {K}] weight packs into {(N * K + 1) // 2}")
+    blocks = -(N * K // -blocksize)
+    if absmax_8bit is not None:
+        if absmax_code is None:
+            raise ValueError("nested absmax needs absmax_8bit, absmax_code and absmax_offset together")
+        if absmax_8bit.dtype != torch.uint8 or absmax_8bit.numel() != blocks:
+            raise ValueError(
+                f"absmax_8bit must be {blocks} uint8 codes, got {absmax_8bit.numel()} of {absmax_8bit.dtype}"
+            )
+        if absmax.numel() != -(blocks // -NESTED_BLOCKSIZE):
+            raise ValueError(f"nested absmax must have {-(blocks // -NESTED_BLOCKSIZE)} entries, got {absmax.numel()}")
+        if absmax_code.numel() != 256:
+            raise ValueError(f"absmax_code must have 256 entries, got {absmax_code.numel()}")
+    elif absmax.numel() != blocks:
+        raise ValueError(
+            f"absmax must have {blocks} entries for a [{N}, {K}] weight with blocksize {blocksize}, got {absmax.numel()}"
+        )
+    if code is not None and code.numel() != 16:
+        raise ValueError(f"code must be the 16-entry 4-bit codebook, got {code.numel()} entries")
+    if bias is not None and bias.numel() != N:
+        raise ValueError(f"bias must have {N} elements, got {bias.numel()}")
+    devices = {t.device for t in (A, B, absmax, bias, absmax_8bit, absmax_code, code) if t is not None}
+    if len(devices) > 1:
+        raise ValueError(f"expected every tensor on one device, got {sorted(str(d) for d in devices)}")
+    return N, K
 
 
 def gemm_4bit_direct(

@@ -11,7 +11,7 @@ import torch
 from ... import _native
 from ..._registry import register
 from ...codebooks import fourbit_table
-from ...ops.fourbit_matmul import NESTED_BLOCKSIZE
+from ...ops.fourbit_matmul import NESTED_BLOCKSIZE, check_gemm_4bit_args
 
 __all__ = ["PATHS", "gemm_4bit", "gemv_4bit", "gemv_4bit_out"]
 
@@ -59,7 +59,7 @@ def run(
     path: str = "auto",
 ) -> torch.Tensor:
     """``A @ dequantize(B).T (+ bias)`` with the native kernel; returns ``[*A.shape[:-1], N]``."""
-    N, K = int(shapeB[0]), int(shapeB[1])
+    N, K = check_gemm_4bit_args(A, B, shapeB, absmax, blocksize, None, bias, absmax_8bit, absmax_code, lut)
     x = A.reshape(-1, K)
     if x.stride(-1) != 1 or (x.shape[0] > 1 and x.stride(0) < K):
         x = x.contiguous()

@@ -13,7 +13,7 @@ import torch
 
 from ..._registry import register
 from ...codebooks import fourbit_table
-from ...ops.fourbit_matmul import NESTED_BLOCKSIZE
+from ...ops.fourbit_matmul import NESTED_BLOCKSIZE, check_gemm_4bit_args
 from .quant import unpack_nibbles
 
 __all__ = ["decode_nested_absmax", "dequantize_weight", "gemm_4bit", "gemv_4bit", "gemv_4bit_out"]
@@ -44,6 +44,7 @@ def dequantize_weight(
 def gemv_4bit(
     A: torch.Tensor, B: torch.Tensor, shapeB: Sequence[int], absmax: torch.Tensor, code: torch.Tensor, blocksize: int
 ) -> torch.Tensor:
+    check_gemm_4bit_args(A, B, shapeB, absmax, blocksize, code=code)
     W = dequantize_weight(B, shapeB, absmax, code, blocksize, A.dtype)
     return torch.nn.functional.linear(A, W)
 
@@ -74,6 +75,7 @@ def gemm_4bit(
     absmax_code: torch.Tensor | None = None,
     absmax_offset: torch.Tensor | None = None,
 ) -> torch.Tensor:
+    check_gemm_4bit_args(A, B, shapeB, absmax, blocksize, quant_type, bias, absmax_8bit, absmax_code)
     if absmax_8bit is not None:
         if absmax_code is None or absmax_offset is None:
             raise ValueError("nested absmax needs absmax_8bit, absmax_code and absmax_offset together")

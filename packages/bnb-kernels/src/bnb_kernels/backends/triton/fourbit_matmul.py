@@ -27,7 +27,7 @@ import torch
 
 from ..._registry import register
 from ...codebooks import fourbit_table
-from ...ops.fourbit_matmul import NESTED_BLOCKSIZE
+from ...ops.fourbit_matmul import NESTED_BLOCKSIZE, check_gemm_4bit_args
 from ..reference import fourbit_matmul as _ref
 from ._common import HAS_TRITON, available, device_guard, interpreting, tl, triton
 
@@ -463,6 +463,8 @@ def prepare_gemm_4bit(
     odd = K % 2 != 0
 
     def run(A: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        if A.shape[-1] != K:
+            raise ValueError(f"A has {A.shape[-1]} features (shape {tuple(A.shape)}), the 4-bit weight expects {K}")
         if odd or A.dtype not in _FLOATS:
             return _ref.gemm_4bit(
                 A, B, shapeB, absmax, blocksize, quant_type, bias, absmax_8bit, absmax_code, absmax_offset
@@ -487,7 +489,7 @@ def gemm_4bit(
     absmax_code: torch.Tensor | None = None,
     absmax_offset: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    K = int(shapeB[1])
+    _, K = check_gemm_4bit_args(A, B, shapeB, absmax, blocksize, quant_type, bias, absmax_8bit, absmax_code)
     if _fallback_needed(A, K):
         return _ref.gemm_4bit(
             A, B, shapeB, absmax, blocksize, quant_type, bias, absmax_8bit, absmax_code, absmax_offset
@@ -499,7 +501,7 @@ def gemm_4bit(
 def gemv_4bit(
     A: torch.Tensor, B: torch.Tensor, shapeB: Sequence[int], absmax: torch.Tensor, code: torch.Tensor, blocksize: int
 ) -> torch.Tensor:
-    K = int(shapeB[1])
+    _, K = check_gemm_4bit_args(A, B, shapeB, absmax, blocksize, code=code)
     if _fallback_needed(A, K):
         return _ref.gemv_4bit(A, B, shapeB, absmax, code, blocksize)
     lut = code if code.dtype == torch.float32 else code.float()
@@ -515,7 +517,7 @@ def gemv_4bit_out(
     blocksize: int,
     out: torch.Tensor,
 ) -> None:
-    K = int(shapeB[1])
+    _, K = check_gemm_4bit_args(A, B, shapeB, absmax, blocksize, code=code)
     if _fallback_needed(A, K) or not out.is_contiguous():
         out.copy_(_ref.gemv_4bit(A, B, shapeB, absmax, code, blocksize))
         return

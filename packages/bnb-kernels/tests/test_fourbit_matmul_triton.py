@@ -1,0 +1,162 @@
+"""Triton 4-bit matmul kernels against the reference.
+
+On CI (no GPU) every kernel path runs under the Triton interpreter on small shapes, in a
+subprocess (``TRITON_INTERPRET=1`` must be set before Triton is imported): this file run as
+a script does those checks. With a GPU, the ``gpu`` tests run the real kernels at full size.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+CONFIGS = [
+    ("gemv", 16, 64, 4),
+    ("gemv", 8, 256, 4),
+    ("dot", 16, 16, 64, 4, 2),
+    ("dot", 32, 32, 32, 4, 2),
+    ("dequant",),
+]
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12)).item()
+
+
+def _case(N, K, M, blocksize, dtype, nested, quant_type, device, seed=0):
+    import bnb_quant.functional as F
+
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(N, K, generator=g).to(dtype).to(device)
+    x = torch.randn(M, K, generator=g).to(dtype).to(device)
+    bias = torch.randn(N, generator=g).to(dtype).to(device)
+    q, st = F.quantize_4bit(W, blocksize=blocksize, quant_type=quant_type, compress_statistics=nested)
+    extra = (st.state2.absmax, st.absmax, st.state2.code, st.offset) if nested else (st.absmax, None, None, None)
+    return W, x, bias, q, extra
+
+
+def _interpreter_checks() -> None:
+    """Every path at small shapes on CPU tensors. bf16 is checked on gemv/dequant only
+    (loosely: the interpreter rounds to bf16 differently and its bf16 tl.dot is broken)."""
+    from bnb_kernels.backends.reference import fourbit_matmul as ref
+    from bnb_kernels.backends.triton import fourbit_matmul as T
+
+    cases = [
+        (40, 128, 3, 64, torch.float16, True, "nf4"),
+        (33, 96, 1, 32, torch.float16, False, "fp4"),
+        (64, 200, 2, 128, torch.float32, True, "nf4"),  # K % blocksize != 0
+        (16, 64, 17, 4096, torch.float16, False, "nf4"),  # one block spans rows
+        (24, 96, 5, 64, torch.bfloat16, True, "nf4"),
+    ]
+    failures = []
+    for N, K, M, bs, dt, nested, qt in cases:
+        _, x, bias, q, extra = _case(N, K, M, bs, dt, nested, qt, "cpu", seed=N)
+        expected = ref.gemm_4bit(x, q, [N, K], extra[0], bs, qt, bias, *extra[1:])
+        meta = T._make_meta(extra[0], bs, T._lut(qt, x.device), *extra[1:])
+        for cfg in CONFIGS:
+            if cfg[0] == "dot" and dt != torch.float16:
+                continue
+            out = torch.full((M, N), float("nan"), dtype=dt)
+            T.launch(cfg, x, q.reshape(-1), meta, bias, out, N)
+            tol = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}[dt]
+            err = _rel(out, expected)
+            if not torch.isfinite(out).all() or err > tol:
+                failures.append(f"{cfg} N={N} K={K} M={M} bs={bs} {dt} nested={nested}: rel err {err:.3g}")
+        # The op-level entry points (their heuristic may pick tl.dot: skip bf16 there).
+        if dt == torch.bfloat16:
+            continue
+        got = T.gemm_4bit(x, q, [N, K], extra[0], bs, qt, bias, *extra[1:])
+        if _rel(got, expected) > 2e-2:
+            failures.append(f"gemm_4bit N={N} K={K} M={M}: {_rel(got, expected):.3g}")
+        run = T.prepare_gemm_4bit(q, [N, K], extra[0], bs, qt, *extra[1:])
+        if _rel(run(x, bias), expected) > 2e-2:
+            failures.append(f"prepared N={N} K={K} M={M}")
+    # gemv_4bit with an explicit codebook and .out
+    _, x, _, q, extra = _case(32, 64, 1, 64, torch.float16, False, "nf4", "cpu", seed=3)
+    code = T._lut("nf4", x.device)
+    expected = ref.gemv_4bit(x, q, [32, 64], extra[0], code, 64)
+    out = torch.empty(1, 32, dtype=torch.float16)
+    T.gemv_4bit_out(x, q, [32, 64], extra[0], code, 64, out)
+    if _rel(out, expected) > 2e-3 or _rel(T.gemv_4bit(x, q, [32, 64], extra[0], code, 64), expected) > 2e-3:
+        failures.append("gemv_4bit")
+    # dequantize kernel alone: fp16 exact
+    _, x, _, q, extra = _case(8, 128, 1, 32, torch.float16, True, "fp4", "cpu", seed=4)
+    meta = T._make_meta(extra[0], 32, T._lut("fp4", x.device), *extra[1:])
+    W = T.dequantize(q.reshape(-1), meta, 8, 128, torch.float16)
+    flat = ref.decode_nested_absmax(extra[1], extra[0], extra[2], extra[3])
+    if not torch.equal(W, ref.dequantize_weight(q, [8, 128], flat, T._lut("fp4", x.device), 32, torch.float16)):
+        failures.append("dequantize kernel")
+    if failures:
+        raise SystemExit("FAILED:\n" + "\n".join(failures))
+    print("triton interpreter checks passed")
+
+
+def test_triton_kernels_under_interpreter() -> None:
+    pytest.importorskip("triton")
+    env = dict(os.environ, TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "checks passed" in proc.stdout
+
+
+def test_heuristics_cover_every_batch_size() -> None:
+    pytest.importorskip("triton")
+    from bnb_kernels.backends.triton import fourbit_matmul as T
+
+    for M in (1, 2, 3, 4, 5, 16, 17, 64, 100, 512, 513, 2048, 10000):
+        for dt in (torch.float16, torch.bfloat16, torch.float32):
+            assert T.heuristic_config(M, dt)[0] in ("gemv", "dot", "dequant")
+            cands = T.candidates(M, dt)
+            assert cands and all(c[0] in ("gemv", "dot", "dequant") for c in cands)
+            if dt == torch.float32:
+                assert all(c[0] != "dot" for c in cands)  # no tf32 for fp32 activations
+
+
+gpu = pytest.mark.gpu
+
+
+@gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("M", [1, 3, 16, 100, 700])
+@pytest.mark.parametrize(
+    ("N", "K", "blocksize", "nested"), [(4096, 4096, 64, True), (1000, 2048, 128, False), (300, 770, 32, True)]
+)
+def test_gpu_every_path_matches_reference(dtype, M, N, K, blocksize, nested) -> None:
+    from bnb_kernels.backends.reference import fourbit_matmul as ref
+    from bnb_kernels.backends.triton import fourbit_matmul as T
+
+    _, x, bias, q, extra = _case(N, K, M, blocksize, dtype, nested, "nf4", "cuda", seed=M)
+    expected = ref.gemm_4bit(x, q, [N, K], extra[0], blocksize, "nf4", bias, *extra[1:])
+    meta = T._make_meta(extra[0], blocksize, T._lut("nf4", x.device), *extra[1:])
+    tol = {torch.float32: 1e-4, torch.float16: 3e-3, torch.bfloat16: 1.2e-2}[dtype]
+    for cfg in [*T.candidates(M, dtype), T.heuristic_config(M, dtype)]:
+        out = torch.full((M, N), float("nan"), dtype=dtype, device="cuda")
+        T.launch(cfg, x, q.reshape(-1), meta, bias, out, N)
+        assert torch.isfinite(out).all(), cfg
+        assert _rel(out, expected) < tol, (cfg, _rel(out, expected))
+    got = torch.ops.bitsandbytes.gemm_4bit(x, q, [N, K], extra[0], blocksize, "nf4", bias, *extra[1:])
+    assert _rel(got, expected) < tol
+
+
+@gpu
+def test_gpu_gemv_op_and_fp4_odd_k() -> None:
+    from bnb_kernels.backends.reference import fourbit_matmul as ref
+
+    _, x, _, q, extra = _case(512, 1024, 1, 64, torch.bfloat16, False, "fp4", "cuda")
+    code = torch.tensor([0.0] * 16, device="cuda")
+    from bnb_kernels.codebooks import fourbit_table
+
+    code = fourbit_table("fp4", "cuda")
+    got = torch.ops.bitsandbytes.gemv_4bit(x, q, [512, 1024], extra[0], code, 64)
+    assert _rel(got, ref.gemv_4bit(x, q, [512, 1024], extra[0], code, 64)) < 1.2e-2
+    _, x, bias, q, extra = _case(40, 33, 5, 64, torch.float16, True, "fp4", "cuda")
+    got = torch.ops.bitsandbytes.gemm_4bit(x, q, [40, 33], extra[0], 64, "fp4", bias, *extra[1:])
+    assert _rel(got, ref.gemm_4bit(x, q, [40, 33], extra[0], 64, "fp4", bias, *extra[1:])) < 3e-3
+
+
+if __name__ == "__main__":
+    _interpreter_checks()
