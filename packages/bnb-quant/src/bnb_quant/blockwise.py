@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from bnb_kernels.ops.quant import BLOCKSIZES_8BIT
 
 from . import _checks
@@ -53,7 +54,9 @@ def quantize_blockwise(
     if nested:
         offset = _absmax.mean()
         qabsmax, state2 = quantize_blockwise(_absmax - offset, blocksize=256, nested=False)
-        state = QuantState(absmax=qabsmax, code=code.clone(), blocksize=blocksize, dtype=A.dtype, offset=offset, state2=state2)
+        state = QuantState(
+            absmax=qabsmax, code=code.clone(), blocksize=blocksize, dtype=A.dtype, offset=offset, state2=state2
+        )
     else:
         state = QuantState(absmax=_absmax, code=code.clone(), blocksize=blocksize, dtype=A.dtype)
         if absmax is not None:
@@ -103,6 +106,8 @@ def dequantize_blockwise(
     if out is not None:
         _checks.tensor("out", out, (dtype,))
         _checks.numel("out", out, A.numel())
-        torch.ops.bitsandbytes.dequantize_blockwise.out(A.contiguous(), flat_absmax, qcode, quant_state.blocksize, dtype, out=out)
+        torch.ops.bitsandbytes.dequantize_blockwise.out(
+            A.contiguous(), flat_absmax, qcode, quant_state.blocksize, dtype, out=out
+        )
         return out
     return torch.ops.bitsandbytes.dequantize_blockwise(A.contiguous(), flat_absmax, qcode, quant_state.blocksize, dtype)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 
 import torch
+
 from bnb_kernels.codebooks import FP4_VALUES, NF4_VALUES
 
 __all__ = ["create_dynamic_map", "create_fp8_map", "create_linear_map", "create_normal_map", "get_4bit_type"]
@@ -35,7 +36,9 @@ def create_dynamic_map(signed: bool = True, max_exponent_bits: int = 7, total_bi
     a linear fraction grid whose resolution doubles with the exponent; sorted, 256 entries."""
     if not 1 <= max_exponent_bits < total_bits <= 8:
         raise ValueError(f"need 1 <= max_exponent_bits < total_bits <= 8, got {max_exponent_bits}, {total_bits}")
-    non_sign_bits = total_bits - (1 if signed else 0)
+    # The reference release keeps one bit for the sign even when unsigned (the extra range
+    # goes to a doubled fraction grid below), so both variants hold 256 values.
+    non_sign_bits = total_bits - 1
     additional_items = 2 ** (non_sign_bits - max_exponent_bits) - 1
     values: list[float] = []
     exponent = 0

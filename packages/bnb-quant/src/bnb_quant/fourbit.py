@@ -4,6 +4,7 @@ optionally with the absmax itself quantized to 8 bits ("compress_statistics").""
 from __future__ import annotations
 
 import torch
+
 from bnb_kernels.ops.quant import BLOCKSIZES_4BIT, QUANT_STORAGE_DTYPES
 
 from . import _checks
@@ -68,7 +69,9 @@ def quantize_4bit(
             state2=state2,
         )
     else:
-        state = QuantState(absmax=_absmax, shape=A.shape, dtype=A.dtype, blocksize=blocksize, code=code, quant_type=quant_type)
+        state = QuantState(
+            absmax=_absmax, shape=A.shape, dtype=A.dtype, blocksize=blocksize, code=code, quant_type=quant_type
+        )
         if absmax is not None:
             _checks.numel("absmax", absmax, _absmax.numel())
             state.absmax = absmax.copy_(_absmax.view_as(absmax))
@@ -113,7 +116,14 @@ def dequantize_4bit(
     flat_absmax = _flat_absmax(quant_state)
     _checks.numel("absmax", flat_absmax, -(n // -quant_state.blocksize))
     _checks.same_device(A=A, absmax=flat_absmax, out=out)
-    args = (A.contiguous(), flat_absmax, quant_state.blocksize, quant_state.quant_type, list(quant_state.shape), quant_state.dtype)
+    args = (
+        A.contiguous(),
+        flat_absmax,
+        quant_state.blocksize,
+        quant_state.quant_type,
+        list(quant_state.shape),
+        quant_state.dtype,
+    )
     if out is not None:
         _checks.tensor("out", out, (quant_state.dtype,))
         if tuple(out.shape) != tuple(quant_state.shape):

@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-
 __all__ = ["QuantState", "QuantStateError", "pack_dict_to_tensor", "unpack_tensor_to_dict"]
 
 _DTYPES = {
@@ -121,7 +120,9 @@ class QuantState:
         if packed_keys:
             suffix = packed_keys[0].split(".")[-1]
             if suffix not in cls.valid_qs_type_keys:
-                raise QuantStateError(f"packed quant state key must end in one of {cls.valid_qs_type_keys}, got {suffix}")
+                raise QuantStateError(
+                    f"packed quant state key must end in one of {cls.valid_qs_type_keys}, got {suffix}"
+                )
             plain.pop(suffix)
             plain.update(unpack_tensor_to_dict(qs_dict[packed_keys[0]]))
         missing = [k for k in ("absmax", "quant_map", "quant_type", "blocksize", "dtype", "shape") if k not in plain]
@@ -204,7 +205,9 @@ class QuantState:
         if not packed:
             return qs_dict
         tensors = {k: v for k, v in qs_dict.items() if isinstance(v, torch.Tensor)}
-        plain = {k: (list(v) if isinstance(v, tuple) else v) for k, v in qs_dict.items() if not isinstance(v, torch.Tensor)}
+        plain = {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in qs_dict.items() if not isinstance(v, torch.Tensor)
+        }
         tensors[f"quant_state.bitsandbytes__{self.quant_type}"] = pack_dict_to_tensor(plain)
         return tensors
 
@@ -238,10 +241,7 @@ class QuantState:
             and self.nested == other.nested
             and (
                 not self.nested
-                or (
-                    close(torch.as_tensor(self.offset), torch.as_tensor(other.offset))
-                    and self.state2 == other.state2
-                )
+                or (close(torch.as_tensor(self.offset), torch.as_tensor(other.offset)) and self.state2 == other.state2)
             )
         )
 
@@ -263,4 +263,3 @@ def _tensor(plain: dict[str, Any], key: str, shape: tuple[int, ...], dtype: torc
     if value.dtype != dtype:
         raise QuantStateError(f"{key} must have dtype {dtype_name(dtype)}, got {dtype_name(value.dtype)}")
     return value
-

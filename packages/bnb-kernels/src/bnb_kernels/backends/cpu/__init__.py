@@ -1,5 +1,5 @@
 """Native C++ CPU implementations (loaded through bnb_kernels._native)."""
 
-from . import fourbit_matmul, int8, optim
+from . import fourbit_matmul, int8, optim, quant
 
-__all__ = ["fourbit_matmul", "int8", "optim"]
+__all__ = ["fourbit_matmul", "int8", "optim", "quant"]

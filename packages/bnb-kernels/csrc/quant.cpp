@@ -1,0 +1,604 @@
+// Blockwise 8-bit and 4-bit (NF4/FP4) quantization on the CPU.
+//
+// The rules are those of bnb_kernels/backends/reference/quant.py (the specification); every
+// path here (scalar, AVX2, AVX-512) gives the same bytes:
+//   absmax = max |x| per block in float32 (NaN -> canonical NaN), s = x * (1.0f / absmax);
+//   8-bit: G = round((s + 1) * 32767.5) computed exactly (s = +-0 -> 32768), clamped to
+//          0..65535, NaN -> 65536; code = grid_lut[G] (the table comes from Python);
+//   4-bit: code = order[#{j : s > mids[j]}] over 15 sorted float32 midpoints.
+// Dequantizing: float32(table[code] * absmax), rounded once to the output dtype.
+// Work is split over blocks with OpenMP; no function writes outside the buffers it is given,
+// and bad arguments return a negative BnbError before anything is touched.
+
+// GCC 12 reports its own AVX-512 headers' placeholder operands as uninitialized.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "common.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+// The exactness arguments below need every float operation rounded on its own.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+#define BNB_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define BNB_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+
+namespace {
+
+enum SimdLevel : int32_t { SIMD_AUTO = 0, SIMD_SCALAR = 1, SIMD_AVX2 = 2, SIMD_AVX512 = 3 };
+
+bool cpu_has(const char* what) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (std::strcmp(what, "f16c") == 0) return __builtin_cpu_supports("f16c");
+  if (std::strcmp(what, "avx512dq") == 0) return __builtin_cpu_supports("avx512dq");
+#endif
+  (void)what;
+  return false;
+}
+
+int32_t best_simd() {
+  static const int32_t best = [] {
+    const bool avx2 = bnb::has_avx2() && cpu_has("f16c");
+    if (avx2 && bnb::has_avx512() && cpu_has("avx512dq")) return int32_t(SIMD_AVX512);
+    return avx2 ? int32_t(SIMD_AVX2) : int32_t(SIMD_SCALAR);
+  }();
+  return best;
+}
+
+int32_t choose_simd(int32_t requested) {
+  const int32_t best = best_simd();
+  return (requested <= SIMD_AUTO || requested > best) ? best : requested;
+}
+
+constexpr int64_t kMaxBlocksize = int64_t(1) << 20;
+constexpr int32_t kGridNan = 65536;
+
+inline uint32_t f2u(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float u2f(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline float finish_absmax(uint32_t max_bits) { return u2f(max_bits > 0x7f800000u ? 0x7fc00000u : max_bits); }
+
+template <class F>
+void for_blocks(int64_t blocks, int64_t n, int32_t threads, F&& f) {
+#ifdef _OPENMP
+  // Small tensors are not worth waking the thread pool.
+  if (threads > 1 && blocks > 1 && n >= (int64_t(1) << 15)) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) f(b);
+    return;
+  }
+#else
+  (void)n;
+  (void)threads;
+#endif
+  for (int64_t b = 0; b < blocks; ++b) f(b);
+}
+
+int32_t check_common(const void* a, const void* b, const void* c, int64_t n, int64_t blocksize, int32_t dtype) {
+  if (n < 0) return BNB_EINVAL;
+  if (blocksize < 16 || blocksize % 16 != 0 || blocksize > kMaxBlocksize) return BNB_EBLOCKSIZE;
+  if (dtype != BNB_F32 && dtype != BNB_F16 && dtype != BNB_BF16) return BNB_EDTYPE;
+  if (n > 0 && (a == nullptr || b == nullptr || c == nullptr)) return BNB_EINVAL;
+  return BNB_OK;
+}
+
+// ---------------------------------------------------------------------------------------
+// Scalar reference path (also used for the tails of the SIMD paths)
+// ---------------------------------------------------------------------------------------
+
+template <int DT>
+float absmax_scalar(const void* A, int64_t i0, int64_t len) {
+  uint32_t m = 0;
+  for (int64_t i = 0; i < len; ++i) m = std::max(m, f2u(bnb::load<DT>(A, i0 + i)) & 0x7fffffffu);
+  return finish_absmax(m);
+}
+
+// Exact G(s) = round((s + 1) * 32767.5): v approximates the product, floor(v) is within one of
+// the answer, and the sign of s * 32767.5 + 32767.5 - (floor(v) + 0.5), computed by one fused
+// multiply-add of an exact product and an integer, decides the rounding. It is zero only for
+// s = +-0, which goes up.
+inline int32_t grid_index(float s) {
+  if (s != s) return kGridNan;
+  const double sd = s;
+  double v = std::fma(sd, 32767.5, 32767.5);
+  v = std::min(std::max(v, -1.0), 65536.0);
+  const double a0 = std::floor(v);
+  const double e = std::fma(sd, 32767.5, 32767.0 - a0);
+  int32_t g = static_cast<int32_t>(a0) + ((e > 0.0 || (e == 0.0 && s >= 0.0f)) ? 1 : 0);
+  return std::min(std::max(g, 0), 65535);
+}
+
+inline uint8_t fourbit_code(float s, const float* mids, const int32_t* order) {
+  int32_t k = 0;
+  for (int j = 0; j < 15; ++j) k += (s > mids[j]) ? 1 : 0;  // NaN: no comparison holds
+  return static_cast<uint8_t>(order[k]);
+}
+
+template <int DT>
+void quant8_block_scalar(const void* A, int64_t i0, int64_t len, const uint8_t* lut, float* absmax,
+                         uint8_t* out) {
+  const float am = absmax_scalar<DT>(A, i0, len);
+  *absmax = am;
+  const float inv = 1.0f / am;
+  for (int64_t i = 0; i < len; ++i) out[i0 + i] = lut[grid_index(bnb::load<DT>(A, i0 + i) * inv)];
+}
+
+template <int DT>
+void quant4_block_scalar(const void* A, int64_t i0, int64_t len, const float* mids, const int32_t* order,
+                         float* absmax, uint8_t* out) {
+  const float am = absmax_scalar<DT>(A, i0, len);
+  *absmax = am;
+  const float inv = 1.0f / am;
+  int64_t i = 0;
+  for (; i + 1 < len; i += 2) {
+    uint8_t hi = fourbit_code(bnb::load<DT>(A, i0 + i) * inv, mids, order);
+    uint8_t lo = fourbit_code(bnb::load<DT>(A, i0 + i + 1) * inv, mids, order);
+    out[(i0 + i) / 2] = static_cast<uint8_t>((hi << 4) | lo);
+  }
+  if (i < len) out[(i0 + i) / 2] = static_cast<uint8_t>(fourbit_code(bnb::load<DT>(A, i0 + i) * inv, mids, order) << 4);
+}
+
+template <int DT>
+void dequant8_range_scalar(const uint8_t* A, const float* code, float scale, int64_t i0, int64_t i1, void* out) {
+  for (int64_t i = i0; i < i1; ++i) bnb::store<DT>(out, i, code[A[i]] * scale);
+}
+
+template <int DT>
+void dequant4_range_scalar(const uint8_t* A, const float* table, float scale, int64_t i0, int64_t i1, void* out) {
+  for (int64_t i = i0; i < i1; ++i) {
+    const uint8_t byte = A[i >> 1];
+    const uint8_t c = (i & 1) ? (byte & 0x0f) : (byte >> 4);
+    bnb::store<DT>(out, i, table[c] * scale);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// AVX2 path (8 lanes)
+// ---------------------------------------------------------------------------------------
+
+template <int DT>
+BNB_AVX2 inline __m256 load8_avx2(const void* p, int64_t i) {
+  if constexpr (DT == BNB_F32) {
+    return _mm256_loadu_ps(static_cast<const float*>(p) + i);
+  } else if constexpr (DT == BNB_F16) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i)));
+  } else {
+    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+}
+
+template <int DT>
+BNB_AVX2 inline void store8_avx2(void* p, int64_t i, __m256 v) {
+  if constexpr (DT == BNB_F32) {
+    _mm256_storeu_ps(static_cast<float*>(p) + i, v);
+  } else if constexpr (DT == BNB_F16) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(p) + i),
+                     _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  } else {
+    const __m256i bits = _mm256_castps_si256(v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+    const __m256i nan_r = _mm256_or_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(0x40));
+    const __m256 is_nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+    r = _mm256_blendv_epi8(r, nan_r, _mm256_castps_si256(is_nan));
+    __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(p) + i), _mm256_castsi256_si128(packed));
+  }
+}
+
+template <int DT>
+BNB_AVX2 float absmax_avx2(const void* A, int64_t i0, int64_t len) {
+  __m256i m = _mm256_setzero_si256();
+  const __m256i mask = _mm256_set1_epi32(0x7fffffff);
+  int64_t i = 0;
+  for (; i + 8 <= len; i += 8)
+    m = _mm256_max_epu32(m, _mm256_and_si256(_mm256_castps_si256(load8_avx2<DT>(A, i0 + i)), mask));
+  alignas(32) uint32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), m);
+  uint32_t best = 0;
+  for (uint32_t lane : lanes) best = std::max(best, lane);
+  for (; i < len; ++i) best = std::max(best, f2u(bnb::load<DT>(A, i0 + i)) & 0x7fffffffu);
+  return finish_absmax(best);
+}
+
+BNB_AVX2 inline __m128i grid4_avx2(__m128 s) {
+  const __m256d sd = _mm256_cvtps_pd(s);
+  const __m256d c = _mm256_set1_pd(32767.5);
+  const __m256d zero = _mm256_setzero_pd();
+  __m256d v = _mm256_fmadd_pd(sd, c, c);
+  v = _mm256_min_pd(_mm256_max_pd(v, _mm256_set1_pd(-1.0)), _mm256_set1_pd(65536.0));  // NaN -> -1
+  const __m256d a0 = _mm256_round_pd(v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  const __m256d e = _mm256_fmadd_pd(sd, c, _mm256_sub_pd(_mm256_set1_pd(32767.0), a0));
+  const __m256d up = _mm256_or_pd(
+      _mm256_cmp_pd(e, zero, _CMP_GT_OQ),
+      _mm256_and_pd(_mm256_cmp_pd(e, zero, _CMP_EQ_OQ), _mm256_cmp_pd(sd, zero, _CMP_GE_OQ)));
+  __m128i g = _mm256_cvtpd_epi32(a0);
+  g = _mm_sub_epi32(g, _mm256_cvtpd_epi32(_mm256_and_pd(up, _mm256_set1_pd(-1.0))));  // +1 where up
+  g = _mm_min_epi32(_mm_max_epi32(g, _mm_setzero_si128()), _mm_set1_epi32(65535));
+  const __m128 is_nan = _mm_cmp_ps(s, s, _CMP_UNORD_Q);
+  return _mm_blendv_epi8(g, _mm_set1_epi32(kGridNan), _mm_castps_si128(is_nan));
+}
+
+template <int DT>
+BNB_AVX2 void quant8_block_avx2(const void* A, int64_t i0, int64_t len, const uint8_t* lut, float* absmax,
+                                uint8_t* out) {
+  const float am = absmax_avx2<DT>(A, i0, len);
+  *absmax = am;
+  const float inv = 1.0f / am;
+  const __m256 vinv = _mm256_set1_ps(inv);
+  alignas(32) int32_t g[8];
+  int64_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    const __m256 s = _mm256_mul_ps(load8_avx2<DT>(A, i0 + i), vinv);
+    _mm_store_si128(reinterpret_cast<__m128i*>(g), grid4_avx2(_mm256_castps256_ps128(s)));
+    _mm_store_si128(reinterpret_cast<__m128i*>(g + 4), grid4_avx2(_mm256_extractf128_ps(s, 1)));
+    uint8_t* o = out + i0 + i;
+    for (int k = 0; k < 8; ++k) o[k] = lut[g[k]];
+  }
+  for (; i < len; ++i) out[i0 + i] = lut[grid_index(bnb::load<DT>(A, i0 + i) * inv)];
+}
+
+BNB_AVX2 inline __m256 lookup16_ps_avx2(__m256i idx, __m256 lo, __m256 hi) {
+  const __m256 a = _mm256_permutevar8x32_ps(lo, idx);
+  const __m256 b = _mm256_permutevar8x32_ps(hi, idx);
+  const __m256i upper = _mm256_cmpgt_epi32(idx, _mm256_set1_epi32(7));
+  return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(upper));
+}
+
+template <int DT>
+BNB_AVX2 void quant4_block_avx2(const void* A, int64_t i0, int64_t len, const float* mids16, const int32_t* order,
+                                float* absmax, uint8_t* out) {
+  const float am = absmax_avx2<DT>(A, i0, len);
+  *absmax = am;
+  const float inv = 1.0f / am;
+  const __m256 vinv = _mm256_set1_ps(inv);
+  const __m256 mlo = _mm256_loadu_ps(mids16), mhi = _mm256_loadu_ps(mids16 + 8);
+  const __m256 olo = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(order)));
+  const __m256 ohi = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(order + 8)));
+  alignas(32) int32_t c[8];
+  int64_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    const __m256 s = _mm256_mul_ps(load8_avx2<DT>(A, i0 + i), vinv);
+    __m256i idx = _mm256_setzero_si256();
+    for (int step = 8; step > 0; step >>= 1) {
+      const __m256 t = lookup16_ps_avx2(_mm256_add_epi32(idx, _mm256_set1_epi32(step - 1)), mlo, mhi);
+      const __m256i gt = _mm256_castps_si256(_mm256_cmp_ps(s, t, _CMP_GT_OQ));
+      idx = _mm256_add_epi32(idx, _mm256_and_si256(gt, _mm256_set1_epi32(step)));
+    }
+    _mm256_store_si256(reinterpret_cast<__m256i*>(c), _mm256_castps_si256(lookup16_ps_avx2(idx, olo, ohi)));
+    uint8_t* o = out + (i0 + i) / 2;
+    for (int k = 0; k < 4; ++k) o[k] = static_cast<uint8_t>((c[2 * k] << 4) | c[2 * k + 1]);
+  }
+  const float* mids = mids16;
+  for (; i + 1 < len; i += 2) {
+    uint8_t hi = fourbit_code(bnb::load<DT>(A, i0 + i) * inv, mids, order);
+    uint8_t lo = fourbit_code(bnb::load<DT>(A, i0 + i + 1) * inv, mids, order);
+    out[(i0 + i) / 2] = static_cast<uint8_t>((hi << 4) | lo);
+  }
+  if (i < len) out[(i0 + i) / 2] = static_cast<uint8_t>(fourbit_code(bnb::load<DT>(A, i0 + i) * inv, mids, order) << 4);
+}
+
+template <int DT>
+BNB_AVX2 void dequant8_range_avx2(const uint8_t* A, const float* code, float scale, int64_t i0, int64_t i1,
+                                  void* out) {
+  const __m256 vs = _mm256_set1_ps(scale);
+  int64_t i = i0;
+  for (; i + 8 <= i1; i += 8) {
+    const __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(A + i)));
+    store8_avx2<DT>(out, i, _mm256_mul_ps(_mm256_i32gather_ps(code, idx, 4), vs));
+  }
+  dequant8_range_scalar<DT>(A, code, scale, i, i1, out);
+}
+
+template <int DT>
+BNB_AVX2 void dequant4_range_avx2(const uint8_t* A, const float* table, float scale, int64_t i0, int64_t i1,
+                                  void* out) {
+  const __m256 vs = _mm256_set1_ps(scale);
+  const __m256 tlo = _mm256_loadu_ps(table), thi = _mm256_loadu_ps(table + 8);
+  const __m256i shifts = _mm256_set_epi32(0, 4, 0, 4, 0, 4, 0, 4);
+  int64_t i = i0;  // i0 is even: blocks start at multiples of 16
+  for (; i + 8 <= i1; i += 8) {
+    int32_t four;
+    std::memcpy(&four, A + (i >> 1), 4);
+    const __m128i b = _mm_cvtsi32_si128(four);
+    const __m256i c = _mm256_and_si256(_mm256_srlv_epi32(_mm256_cvtepu8_epi32(_mm_unpacklo_epi8(b, b)), shifts),
+                                       _mm256_set1_epi32(15));
+    store8_avx2<DT>(out, i, _mm256_mul_ps(lookup16_ps_avx2(c, tlo, thi), vs));
+  }
+  dequant4_range_scalar<DT>(A, table, scale, i, i1, out);
+}
+
+// ---------------------------------------------------------------------------------------
+// AVX-512 path (16 lanes)
+// ---------------------------------------------------------------------------------------
+
+template <int DT>
+BNB_AVX512 inline __m512 load16_avx512(const void* p, int64_t i) {
+  if constexpr (DT == BNB_F32) {
+    return _mm512_loadu_ps(static_cast<const float*>(p) + i);
+  } else if constexpr (DT == BNB_F16) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i)));
+  } else {
+    __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+}
+
+template <int DT>
+BNB_AVX512 inline void store16_avx512(void* p, int64_t i, __m512 v) {
+  if constexpr (DT == BNB_F32) {
+    _mm512_storeu_ps(static_cast<float*>(p) + i, v);
+  } else if constexpr (DT == BNB_F16) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(static_cast<uint16_t*>(p) + i),
+                        _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  } else {
+    const __m512i bits = _mm512_castps_si512(v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+    const __m512i nan_r = _mm512_or_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x40));
+    r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), nan_r);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(static_cast<uint16_t*>(p) + i), _mm512_cvtepi32_epi16(r));
+  }
+}
+
+template <int DT>
+BNB_AVX512 float absmax_avx512(const void* A, int64_t i0, int64_t len) {
+  __m512i m = _mm512_setzero_si512();
+  const __m512i mask = _mm512_set1_epi32(0x7fffffff);
+  int64_t i = 0;
+  for (; i + 16 <= len; i += 16)
+    m = _mm512_max_epu32(m, _mm512_and_si512(_mm512_castps_si512(load16_avx512<DT>(A, i0 + i)), mask));
+  uint32_t best = _mm512_reduce_max_epu32(m);
+  for (; i < len; ++i) best = std::max(best, f2u(bnb::load<DT>(A, i0 + i)) & 0x7fffffffu);
+  return finish_absmax(best);
+}
+
+BNB_AVX512 inline __m256i grid8_avx512(__m256 s) {
+  const __m512d sd = _mm512_cvtps_pd(s);
+  const __m512d c = _mm512_set1_pd(32767.5);
+  const __m512d zero = _mm512_setzero_pd();
+  __m512d v = _mm512_fmadd_pd(sd, c, c);
+  v = _mm512_min_pd(_mm512_max_pd(v, _mm512_set1_pd(-1.0)), _mm512_set1_pd(65536.0));  // NaN -> -1
+  const __m512d a0 = _mm512_roundscale_pd(v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  const __m512d e = _mm512_fmadd_pd(sd, c, _mm512_sub_pd(_mm512_set1_pd(32767.0), a0));
+  const __mmask8 up = _mm512_cmp_pd_mask(e, zero, _CMP_GT_OQ) |
+                      (_mm512_cmp_pd_mask(e, zero, _CMP_EQ_OQ) & _mm512_cmp_pd_mask(sd, zero, _CMP_GE_OQ));
+  __m256i g = _mm512_cvtpd_epi32(a0);
+  g = _mm256_mask_add_epi32(g, up, g, _mm256_set1_epi32(1));
+  g = _mm256_min_epi32(_mm256_max_epi32(g, _mm256_setzero_si256()), _mm256_set1_epi32(65535));
+  return _mm256_mask_mov_epi32(g, _mm256_cmp_ps_mask(s, s, _CMP_UNORD_Q), _mm256_set1_epi32(kGridNan));
+}
+
+template <int DT>
+BNB_AVX512 void quant8_block_avx512(const void* A, int64_t i0, int64_t len, const uint8_t* lut, float* absmax,
+                                    uint8_t* out) {
+  const float am = absmax_avx512<DT>(A, i0, len);
+  *absmax = am;
+  const float inv = 1.0f / am;
+  const __m512 vinv = _mm512_set1_ps(inv);
+  alignas(64) int32_t g[16];
+  int64_t i = 0;
+  for (; i + 16 <= len; i += 16) {
+    const __m512 s = _mm512_mul_ps(load16_avx512<DT>(A, i0 + i), vinv);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(g), grid8_avx512(_mm512_castps512_ps256(s)));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(g + 8), grid8_avx512(_mm512_extractf32x8_ps(s, 1)));
+    uint8_t* o = out + i0 + i;
+    for (int k = 0; k < 16; ++k) o[k] = lut[g[k]];
+  }
+  for (; i < len; ++i) out[i0 + i] = lut[grid_index(bnb::load<DT>(A, i0 + i) * inv)];
+}
+
+template <int DT>
+BNB_AVX512 void quant4_block_avx512(const void* A, int64_t i0, int64_t len, const float* mids16,
+                                    const int32_t* order, float* absmax, uint8_t* out) {
+  const float am = absmax_avx512<DT>(A, i0, len);
+  *absmax = am;
+  const float inv = 1.0f / am;
+  const __m512 vinv = _mm512_set1_ps(inv);
+  const __m512 mtab = _mm512_loadu_ps(mids16);  // 15 midpoints and +inf
+  const __m512i otab = _mm512_loadu_si512(order);
+  int64_t i = 0;
+  for (; i + 16 <= len; i += 16) {
+    const __m512 s = _mm512_mul_ps(load16_avx512<DT>(A, i0 + i), vinv);
+    __m512i idx = _mm512_setzero_si512();
+    for (int step = 8; step > 0; step >>= 1) {
+      const __m512 t = _mm512_permutexvar_ps(_mm512_add_epi32(idx, _mm512_set1_epi32(step - 1)), mtab);
+      idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(s, t, _CMP_GT_OQ), idx, _mm512_set1_epi32(step));
+    }
+    const __m512i code = _mm512_permutexvar_epi32(idx, otab);
+    // Each 64-bit lane holds (first, second) codes: its low byte becomes (first << 4) | second.
+    const __m512i pairs = _mm512_or_si512(_mm512_slli_epi64(code, 4), _mm512_srli_epi64(code, 32));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(out + (i0 + i) / 2), _mm512_cvtepi64_epi8(pairs));
+  }
+  const float* mids = mids16;
+  for (; i + 1 < len; i += 2) {
+    uint8_t hi = fourbit_code(bnb::load<DT>(A, i0 + i) * inv, mids, order);
+    uint8_t lo = fourbit_code(bnb::load<DT>(A, i0 + i + 1) * inv, mids, order);
+    out[(i0 + i) / 2] = static_cast<uint8_t>((hi << 4) | lo);
+  }
+  if (i < len) out[(i0 + i) / 2] = static_cast<uint8_t>(fourbit_code(bnb::load<DT>(A, i0 + i) * inv, mids, order) << 4);
+}
+
+template <int DT>
+BNB_AVX512 void dequant8_range_avx512(const uint8_t* A, const float* code, float scale, int64_t i0, int64_t i1,
+                                      void* out) {
+  const __m512 vs = _mm512_set1_ps(scale);
+  int64_t i = i0;
+  for (; i + 16 <= i1; i += 16) {
+    const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(A + i)));
+    store16_avx512<DT>(out, i, _mm512_mul_ps(_mm512_i32gather_ps(idx, code, 4), vs));
+  }
+  dequant8_range_scalar<DT>(A, code, scale, i, i1, out);
+}
+
+template <int DT>
+BNB_AVX512 void dequant4_range_avx512(const uint8_t* A, const float* table, float scale, int64_t i0, int64_t i1,
+                                      void* out) {
+  const __m512 vs = _mm512_set1_ps(scale);
+  const __m512 tab = _mm512_loadu_ps(table);
+  const __m512i shifts = _mm512_set_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
+  const __m512i nibble = _mm512_set1_epi32(15);
+  int64_t i = i0;  // i0 is even: blocks start at multiples of 16
+  for (; i + 16 <= i1; i += 16) {
+    const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(A + (i >> 1)));
+    const __m512i c = _mm512_and_si512(_mm512_srlv_epi32(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(b, b)), shifts), nibble);
+    store16_avx512<DT>(out, i, _mm512_mul_ps(_mm512_permutexvar_ps(c, tab), vs));
+  }
+  dequant4_range_scalar<DT>(A, table, scale, i, i1, out);
+}
+
+// ---------------------------------------------------------------------------------------
+// Drivers
+// ---------------------------------------------------------------------------------------
+
+template <int DT>
+void quant8_run(const void* A, int64_t n, int64_t bs, const uint8_t* lut, float* absmax, uint8_t* out,
+                int32_t threads, int32_t simd) {
+  const int64_t blocks = (n + bs - 1) / bs;
+  for_blocks(blocks, n, threads, [&](int64_t b) {
+    const int64_t i0 = b * bs, len = std::min(bs, n - i0);
+    if (simd == SIMD_AVX512) quant8_block_avx512<DT>(A, i0, len, lut, absmax + b, out);
+    else if (simd == SIMD_AVX2) quant8_block_avx2<DT>(A, i0, len, lut, absmax + b, out);
+    else quant8_block_scalar<DT>(A, i0, len, lut, absmax + b, out);
+  });
+}
+
+template <int DT>
+void quant4_run(const void* A, int64_t n, int64_t bs, const float* mids16, const int32_t* order, float* absmax,
+                uint8_t* out, int32_t threads, int32_t simd) {
+  const int64_t blocks = (n + bs - 1) / bs;
+  for_blocks(blocks, n, threads, [&](int64_t b) {
+    const int64_t i0 = b * bs, len = std::min(bs, n - i0);
+    if (simd == SIMD_AVX512) quant4_block_avx512<DT>(A, i0, len, mids16, order, absmax + b, out);
+    else if (simd == SIMD_AVX2) quant4_block_avx2<DT>(A, i0, len, mids16, order, absmax + b, out);
+    else quant4_block_scalar<DT>(A, i0, len, mids16, order, absmax + b, out);
+  });
+}
+
+template <int DT, bool FOURBIT>
+void dequant_run(const uint8_t* A, const float* table, const float* absmax, int64_t n, int64_t bs, void* out,
+                 int32_t threads, int32_t simd) {
+  const int64_t blocks = (n + bs - 1) / bs;
+  for_blocks(blocks, n, threads, [&](int64_t b) {
+    const int64_t i0 = b * bs, i1 = std::min(n, i0 + bs);
+    const float scale = absmax[b];
+    if constexpr (FOURBIT) {
+      if (simd == SIMD_AVX512) dequant4_range_avx512<DT>(A, table, scale, i0, i1, out);
+      else if (simd == SIMD_AVX2) dequant4_range_avx2<DT>(A, table, scale, i0, i1, out);
+      else dequant4_range_scalar<DT>(A, table, scale, i0, i1, out);
+    } else {
+      if (simd == SIMD_AVX512) dequant8_range_avx512<DT>(A, table, scale, i0, i1, out);
+      else if (simd == SIMD_AVX2) dequant8_range_avx2<DT>(A, table, scale, i0, i1, out);
+      else dequant8_range_scalar<DT>(A, table, scale, i0, i1, out);
+    }
+  });
+}
+
+}  // namespace
+
+// Which SIMD level a request resolves to on this CPU (0 = best available): 1 scalar, 2 AVX2,
+// 3 AVX-512.
+BNB_API int32_t bnb_quant_simd_level(int32_t requested) { return choose_simd(requested); }
+
+// A: n values of dtype; grid_lut: 65537 codes (see codebooks.CodebookTable); absmax: one
+// float per block; out: n codes.
+BNB_API int32_t bnb_quantize_blockwise(const void* A, int32_t dtype, int64_t n, int64_t blocksize,
+                                       const uint8_t* grid_lut, float* absmax, uint8_t* out, int32_t threads,
+                                       int32_t simd) {
+  int32_t rc = check_common(A, absmax, out, n, blocksize, dtype);
+  if (rc != BNB_OK) return rc;
+  if (n > 0 && grid_lut == nullptr) return BNB_EINVAL;
+  simd = choose_simd(simd);
+  switch (dtype) {
+    case BNB_F32: quant8_run<BNB_F32>(A, n, blocksize, grid_lut, absmax, out, threads, simd); break;
+    case BNB_F16: quant8_run<BNB_F16>(A, n, blocksize, grid_lut, absmax, out, threads, simd); break;
+    default: quant8_run<BNB_BF16>(A, n, blocksize, grid_lut, absmax, out, threads, simd); break;
+  }
+  return BNB_OK;
+}
+
+// A: n codes; code: 256 floats; absmax: one float per block; out: n values of out_dtype.
+BNB_API int32_t bnb_dequantize_blockwise(const uint8_t* A, const float* code, const float* absmax, int64_t n,
+                                         int64_t blocksize, void* out, int32_t out_dtype, int32_t threads,
+                                         int32_t simd) {
+  int32_t rc = check_common(A, absmax, out, n, blocksize, out_dtype);
+  if (rc != BNB_OK) return rc;
+  if (n > 0 && code == nullptr) return BNB_EINVAL;
+  simd = choose_simd(simd);
+  switch (out_dtype) {
+    case BNB_F32: dequant_run<BNB_F32, false>(A, code, absmax, n, blocksize, out, threads, simd); break;
+    case BNB_F16: dequant_run<BNB_F16, false>(A, code, absmax, n, blocksize, out, threads, simd); break;
+    default: dequant_run<BNB_BF16, false>(A, code, absmax, n, blocksize, out, threads, simd); break;
+  }
+  return BNB_OK;
+}
+
+// A: n values of dtype; mids: 15 sorted float32 thresholds; order: 16 codes (0..15) in value
+// order; absmax: one float per block; out: (n + 1) / 2 bytes.
+BNB_API int32_t bnb_quantize_4bit(const void* A, int32_t dtype, int64_t n, int64_t blocksize, const float* mids,
+                                  const int32_t* order, float* absmax, uint8_t* out, int32_t threads,
+                                  int32_t simd) {
+  int32_t rc = check_common(A, absmax, out, n, blocksize, dtype);
+  if (rc != BNB_OK) return rc;
+  if (mids == nullptr || order == nullptr) return BNB_EINVAL;
+  alignas(64) float mids16[16];
+  alignas(64) int32_t order16[16];
+  for (int j = 0; j < 15; ++j) {
+    mids16[j] = mids[j];
+    if (!(mids[j] == mids[j]) || (j > 0 && mids[j] < mids[j - 1])) return BNB_EINVAL;  // sorted, no NaN
+  }
+  mids16[15] = INFINITY;
+  for (int j = 0; j < 16; ++j) {
+    if (order[j] < 0 || order[j] > 15) return BNB_EINVAL;
+    order16[j] = order[j];
+  }
+  simd = choose_simd(simd);
+  switch (dtype) {
+    case BNB_F32: quant4_run<BNB_F32>(A, n, blocksize, mids16, order16, absmax, out, threads, simd); break;
+    case BNB_F16: quant4_run<BNB_F16>(A, n, blocksize, mids16, order16, absmax, out, threads, simd); break;
+    default: quant4_run<BNB_BF16>(A, n, blocksize, mids16, order16, absmax, out, threads, simd); break;
+  }
+  return BNB_OK;
+}
+
+// A: (n + 1) / 2 bytes; table: 16 floats; absmax: one float per block; out: n values.
+BNB_API int32_t bnb_dequantize_4bit(const uint8_t* A, const float* table, const float* absmax, int64_t n,
+                                    int64_t blocksize, void* out, int32_t out_dtype, int32_t threads,
+                                    int32_t simd) {
+  int32_t rc = check_common(A, absmax, out, n, blocksize, out_dtype);
+  if (rc != BNB_OK) return rc;
+  if (table == nullptr) return BNB_EINVAL;
+  alignas(64) float table16[16];
+  std::memcpy(table16, table, sizeof(table16));
+  simd = choose_simd(simd);
+  switch (out_dtype) {
+    case BNB_F32: dequant_run<BNB_F32, true>(A, table16, absmax, n, blocksize, out, threads, simd); break;
+    case BNB_F16: dequant_run<BNB_F16, true>(A, table16, absmax, n, blocksize, out, threads, simd); break;
+    default: dequant_run<BNB_BF16, true>(A, table16, absmax, n, blocksize, out, threads, simd); break;
+  }
+  return BNB_OK;
+}
