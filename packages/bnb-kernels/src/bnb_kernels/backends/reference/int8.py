@@ -148,6 +148,10 @@ def int8_linear_fused(
     bias: torch.Tensor | None = None,
     threshold: float = 0.0,
 ) -> torch.Tensor:
+    torch._check(CB.dtype == torch.int8 and CB.dim() == 2, lambda: f"CB must be 2-d int8, got {CB.dtype}")
+    torch._check(A.shape[-1] == CB.shape[-1], lambda: f"A {tuple(A.shape)} does not match CB {tuple(CB.shape)}")
+    torch._check(SCB.numel() == CB.shape[0], lambda: f"SCB needs {CB.shape[0]} values, got {SCB.numel()}")
+    torch._check(threshold >= 0.0, lambda: f"threshold must be >= 0, got {threshold}")
     CA, SCA, outlier_cols = torch.ops.bitsandbytes.int8_vectorwise_quant.default(A, threshold)
     if threshold > 0.0:
         out, _ = torch.ops.bitsandbytes.int8_mixed_scaled_mm.default(A, CA, CB, SCA, SCB, outlier_cols, bias)
