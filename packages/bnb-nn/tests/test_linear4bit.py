@@ -166,7 +166,7 @@ def test_state_dict_roundtrip_and_keys() -> None:
 
 
 def test_gradients_flow_to_input_and_bias_not_weight() -> None:
-    dense, m = _quantized(dtype=torch.float32)
+    _dense, m = _quantized(dtype=torch.float32)
     m.bias.requires_grad_(True)
     x = torch.randn(6, 256, requires_grad=True)
     out = m(x)
@@ -262,7 +262,7 @@ def test_bad_input() -> None:
     # a quant state that does not describe the weight
     _, other = _quantized(K=128, N=64)
     m.weight.quant_state = other.weight.quant_state
-    with pytest.raises(ValueError, match="mismatched quant_state|input features"):
+    with pytest.raises(ValueError, match=r"mismatched quant_state|input features"):
         m(torch.randn(1, 256, dtype=torch.bfloat16))
     with pytest.raises(ValueError, match="quant_type"):
         Linear4bit(64, 32, quant_type="int4")

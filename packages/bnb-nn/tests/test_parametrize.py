@@ -52,11 +52,11 @@ def test_parametrize_errors() -> None:
     with pytest.raises(AttributeError):
         replace_parameter_4bit(m, "nope")
     m.register_buffer("buf", torch.zeros(4))
-    with pytest.raises(TypeError, match="nn.Parameter"):
+    with pytest.raises(TypeError, match=r"nn\.Parameter"):
         replace_parameter_4bit(m, "buf")
     with pytest.raises(TypeError):
         Bnb4bitParametrization("not a state")
-    q, state = F.quantize_4bit(torch.randn(8, 8), quant_type="nf4")
+    _q, state = F.quantize_4bit(torch.randn(8, 8), quant_type="nf4")
     m3 = Experts()
     with pytest.raises(ValueError, match="bytes"):
         replace_parameter_4bit_prequantized(m3, "w", state.as_dict(packed=True), device="cpu")
