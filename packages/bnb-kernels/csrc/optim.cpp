@@ -93,7 +93,7 @@ BNB_INLINE int quant(float x, const float* mid_ext) {
     if constexpr (U == 0) {
       c = x >= 0.f ? 127 + cnt + j : 127 - cnt - j;
     } else {
-      c = cnt - 1 + j;
+      c = x < 0.f ? 1 : cnt - 1 + j;
     }
     c = c < 1 ? 1 : (c > 254 ? 254 : c);
     return c - 1 + (x > mid_ext[c]) + (x > mid_ext[c + 1]);

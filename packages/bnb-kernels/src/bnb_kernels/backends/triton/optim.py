@@ -129,7 +129,7 @@ def _quant_code(x, mid_ptr, KIND: tl.constexpr):
         v = tl.minimum(tl.maximum(v, 0.0), fc - 1.0)
         j = v.to(tl.int32)
         if KIND == 2:
-            c = cnt - 1 + j
+            c = tl.where(x < 0.0, 1, cnt - 1 + j)
         else:
             c = tl.where(x >= 0.0, 127 + cnt + j, 127 - cnt - j)
         c = tl.minimum(tl.maximum(c, 1), 254)
