@@ -117,7 +117,8 @@ def sibling_closure(package: str) -> list[str]:
 def install_local(session: nox.Session, packages: list[str], *extra: str) -> None:
     """Install workspace packages from their folders (non-editable, rebuilt) plus ``extra``."""
     build_dir = Path(session.create_tmp()) / "bnb-kernels-build"
-    args = ["uv", "pip", "install"]
+    # --no-sources: the root project's [tool.uv.sources] would make the members editable.
+    args = ["uv", "pip", "install", "--no-sources"]
     for name in packages:
         args += ["--reinstall-package", name]
     if "bnb-kernels" in packages:
