@@ -1,0 +1,719 @@
+"""Triton kernels of blockwise 8-bit and 4-bit (NF4/FP4) quantization, for CUDA devices.
+
+Codes are bit-identical to ``backends/reference/quant.py`` (the specification):
+
+- absmax per block in float32 (NaN when the block holds a NaN); ``s = x * (1 / absmax)`` with
+  IEEE division (``div_rn``: Triton's ``/`` on float32 is approximate on NVIDIA GPUs);
+- 8-bit: ``code = order[#{j : s >= T_j}]`` with ``(T, order) = codebooks.codebook_search_table``;
+- 4-bit: ``code = order[#{j : s > m_j}]`` with ``(m, order) = codebooks.fourbit_search_table``.
+
+The kernels never re-derive those tables: they read them, built on the host from the
+reference's own functions, in one of two layouts (``_tree_search``, ``_lut_code``):
+
+- a branch-free binary search over the sorted thresholds stored in breadth-first
+  (Eytzinger) order, so the first levels of every warp's lookups fall in one cache line;
+- for NF4, a 65-bin table over ``s`` in [-1, 1] whose every bin holds at most one
+  threshold: the bin comes from float arithmetic, then one comparison picks between the
+  bin's two codes. The table is checked against the reference on the host before use.
+
+Each program handles a tile of ``BPP`` whole blocks (``[BPP, blocksize]``), so absmax is a
+row reduction in registers; full tiles run unmasked (vectorized), the last one masked.
+Offsets are 64-bit at the tile base, so tensors of more than 2**31 elements work. No
+function here synchronizes with the host, except building the 8-bit tables the first time
+a codebook tensor is seen.
+"""
+
+from collections import OrderedDict
+
+import torch
+
+from ..._registry import register
+from ...codebooks import codebook_search_table, fourbit_search_table, fourbit_table
+from ...ops.quant import BLOCKSIZES_4BIT, BLOCKSIZES_8BIT, FLOAT_DTYPES, QUANT_STORAGE_DTYPES, num_blocks
+from ..reference.quant import fourbit_codes
+from ._common import available, check_device, device_guard, interpreting, tl, triton
+
+__all__ = [
+    "dequantize_4bit",
+    "dequantize_4bit_out",
+    "dequantize_blockwise",
+    "dequantize_blockwise_out",
+    "quantize_4bit",
+    "quantize_blockwise",
+]
+
+# Launch shapes: elements per program (a multiple of the block size) and warps.
+# Tuned on an H100 (scripts/gpu-check-quant.sh times the alternatives).
+TUNING = {
+    "quantize_blockwise": {"tile": 2048, "num_warps": 4, "sel_levels": 2},
+    "dequantize_blockwise": {"tile": 4096, "num_warps": 4},
+    "quantize_4bit": {"tile": 2048, "num_warps": 4, "lut": True},
+    "dequantize_4bit": {"tile": 4096, "num_warps": 4},
+}
+
+# 4-bit bin table: bin k = round(s * LUT_SCALE + LUT_SCALE + 1) in 1..2 * LUT_SCALE + 1.
+LUT_SCALE = 32
+LUT_SIZE = 128
+_ROUND_MAGIC = 12582912.0  # 1.5 * 2**23: adding it rounds a float32 in [0, 2**22) to an integer
+
+
+# --------------------------------------------------------------------------------------
+# Shared device helpers
+# --------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _max_nan(a, b):
+    return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
+
+
+@triton.jit
+def _row_absmax(x):
+    """Per-row max |x| of a float32 [R, C] tile; a NaN anywhere in a row gives NaN."""
+    return tl.reduce(tl.abs(x), 1, _max_nan)
+
+
+@triton.jit
+def _inverse(absmax):
+    return tl.math.div_rn(tl.full(absmax.shape, 1.0, tl.float32), absmax)
+
+
+@triton.jit
+def _to_out(v, dtype: tl.constexpr, EXACT_BF16: tl.constexpr):
+    """Round float32 v to the output dtype (nearest even). Triton's interpreter truncates
+    float32 -> bfloat16, so under it (EXACT_BF16) the rounding is done on the bits."""
+    if EXACT_BF16 and dtype == tl.bfloat16:
+        bits = v.to(tl.int32, bitcast=True)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+        rounded = tl.where(v != v, 0x7FC0, rounded)
+        return rounded.to(tl.int16).to(tl.bfloat16, bitcast=True)
+    else:
+        return v.to(dtype)
+
+
+@triton.jit
+def _passes(s, t, INCLUSIVE: tl.constexpr):
+    """Whether s counts threshold t: s >= t (8-bit rule) or s > t (4-bit rule). NaN: never."""
+    if INCLUSIVE:
+        return s >= t
+    else:
+        return s > t
+
+
+@triton.jit
+def _tree_search(s, tree_ptr, order_ptr, LEVELS: tl.constexpr, INCLUSIVE: tl.constexpr, SEL_LEVELS: tl.constexpr):
+    """``order[#{j : s passes T_j}]`` for 2**LEVELS - 1 sorted thresholds T stored in
+    breadth-first order at tree[1..] (children of node i at 2i and 2i + 1).
+
+    After LEVELS steps the node index i is 2**LEVELS + (the count). Level 1 reads one
+    scalar; with SEL_LEVELS >= 2 level 2 selects between two scalars instead of gathering.
+    """
+    i = tl.where(_passes(s, tl.load(tree_ptr + 1), INCLUSIVE), 3, 2)
+    if SEL_LEVELS >= 2:
+        t = tl.where(i == 3, tl.load(tree_ptr + 3), tl.load(tree_ptr + 2))
+        i = 2 * i + _passes(s, t, INCLUSIVE).to(tl.int32)
+        for _ in tl.static_range(LEVELS - 2):
+            i = 2 * i + _passes(s, tl.load(tree_ptr + i), INCLUSIVE).to(tl.int32)
+    else:
+        for _ in tl.static_range(LEVELS - 1):
+            i = 2 * i + _passes(s, tl.load(tree_ptr + i), INCLUSIVE).to(tl.int32)
+    return tl.load(order_ptr + (i - (1 << LEVELS))).to(tl.int32)
+
+
+@triton.jit
+def _lut_code(s, lut_ptr, SCALE: tl.constexpr, ADDEND: tl.constexpr, SIZE: tl.constexpr):
+    """4-bit code of s from the bin table: entry = threshold bits | (lo | hi << 8) << 32.
+
+    s is clamped to [-1, 1] for the bin only (NaN -> -1: the first bin, whose low code is
+    the NaN code); adding ADDEND (1.5 * 2**23 + SCALE + 1) leaves the rounded bin number in
+    the low bits of the float. The comparison uses s itself.
+    """
+    sc = tl.minimum(tl.maximum(s, -1.0), 1.0)
+    k = (sc * SCALE + ADDEND).to(tl.int32, bitcast=True) & (SIZE - 1)
+    e = tl.load(lut_ptr + k)
+    t = e.to(tl.int32).to(tl.float32, bitcast=True)
+    c = (e >> 32).to(tl.int32)
+    return tl.where(s > t, c >> 8, c & 0xFF)
+
+
+# --------------------------------------------------------------------------------------
+# Kernels
+# --------------------------------------------------------------------------------------
+
+
+# Each kernel's tile body is one helper called twice: unmasked for full tiles (so loads and
+# stores vectorize whatever n is) and masked for the last, partial tile.
+
+
+@triton.jit
+def _quantize_blockwise_tile(a_ptr, tree_ptr, order_ptr, out_ptr, absmax_ptr, rem, nblocks, pid,
+                             BS: tl.constexpr, BPP: tl.constexpr, SEL_LEVELS: tl.constexpr, MASKED: tl.constexpr):  # fmt: skip
+    rows = tl.arange(0, BPP)
+    local = rows[:, None] * BS + tl.arange(0, BS)[None, :]
+    blk = pid * BPP + rows
+    if MASKED:
+        mask = local < rem
+        x = tl.load(a_ptr + local, mask=mask, other=0.0).to(tl.float32)
+    else:
+        x = tl.load(a_ptr + local).to(tl.float32)
+    absmax = _row_absmax(x)
+    s = x * _inverse(absmax)[:, None]
+    q = _tree_search(s, tree_ptr, order_ptr, 8, True, SEL_LEVELS).to(tl.uint8)
+    if MASKED:
+        tl.store(absmax_ptr + blk, absmax, mask=blk < nblocks)
+        tl.store(out_ptr + local, q, mask=mask)
+    else:
+        tl.store(absmax_ptr + blk, absmax)
+        tl.store(out_ptr + local, q)
+
+
+@triton.jit
+def _quantize_blockwise_kernel(a_ptr, tree_ptr, order_ptr, out_ptr, absmax_ptr, n, nblocks,
+                               BS: tl.constexpr, BPP: tl.constexpr, SEL_LEVELS: tl.constexpr):  # fmt: skip
+    pid = tl.program_id(0).to(tl.int64)
+    base = pid * (BPP * BS)
+    rem = n - base
+    if rem >= BPP * BS:
+        _quantize_blockwise_tile(a_ptr + base, tree_ptr, order_ptr, out_ptr + base, absmax_ptr, rem, nblocks, pid,
+                                 BS, BPP, SEL_LEVELS, False)  # fmt: skip
+    else:
+        _quantize_blockwise_tile(a_ptr + base, tree_ptr, order_ptr, out_ptr + base, absmax_ptr, rem.to(tl.int32),
+                                 nblocks, pid, BS, BPP, SEL_LEVELS, True)  # fmt: skip
+
+
+@triton.jit
+def _dequantize_blockwise_tile(q_ptr, absmax_ptr, code_ptr, out_ptr, rem, nblocks, pid,
+                               BS: tl.constexpr, BPP: tl.constexpr, EXACT_BF16: tl.constexpr, MASKED: tl.constexpr):  # fmt: skip
+    rows = tl.arange(0, BPP)
+    local = rows[:, None] * BS + tl.arange(0, BS)[None, :]
+    blk = pid * BPP + rows
+    if MASKED:
+        mask = local < rem
+        q = tl.load(q_ptr + local, mask=mask, other=0)
+        scale = tl.load(absmax_ptr + blk, mask=blk < nblocks, other=0.0)
+    else:
+        q = tl.load(q_ptr + local)
+        scale = tl.load(absmax_ptr + blk)
+    v = _to_out(tl.load(code_ptr + q.to(tl.int32)) * scale[:, None], out_ptr.dtype.element_ty, EXACT_BF16)
+    if MASKED:
+        tl.store(out_ptr + local, v, mask=mask)
+    else:
+        tl.store(out_ptr + local, v)
+
+
+@triton.jit
+def _dequantize_blockwise_kernel(q_ptr, absmax_ptr, code_ptr, out_ptr, n, nblocks,
+                                 BS: tl.constexpr, BPP: tl.constexpr, EXACT_BF16: tl.constexpr):  # fmt: skip
+    pid = tl.program_id(0).to(tl.int64)
+    base = pid * (BPP * BS)
+    rem = n - base
+    if rem >= BPP * BS:
+        _dequantize_blockwise_tile(q_ptr + base, absmax_ptr, code_ptr, out_ptr + base, rem, nblocks, pid,
+                                   BS, BPP, EXACT_BF16, False)  # fmt: skip
+    else:
+        _dequantize_blockwise_tile(q_ptr + base, absmax_ptr, code_ptr, out_ptr + base, rem.to(tl.int32), nblocks, pid,
+                                   BS, BPP, EXACT_BF16, True)  # fmt: skip
+
+
+@triton.jit
+def _quantize_4bit_tile(a_ptr, tab_ptr, order_ptr, out_ptr, absmax_ptr, rem, nblocks, pid, BS: tl.constexpr,
+                        BPP: tl.constexpr, LUT: tl.constexpr, L_SCALE: tl.constexpr, L_ADDEND: tl.constexpr,
+                        L_SIZE: tl.constexpr, MASKED: tl.constexpr):  # fmt: skip
+    rows = tl.arange(0, BPP)
+    local = rows[:, None] * BS + tl.arange(0, BS)[None, :]
+    blk = pid * BPP + rows
+    if MASKED:
+        mask = local < rem
+        x = tl.load(a_ptr + local, mask=mask, other=0.0).to(tl.float32)
+    else:
+        x = tl.load(a_ptr + local).to(tl.float32)
+    absmax = _row_absmax(x)
+    s = x * _inverse(absmax)[:, None]
+    if LUT:
+        code = _lut_code(s, tab_ptr, L_SCALE, L_ADDEND, L_SIZE)
+    else:
+        code = _tree_search(s, tab_ptr, order_ptr, 4, False, 2)
+    if MASKED:
+        # Elements past the end pad the last byte with code 0 (as the reference packs them).
+        code = tl.where(mask, code, 0)
+    first, second = tl.split(tl.reshape(code, [BPP, BS // 2, 2]))
+    packed = ((first << 4) | second).to(tl.uint8)
+    blocal = rows[:, None] * (BS // 2) + tl.arange(0, BS // 2)[None, :]
+    if MASKED:
+        tl.store(absmax_ptr + blk, absmax, mask=blk < nblocks)
+        tl.store(out_ptr + blocal, packed, mask=blocal < (rem + 1) // 2)
+    else:
+        tl.store(absmax_ptr + blk, absmax)
+        tl.store(out_ptr + blocal, packed)
+
+
+@triton.jit
+def _quantize_4bit_kernel(a_ptr, tab_ptr, order_ptr, out_ptr, absmax_ptr, n, nblocks, BS: tl.constexpr,
+                          BPP: tl.constexpr, LUT: tl.constexpr, L_SCALE: tl.constexpr, L_ADDEND: tl.constexpr,
+                          L_SIZE: tl.constexpr):  # fmt: skip
+    pid = tl.program_id(0).to(tl.int64)
+    base = pid * (BPP * BS)
+    rem = n - base
+    if rem >= BPP * BS:
+        _quantize_4bit_tile(a_ptr + base, tab_ptr, order_ptr, out_ptr + base // 2, absmax_ptr, rem, nblocks, pid,
+                            BS, BPP, LUT, L_SCALE, L_ADDEND, L_SIZE, False)  # fmt: skip
+    else:
+        _quantize_4bit_tile(a_ptr + base, tab_ptr, order_ptr, out_ptr + base // 2, absmax_ptr, rem.to(tl.int32),
+                            nblocks, pid, BS, BPP, LUT, L_SCALE, L_ADDEND, L_SIZE, True)  # fmt: skip
+
+
+@triton.jit
+def _dequantize_4bit_tile(q_ptr, absmax_ptr, table_ptr, out_ptr, rem, nblocks, pid,
+                          BS: tl.constexpr, BPP: tl.constexpr, EXACT_BF16: tl.constexpr, MASKED: tl.constexpr):  # fmt: skip
+    rows = tl.arange(0, BPP)
+    blocal = rows[:, None] * (BS // 2) + tl.arange(0, BS // 2)[None, :]
+    local = rows[:, None] * BS + tl.arange(0, BS)[None, :]
+    blk = pid * BPP + rows
+    if MASKED:
+        q = tl.load(q_ptr + blocal, mask=blocal < (rem + 1) // 2, other=0).to(tl.int32)
+        scale = tl.load(absmax_ptr + blk, mask=blk < nblocks, other=0.0)[:, None]
+    else:
+        q = tl.load(q_ptr + blocal).to(tl.int32)
+        scale = tl.load(absmax_ptr + blk)[:, None]
+    first = tl.load(table_ptr + (q >> 4)) * scale
+    second = tl.load(table_ptr + (q & 0xF)) * scale
+    v = _to_out(tl.reshape(tl.join(first, second), [BPP, BS]), out_ptr.dtype.element_ty, EXACT_BF16)
+    if MASKED:
+        tl.store(out_ptr + local, v, mask=local < rem)
+    else:
+        tl.store(out_ptr + local, v)
+
+
+@triton.jit
+def _dequantize_4bit_kernel(q_ptr, absmax_ptr, table_ptr, out_ptr, n, nblocks,
+                            BS: tl.constexpr, BPP: tl.constexpr, EXACT_BF16: tl.constexpr):  # fmt: skip
+    pid = tl.program_id(0).to(tl.int64)
+    base = pid * (BPP * BS)
+    rem = n - base
+    if rem >= BPP * BS:
+        _dequantize_4bit_tile(q_ptr + base // 2, absmax_ptr, table_ptr, out_ptr + base, rem, nblocks, pid,
+                              BS, BPP, EXACT_BF16, False)  # fmt: skip
+    else:
+        _dequantize_4bit_tile(q_ptr + base // 2, absmax_ptr, table_ptr, out_ptr + base, rem.to(tl.int32), nblocks,
+                              pid, BS, BPP, EXACT_BF16, True)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# Host side: validation, launch shapes, registration
+# --------------------------------------------------------------------------------------
+
+
+def _breadth_first(sorted_values: torch.Tensor, levels: int) -> torch.Tensor:
+    """The 2**levels - 1 sorted values in breadth-first order at [1:] (index 0 unused)."""
+    size = 1 << levels
+    node = torch.arange(1, size)
+    depth = torch.floor(torch.log2(node.double())).long()
+    rank = (2 * (node - (1 << depth)) + 1) * (1 << (levels - 1 - depth)) - 1
+    out = torch.empty(size, dtype=sorted_values.dtype)
+    out[0] = 0
+    out[1:] = sorted_values[rank]
+    return out
+
+
+def _search_tree(thresholds: torch.Tensor, order: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tree float32[2**levels], order uint8[2**levels]) for ``_tree_search``: thresholds
+    padded with +inf (never passed by a finite s), order padded with its last code."""
+    size = 1 << levels
+    t = torch.full((size - 1,), float("inf"), dtype=torch.float32)
+    t[: thresholds.numel()] = thresholds.to(torch.float32)
+    o = torch.full((size,), int(order[-1]), dtype=torch.int64)
+    o[: order.numel()] = order
+    return _breadth_first(t, levels), o.to(torch.uint8)
+
+
+_CODE8_TABLES: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = OrderedDict()
+_CODE8_CACHE_SIZE = 16
+
+
+def _code8_tables(code: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Device search tables of the 8-bit rule for ``code``.
+
+    Built on the host from ``codebooks.codebook_search_table`` (which reads the code's values:
+    one synchronization) the first time a code tensor is seen, then cached by its storage,
+    version counter and device. The cache keeps the tensor alive, so its memory cannot be
+    reused by another tensor while cached; an in-place change bumps the version.
+    """
+    key = (code.data_ptr(), code.device, code._version, code.dtype, code.numel(), code.stride(), device)
+    hit = _CODE8_TABLES.get(key)
+    if hit is not None:
+        _CODE8_TABLES.move_to_end(key)
+        return hit[1], hit[2]
+    thresholds, order = codebook_search_table(code)
+    tree, order8 = _search_tree(thresholds, order, 8)
+    tree, order8 = tree.to(device), order8.to(device)
+    _CODE8_TABLES[key] = (code, tree, order8)
+    if len(_CODE8_TABLES) > _CODE8_CACHE_SIZE:
+        _CODE8_TABLES.popitem(last=False)
+    return tree, order8
+
+
+def _lut_addend() -> float:
+    return _ROUND_MAGIC + LUT_SCALE + 1
+
+
+def _emulate_lut(s: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+    """What ``_lut_code`` computes, in torch on the CPU (used to check a table)."""
+    sc = torch.clamp(s.nan_to_num(nan=-1.0), -1.0, 1.0)
+    k = (sc * LUT_SCALE + _lut_addend()).view(torch.int32) & (LUT_SIZE - 1)
+    e = lut[k.long()]
+    t = (e & 0xFFFFFFFF).to(torch.int32).view(torch.float32)
+    c = e >> 32
+    return torch.where(s > t, c >> 8, c & 0xFF)
+
+
+def _fourbit_lut(quant_type: str) -> torch.Tensor | None:
+    """int64[LUT_SIZE] bin table for ``_lut_code``, or None when some bin would hold two
+    distinct thresholds or the table disagrees with the reference on the check values."""
+    mids, order = fourbit_search_table(quant_type)
+    lut = torch.zeros(LUT_SIZE, dtype=torch.int64)
+    inf_bits = int(torch.tensor(float("inf")).view(torch.int32))
+    for k in range(LUT_SIZE):
+        # Values whose bin is k: round(s * S + S + 1) == k (ties either way), s in [-1, 1].
+        lo = (k - 1.5 - LUT_SCALE) / LUT_SCALE
+        hi = (k - 0.5 - LUT_SCALE) / LUT_SCALE
+        inside = mids[(mids >= lo) & (mids <= hi)]
+        if inside.numel() and not bool((inside == inside[0]).all()):
+            return None
+        below = int((mids < lo).sum()) if 1 <= k <= 2 * LUT_SCALE + 1 else 0
+        if inside.numel():
+            t_bits = int(inside[:1].view(torch.int32))
+            codes = int(order[below]) | int(order[below + inside.numel()]) << 8
+        else:
+            t_bits = inf_bits
+            codes = int(order[below]) * 0x101
+        lut[k] = (t_bits & 0xFFFFFFFF) | codes << 32
+    check = _lut_check_values(mids)
+    if not torch.equal(_emulate_lut(check, lut), fourbit_codes(check, quant_type).long()):
+        return None
+    return lut
+
+
+def _lut_check_values(mids: torch.Tensor) -> torch.Tensor:
+    grid = torch.linspace(-1.0, 1.0, 40001, dtype=torch.float32)
+    edges = (torch.arange(0, 2 * LUT_SCALE + 3, dtype=torch.float32) - 0.5 - LUT_SCALE) / LUT_SCALE
+    points = torch.cat((mids.float(), edges, grid))
+    bits = points.view(torch.int32)
+    near = torch.cat([(bits + d).view(torch.float32) for d in (-2, -1, 1, 2)])
+    special = torch.tensor(
+        [0.0, -0.0, 1.0, -1.0, 1e-30, -1e-30, 1e-45, -1e-45, float("inf"), -float("inf"), float("nan")]
+    )
+    return torch.cat((points, near, special))
+
+
+_FOURBIT_TABLES: dict[
+    tuple[str, torch.device], tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]
+] = {}
+
+
+def _fourbit_tables(
+    quant_type: str, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """(values float32[16], bin table or None, search tree, order) of ``quant_type`` on ``device``."""
+    key = (quant_type, device)
+    hit = _FOURBIT_TABLES.get(key)
+    if hit is None:
+        mids, order = fourbit_search_table(quant_type)
+        tree, order8 = _search_tree(mids, order, 4)
+        lut = _fourbit_lut(quant_type)
+        hit = _FOURBIT_TABLES[key] = (
+            fourbit_table(quant_type, device),
+            None if lut is None else lut.to(device),
+            tree.to(device),
+            order8.to(device),
+        )
+    return hit
+
+
+def _launch_shape(op: str, blocksize: int, tile: int | None, num_warps: int | None) -> tuple[int, int]:
+    cfg = TUNING[op]
+    tile = max(tile or cfg["tile"], blocksize)
+    if num_warps is None:
+        num_warps = cfg["num_warps"] if tile <= 4096 else 8
+    return tile // blocksize, num_warps
+
+
+def _check_float_input(name: str, A: torch.Tensor) -> None:
+    if not isinstance(A, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(A).__name__}")
+    if A.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32, float16 or bfloat16, got {A.dtype}")
+    check_device(name, A)
+
+
+def _check_blocksize(blocksize: int, allowed: tuple[int, ...], what: str) -> None:
+    if isinstance(blocksize, bool) or not isinstance(blocksize, int) or blocksize not in allowed:
+        raise ValueError(f"blocksize for {what} must be one of {allowed}, got {blocksize!r}")
+
+
+def _check_quant_type(quant_type: str) -> None:
+    if quant_type not in ("nf4", "fp4"):
+        raise ValueError(f"quant_type must be 'nf4' or 'fp4', got {quant_type!r}")
+
+
+def _check_out_dtype(dtype: torch.dtype) -> None:
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+
+
+def _check_absmax(absmax: torch.Tensor, blocks: int, device: torch.device) -> torch.Tensor:
+    if not isinstance(absmax, torch.Tensor) or not absmax.is_floating_point():
+        raise TypeError("absmax must be a floating-point tensor")
+    check_device("absmax", absmax, device)
+    if absmax.numel() < blocks:
+        raise ValueError(f"absmax must hold at least {blocks} values (one per block), got {absmax.numel()}")
+    return absmax.reshape(-1).to(torch.float32).contiguous()
+
+
+def _check_code(code: torch.Tensor) -> None:
+    if not isinstance(code, torch.Tensor) or not code.is_floating_point():
+        raise TypeError("code must be a floating-point tensor of 2 to 256 values")
+    if not 2 <= code.numel() <= 256:
+        raise ValueError(f"code must hold 2 to 256 values, got {code.numel()}")
+
+
+def _code_values(code: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """float32[256] on ``device``: code padded with NaN (codes past its end dequantize to NaN)."""
+    values = code.reshape(-1).to(device=device, dtype=torch.float32)
+    if values.numel() < 256:
+        values = torch.cat((values, values.new_full((256 - values.numel(),), float("nan"))))
+    return values.contiguous()
+
+
+def _write_out(out: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Validate an ``out`` argument; return a contiguous flat tensor the kernel may write."""
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"out must be a torch.Tensor, got {type(out).__name__}")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"out must have shape {tuple(shape)}, got {tuple(out.shape)}")
+    if out.dtype != dtype:
+        raise TypeError(f"out must have dtype {dtype}, got {out.dtype}")
+    check_device("out", out, device)
+    return out.view(-1) if out.is_contiguous() else torch.empty(out.numel(), dtype=dtype, device=device)
+
+
+@register("quantize_blockwise", "triton", "cuda", available=available)
+def quantize_blockwise(
+    A: torch.Tensor,
+    code: torch.Tensor,
+    blocksize: int,
+    *,
+    tile: int | None = None,
+    num_warps: int | None = None,
+    sel_levels: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """8-bit blockwise codes of ``A`` and float32 absmax per block (``tile``.. tune launches)."""
+    _check_float_input("A", A)
+    _check_blocksize(blocksize, BLOCKSIZES_8BIT, "8-bit quantization")
+    _check_code(code)
+    n = A.numel()
+    blocks = num_blocks(n, blocksize)
+    out = torch.empty(A.shape, dtype=torch.uint8, device=A.device)
+    absmax = torch.empty(blocks, dtype=torch.float32, device=A.device)
+    if n == 0:
+        return out, absmax
+    tree, order = _code8_tables(code, A.device)
+    bpp, warps = _launch_shape("quantize_blockwise", blocksize, tile, num_warps)
+    levels = TUNING["quantize_blockwise"]["sel_levels"] if sel_levels is None else sel_levels
+    with device_guard(A.device):
+        _quantize_blockwise_kernel[(triton.cdiv(blocks, bpp),)](
+            A.contiguous().view(-1), tree, order, out, absmax, n, blocks, BS=blocksize, BPP=bpp, SEL_LEVELS=levels,
+            num_warps=warps,
+        )  # fmt: skip
+    return out, absmax
+
+
+def _dequantize_blockwise_into(
+    A: torch.Tensor,
+    absmax: torch.Tensor,
+    code: torch.Tensor,
+    blocksize: int,
+    flat_out: torch.Tensor,
+    tile: int | None,
+    num_warps: int | None,
+) -> None:
+    if not isinstance(A, torch.Tensor) or A.dtype != torch.uint8:
+        raise TypeError(f"A must be a uint8 tensor of 8-bit codes, got {getattr(A, 'dtype', type(A).__name__)}")
+    check_device("A", A)
+    _check_blocksize(blocksize, BLOCKSIZES_8BIT, "8-bit dequantization")
+    n = A.numel()
+    blocks = num_blocks(n, blocksize)
+    absmax = _check_absmax(absmax, blocks, A.device)
+    _check_code(code)
+    if n == 0:
+        return
+    code = _code_values(code, A.device)
+    bpp, warps = _launch_shape("dequantize_blockwise", blocksize, tile, num_warps)
+    with device_guard(A.device):
+        _dequantize_blockwise_kernel[(triton.cdiv(blocks, bpp),)](
+            A.contiguous().view(-1),
+            absmax,
+            code,
+            flat_out,
+            n,
+            blocks,
+            BS=blocksize,
+            BPP=bpp,
+            EXACT_BF16=interpreting(),
+            num_warps=warps,
+        )
+
+
+@register("dequantize_blockwise", "triton", "cuda", available=available)
+def dequantize_blockwise(
+    A: torch.Tensor,
+    absmax: torch.Tensor,
+    code: torch.Tensor,
+    blocksize: int,
+    dtype: torch.dtype,
+    *,
+    tile: int | None = None,
+    num_warps: int | None = None,
+) -> torch.Tensor:
+    _check_out_dtype(dtype)
+    out = torch.empty(A.shape, dtype=dtype, device=A.device)
+    _dequantize_blockwise_into(A, absmax, code, blocksize, out.view(-1), tile, num_warps)
+    return out
+
+
+@register("dequantize_blockwise.out", "triton", "cuda", available=available)
+def dequantize_blockwise_out(
+    A: torch.Tensor, absmax: torch.Tensor, code: torch.Tensor, blocksize: int, dtype: torch.dtype, out: torch.Tensor
+) -> None:
+    _check_out_dtype(dtype)
+    flat = _write_out(out, tuple(A.shape), dtype, A.device)
+    _dequantize_blockwise_into(A, absmax, code, blocksize, flat, None, None)
+    if not out.is_contiguous():
+        out.copy_(flat.view(out.shape))
+
+
+@register("quantize_4bit", "triton", "cuda", available=available)
+def quantize_4bit(
+    A: torch.Tensor,
+    blocksize: int,
+    quant_type: str,
+    quant_storage: torch.dtype,
+    *,
+    tile: int | None = None,
+    num_warps: int | None = None,
+    lut: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Packed 4-bit codes (two per byte, first in the high nibble) viewed as ``quant_storage``
+    with shape ``[bytes / itemsize, 1]``, and float32 absmax per block."""
+    _check_float_input("A", A)
+    _check_blocksize(blocksize, BLOCKSIZES_4BIT, "4-bit quantization")
+    _check_quant_type(quant_type)
+    if quant_storage not in QUANT_STORAGE_DTYPES:
+        raise TypeError(f"quant_storage must be one of {QUANT_STORAGE_DTYPES}, got {quant_storage}")
+    n = A.numel()
+    nbytes = (n + 1) // 2
+    if nbytes % quant_storage.itemsize:
+        raise ValueError(
+            f"{nbytes} packed bytes (numel {n}) do not fill whole {quant_storage} elements; "
+            f"use quant_storage=torch.uint8 or a size whose packed bytes divide by {quant_storage.itemsize}"
+        )
+    blocks = num_blocks(n, blocksize)
+    packed = torch.empty(nbytes, dtype=torch.uint8, device=A.device)
+    absmax = torch.empty(blocks, dtype=torch.float32, device=A.device)
+    if n:
+        bpp, warps = _launch_shape("quantize_4bit", blocksize, tile, num_warps)
+        _, bins, tree, order = _fourbit_tables(quant_type, A.device)
+        use_lut = bins is not None and (TUNING["quantize_4bit"]["lut"] if lut is None else lut)
+        with device_guard(A.device):
+            _quantize_4bit_kernel[(triton.cdiv(blocks, bpp),)](
+                A.contiguous().view(-1), bins if use_lut else tree, order, packed, absmax, n, blocks, BS=blocksize,
+                BPP=bpp, LUT=use_lut, L_SCALE=LUT_SCALE, L_ADDEND=_lut_addend(), L_SIZE=LUT_SIZE,
+                num_warps=warps,
+            )  # fmt: skip
+    return packed.view(quant_storage).unsqueeze(1), absmax
+
+
+def _shape_numel(shape: object) -> tuple[tuple[int, ...], int]:
+    if not isinstance(shape, (list, tuple, torch.Size)) or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
+    ):
+        raise TypeError(f"shape must be a sequence of non-negative ints, got {shape!r}")
+    n = 1
+    for s in shape:
+        n *= s
+    return tuple(shape), n
+
+
+def _dequantize_4bit_into(
+    A: torch.Tensor,
+    absmax: torch.Tensor,
+    blocksize: int,
+    quant_type: str,
+    n: int,
+    flat_out: torch.Tensor,
+    tile: int | None,
+    num_warps: int | None,
+) -> None:
+    if not isinstance(A, torch.Tensor):
+        raise TypeError(f"A must be a torch.Tensor of packed 4-bit codes, got {type(A).__name__}")
+    check_device("A", A)
+    _check_blocksize(blocksize, BLOCKSIZES_4BIT, "4-bit dequantization")
+    _check_quant_type(quant_type)
+    blocks = num_blocks(n, blocksize)
+    absmax = _check_absmax(absmax, blocks, A.device)
+    packed = A.contiguous().view(torch.uint8).reshape(-1) if A.dim() else A.reshape(1).view(torch.uint8)
+    if packed.numel() < (n + 1) // 2:
+        raise ValueError(f"A holds {packed.numel()} packed bytes, {(n + 1) // 2} are needed for {n} values")
+    if n == 0:
+        return
+    bpp, warps = _launch_shape("dequantize_4bit", blocksize, tile, num_warps)
+    table = _fourbit_tables(quant_type, A.device)[0]
+    with device_guard(A.device):
+        _dequantize_4bit_kernel[(triton.cdiv(blocks, bpp),)](
+            packed,
+            absmax,
+            table,
+            flat_out,
+            n,
+            blocks,
+            BS=blocksize,
+            BPP=bpp,
+            EXACT_BF16=interpreting(),
+            num_warps=warps,
+        )
+
+
+@register("dequantize_4bit", "triton", "cuda", available=available)
+def dequantize_4bit(
+    A: torch.Tensor,
+    absmax: torch.Tensor,
+    blocksize: int,
+    quant_type: str,
+    shape: tuple[int, ...],
+    dtype: torch.dtype,
+    *,
+    tile: int | None = None,
+    num_warps: int | None = None,
+) -> torch.Tensor:
+    _check_out_dtype(dtype)
+    shape, n = _shape_numel(shape)
+    out = torch.empty(shape, dtype=dtype, device=A.device)
+    _dequantize_4bit_into(A, absmax, blocksize, quant_type, n, out.view(-1), tile, num_warps)
+    return out
+
+
+@register("dequantize_4bit.out", "triton", "cuda", available=available)
+def dequantize_4bit_out(
+    A: torch.Tensor,
+    absmax: torch.Tensor,
+    blocksize: int,
+    quant_type: str,
+    shape: tuple[int, ...],
+    dtype: torch.dtype,
+    out: torch.Tensor,
+) -> None:
+    _check_out_dtype(dtype)
+    shape, n = _shape_numel(shape)
+    flat = _write_out(out, shape, dtype, A.device)
+    _dequantize_4bit_into(A, absmax, blocksize, quant_type, n, flat, None, None)
+    if not out.is_contiguous():
+        out.copy_(flat.view(out.shape))
