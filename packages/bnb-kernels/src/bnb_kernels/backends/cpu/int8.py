@@ -75,7 +75,8 @@ def int8_vectorwise_quant(A: torch.Tensor, threshold: float = 0.0):
 
 def _int_mm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     A2 = A.reshape(-1, A.shape[-1])
-    if A2.shape[0] == 0 or A2.shape[1] == 0 or B.shape[0] == 0:
+    # torch 2.4's CPU torch._int_mm returns zeros when the inner dimension is 1.
+    if A2.shape[0] == 0 or A2.shape[1] <= 1 or B.shape[0] == 0:
         return _ref._int_matmul(A, B)
     out = torch._int_mm(A2.contiguous(), B.t())
     return out.reshape(*A.shape[:-1], B.shape[0])
