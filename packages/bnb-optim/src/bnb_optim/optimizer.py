@@ -14,6 +14,7 @@ block of 256), optional ``gnorm_vec``/``unorm_vec``. ``state_dict()`` nests the 
 from __future__ import annotations
 
 import math
+import weakref
 from collections import defaultdict
 from collections.abc import Iterable
 from copy import deepcopy
@@ -75,6 +76,15 @@ class GlobalOptimManager:
         self.optimizer = None
         self.uses_config_override = False
         self.module_weight_config_triple: list[tuple[torch.nn.Module, str, dict[str, Any]]] = []
+        # id() of a dead tensor can be reused: remember which tensor each id belonged to
+        self._pid_refs: dict[int, weakref.ref] = {}
+
+    def config_for(self, p: torch.Tensor) -> dict[str, Any] | None:
+        """The override registered for this very tensor, if any."""
+        ref = self._pid_refs.get(id(p))
+        if ref is not None and ref() is p:
+            return self.pid2config.get(id(p))
+        return None
 
     @classmethod
     def get_instance(cls) -> GlobalOptimManager:
@@ -91,8 +101,9 @@ class GlobalOptimManager:
             param_groups = [{"params": param_groups}]
         for group_index, group in enumerate(param_groups):
             for p_index, p in enumerate(group["params"]):
-                if id(p) in self.pid2config:
-                    self.index2config[(group_index, p_index)] = self.pid2config[id(p)]
+                config = self.config_for(p)
+                if config is not None:
+                    self.index2config[(group_index, p_index)] = config
 
     def override_config(
         self,
@@ -116,7 +127,10 @@ class GlobalOptimManager:
         for p in parameters:
             if not isinstance(p, torch.Tensor):
                 raise TypeError(f"parameters must be tensors, got {type(p).__name__}")
-            self.pid2config.setdefault(id(p), {}).update(key_value_dict)
+            if self.config_for(p) is None:
+                self.pid2config[id(p)] = {}
+                self._pid_refs[id(p)] = weakref.ref(p)
+            self.pid2config[id(p)].update(key_value_dict)
 
     def register_module_override(self, module: torch.nn.Module, param_name: str, config: dict[str, Any]) -> None:
         if not isinstance(config, dict):
@@ -264,6 +278,7 @@ class Optimizer8bit(torch.optim.Optimizer):
                 for pindex, p in enumerate(group["params"]):
                     if p is pmodule:
                         self.mng.pid2config[id(p)] = config
+                        self.mng._pid_refs[id(p)] = weakref.ref(p)
                         self.mng.index2config[(gindex, pindex)] = config
 
     def get_config(self, gindex: int, pindex: int, group: dict[str, Any]) -> dict[str, Any]:
@@ -282,11 +297,10 @@ class Optimizer8bit(torch.optim.Optimizer):
             "max_unorm": self.args.max_unorm,
             "skip_zeros": self.args.skip_zeros,
         }
-        if (gindex, pindex) in self.mng.index2config:
-            config.update(self.mng.index2config[(gindex, pindex)])
         p = group["params"][pindex]
-        if id(p) in self.mng.pid2config:
-            config.update(self.mng.pid2config[id(p)])
+        override = self.mng.config_for(p)
+        if override is not None:
+            config.update(override)
         tag = getattr(p, OVERRIDE_ATTR, None)
         if tag:
             if not isinstance(tag, dict):
