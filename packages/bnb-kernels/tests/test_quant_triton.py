@@ -88,28 +88,28 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
 def check_8bit(
     device: str, n: int, dtype: torch.dtype, blocksize: int, code: torch.Tensor, tile: int | None
 ) -> list[str]:
+    """Triton vs reference, both on ``device`` (the reference runs anywhere)."""
     from bnb_kernels.backends.reference import quant as R
     from bnb_kernels.backends.triton import quant as T
     from bnb_kernels.codebooks import codebook_search_table
 
     g = torch.Generator().manual_seed(n * 7 + blocksize)
-    A = _with_ties(_input(n, dtype, g, special=True), codebook_search_table(code)[0], blocksize)
+    A = _with_ties(_input(n, dtype, g, special=True), codebook_search_table(code)[0], blocksize).to(device)
+    code = code.to(device)
     where = f"8-bit n={n} {dtype} bs={blocksize} code={code.numel()} tile={tile}"
     fails = []
-    q, absmax = T.quantize_blockwise(A.to(device), code.to(device), blocksize, tile=tile)
+    q, absmax = T.quantize_blockwise(A, code, blocksize, tile=tile)
     q_ref, absmax_ref = R.quantize_blockwise(A, code, blocksize)
-    if not _same(absmax.cpu(), absmax_ref):
+    if not _same(absmax, absmax_ref):
         fails.append(f"{where}: absmax differs")
-    if not _same(q.cpu(), q_ref):
-        bad = (q.cpu() != q_ref).nonzero().flatten()[:5].tolist()
+    if not _same(q, q_ref):
+        bad = (q != q_ref).nonzero().flatten()[:5].tolist()
         fails.append(f"{where}: codes differ at {bad}")
     # Dequantize the reference's codes (so a quantize mismatch does not hide this check).
     for out_dtype in {dtype, torch.float32}:
-        got = T.dequantize_blockwise(
-            q_ref.to(device), absmax_ref.to(device), code.to(device), blocksize, out_dtype, tile=tile
-        )
+        got = T.dequantize_blockwise(q_ref, absmax_ref, code, blocksize, out_dtype, tile=tile)
         exp = R.dequantize_blockwise(q_ref, absmax_ref, code, blocksize, out_dtype)
-        if not _same(got.cpu(), exp):
+        if not _same(got, exp):
             fails.append(f"{where}: dequantize to {out_dtype} differs")
     return fails
 
@@ -123,27 +123,24 @@ def check_4bit(
     from bnb_kernels.codebooks import fourbit_search_table
 
     g = torch.Generator().manual_seed(n * 5 + blocksize)
-    A = _with_ties(_input(n, dtype, g, special=True), fourbit_search_table(quant_type)[0], blocksize)
+    A = _with_ties(_input(n, dtype, g, special=True), fourbit_search_table(quant_type)[0], blocksize).to(device)
     n = A.numel()
     where = f"4-bit n={n} {dtype} bs={blocksize} {quant_type} {storage} tile={tile} lut={lut}"
     fails = []
-    q, absmax = T.quantize_4bit(A.to(device), blocksize, quant_type, storage, tile=tile, lut=lut)
+    q, absmax = T.quantize_4bit(A, blocksize, quant_type, storage, tile=tile, lut=lut)
     q_ref, absmax_ref = R.quantize_4bit(A, blocksize, quant_type, storage)
-    if not _same(absmax.cpu(), absmax_ref):
+    if not _same(absmax, absmax_ref):
         fails.append(f"{where}: absmax differs")
     if (
         q.shape != q_ref.shape
         or q.dtype != q_ref.dtype
-        or not torch.equal(q.cpu().view(torch.uint8), q_ref.view(torch.uint8))
+        or not torch.equal(q.view(torch.uint8), q_ref.view(torch.uint8))
     ):
         fails.append(f"{where}: packed codes differ")
-    shape = (n,)
     for out_dtype in {dtype, torch.float32}:
-        got = T.dequantize_4bit(
-            q_ref.to(device), absmax_ref.to(device), blocksize, quant_type, shape, out_dtype, tile=tile
-        )
-        exp = R.dequantize_4bit(q_ref, absmax_ref, blocksize, quant_type, shape, out_dtype)
-        if not _same(got.cpu(), exp):
+        got = T.dequantize_4bit(q_ref, absmax_ref, blocksize, quant_type, (n,), out_dtype, tile=tile)
+        exp = R.dequantize_4bit(q_ref, absmax_ref, blocksize, quant_type, (n,), out_dtype)
+        if not _same(got, exp):
             fails.append(f"{where}: dequantize to {out_dtype} differs")
     return fails
 

@@ -45,9 +45,9 @@ __all__ = [
 # Launch shapes: elements per program (a multiple of the block size) and warps.
 # Tuned on an H100 (scripts/gpu-check-quant.sh times the alternatives).
 TUNING = {
-    "quantize_blockwise": {"tile": 2048, "num_warps": 4, "sel_levels": 2},
+    "quantize_blockwise": {"tile": 2048, "num_warps": 4, "sel_levels": 2, "addr32": True},
     "dequantize_blockwise": {"tile": 4096, "num_warps": 4},
-    "quantize_4bit": {"tile": 2048, "num_warps": 4, "lut": True},
+    "quantize_4bit": {"tile": 2048, "num_warps": 4, "lut": True, "addr32": True},
     "dequantize_4bit": {"tile": 4096, "num_warps": 4},
 }
 
@@ -101,27 +101,48 @@ def _passes(s, t, INCLUSIVE: tl.constexpr):
 
 
 @triton.jit
-def _tree_search(s, tree_ptr, order_ptr, LEVELS: tl.constexpr, INCLUSIVE: tl.constexpr, SEL_LEVELS: tl.constexpr):
+def _load32(hi, lo, ptr_like):
+    """Load from the address ``hi | lo`` (lo: the low 32 bits, as int32).
+
+    Gathers from a small table whose bytes do not cross a 4 GiB boundary (checked on the
+    host) only need 32-bit offset arithmetic: this saves the 64-bit address computation
+    (two integer instructions) of every lookup.
+    """
+    return tl.load((hi | (lo.to(tl.int64) & 0xFFFFFFFF)).to(ptr_like.dtype))
+
+
+@triton.jit
+def _tree_search(s, tree_ptr, order_ptr, LEVELS: tl.constexpr, INCLUSIVE: tl.constexpr, SEL_LEVELS: tl.constexpr,
+                 ADDR32: tl.constexpr):  # fmt: skip
     """``order[#{j : s passes T_j}]`` for 2**LEVELS - 1 sorted thresholds T stored in
     breadth-first order at tree[1..] (children of node i at 2i and 2i + 1).
 
-    After LEVELS steps the node index i is 2**LEVELS + (the count). Level 1 reads one
-    scalar; with SEL_LEVELS >= 2 level 2 selects between two scalars instead of gathering.
+    After LEVELS steps the node index i is 2**LEVELS + (the count). The first SEL_LEVELS
+    levels (1 or 2) read scalars (level 2 selects between two) instead of gathering.
+    With ADDR32 the walk tracks the low 32 bits of the node's address (4 i + lo0) instead of i.
     """
     i = tl.where(_passes(s, tl.load(tree_ptr + 1), INCLUSIVE), 3, 2)
     if SEL_LEVELS >= 2:
         t = tl.where(i == 3, tl.load(tree_ptr + 3), tl.load(tree_ptr + 2))
         i = 2 * i + _passes(s, t, INCLUSIVE).to(tl.int32)
-        for _ in tl.static_range(LEVELS - 2):
-            i = 2 * i + _passes(s, tl.load(tree_ptr + i), INCLUSIVE).to(tl.int32)
+    if ADDR32:
+        base = tree_ptr.to(tl.int64)
+        hi = base & -4294967296
+        lo0 = base.to(tl.int32)
+        lo = lo0 + 4 * i
+        step_yes = 4 - lo0
+        step_no = -lo0
+        for _ in tl.static_range(LEVELS - SEL_LEVELS):
+            lo = 2 * lo + tl.where(_passes(s, _load32(hi, lo, tree_ptr), INCLUSIVE), step_yes, step_no)
+        i = (lo - lo0) >> 2
     else:
-        for _ in tl.static_range(LEVELS - 1):
+        for _ in tl.static_range(LEVELS - SEL_LEVELS):
             i = 2 * i + _passes(s, tl.load(tree_ptr + i), INCLUSIVE).to(tl.int32)
     return tl.load(order_ptr + (i - (1 << LEVELS))).to(tl.int32)
 
 
 @triton.jit
-def _lut_code(s, lut_ptr, SCALE: tl.constexpr, ADDEND: tl.constexpr, SIZE: tl.constexpr):
+def _lut_code(s, lut_ptr, SCALE: tl.constexpr, ADDEND: tl.constexpr, SIZE: tl.constexpr, ADDR32: tl.constexpr):
     """4-bit code of s from the bin table: entry = threshold bits | (lo | hi << 8) << 32.
 
     s is clamped to [-1, 1] for the bin only (NaN -> -1: the first bin, whose low code is
@@ -130,7 +151,11 @@ def _lut_code(s, lut_ptr, SCALE: tl.constexpr, ADDEND: tl.constexpr, SIZE: tl.co
     """
     sc = tl.minimum(tl.maximum(s, -1.0), 1.0)
     k = (sc * SCALE + ADDEND).to(tl.int32, bitcast=True) & (SIZE - 1)
-    e = tl.load(lut_ptr + k)
+    if ADDR32:
+        base = lut_ptr.to(tl.int64)
+        e = _load32(base & -4294967296, base.to(tl.int32) + 8 * k, lut_ptr)
+    else:
+        e = tl.load(lut_ptr + k)
     t = e.to(tl.int32).to(tl.float32, bitcast=True)
     c = (e >> 32).to(tl.int32)
     return tl.where(s > t, c >> 8, c & 0xFF)
@@ -147,7 +172,8 @@ def _lut_code(s, lut_ptr, SCALE: tl.constexpr, ADDEND: tl.constexpr, SIZE: tl.co
 
 @triton.jit
 def _quantize_blockwise_tile(a_ptr, tree_ptr, order_ptr, out_ptr, absmax_ptr, rem, nblocks, pid,
-                             BS: tl.constexpr, BPP: tl.constexpr, SEL_LEVELS: tl.constexpr, MASKED: tl.constexpr):  # fmt: skip
+                             BS: tl.constexpr, BPP: tl.constexpr, SEL_LEVELS: tl.constexpr, ADDR32: tl.constexpr,
+                             MASKED: tl.constexpr):  # fmt: skip
     rows = tl.arange(0, BPP)
     local = rows[:, None] * BS + tl.arange(0, BS)[None, :]
     blk = pid * BPP + rows
@@ -158,7 +184,7 @@ def _quantize_blockwise_tile(a_ptr, tree_ptr, order_ptr, out_ptr, absmax_ptr, re
         x = tl.load(a_ptr + local).to(tl.float32)
     absmax = _row_absmax(x)
     s = x * _inverse(absmax)[:, None]
-    q = _tree_search(s, tree_ptr, order_ptr, 8, True, SEL_LEVELS).to(tl.uint8)
+    q = _tree_search(s, tree_ptr, order_ptr, 8, True, SEL_LEVELS, ADDR32).to(tl.uint8)
     if MASKED:
         tl.store(absmax_ptr + blk, absmax, mask=blk < nblocks)
         tl.store(out_ptr + local, q, mask=mask)
@@ -169,16 +195,16 @@ def _quantize_blockwise_tile(a_ptr, tree_ptr, order_ptr, out_ptr, absmax_ptr, re
 
 @triton.jit
 def _quantize_blockwise_kernel(a_ptr, tree_ptr, order_ptr, out_ptr, absmax_ptr, n, nblocks,
-                               BS: tl.constexpr, BPP: tl.constexpr, SEL_LEVELS: tl.constexpr):  # fmt: skip
+                               BS: tl.constexpr, BPP: tl.constexpr, SEL_LEVELS: tl.constexpr, ADDR32: tl.constexpr):  # fmt: skip
     pid = tl.program_id(0).to(tl.int64)
     base = pid * (BPP * BS)
     rem = n - base
     if rem >= BPP * BS:
         _quantize_blockwise_tile(a_ptr + base, tree_ptr, order_ptr, out_ptr + base, absmax_ptr, rem, nblocks, pid,
-                                 BS, BPP, SEL_LEVELS, False)  # fmt: skip
+                                 BS, BPP, SEL_LEVELS, ADDR32, False)  # fmt: skip
     else:
         _quantize_blockwise_tile(a_ptr + base, tree_ptr, order_ptr, out_ptr + base, absmax_ptr, rem.to(tl.int32),
-                                 nblocks, pid, BS, BPP, SEL_LEVELS, True)  # fmt: skip
+                                 nblocks, pid, BS, BPP, SEL_LEVELS, ADDR32, True)  # fmt: skip
 
 
 @triton.jit
@@ -218,7 +244,7 @@ def _dequantize_blockwise_kernel(q_ptr, absmax_ptr, code_ptr, out_ptr, n, nblock
 @triton.jit
 def _quantize_4bit_tile(a_ptr, tab_ptr, order_ptr, out_ptr, absmax_ptr, rem, nblocks, pid, BS: tl.constexpr,
                         BPP: tl.constexpr, LUT: tl.constexpr, L_SCALE: tl.constexpr, L_ADDEND: tl.constexpr,
-                        L_SIZE: tl.constexpr, MASKED: tl.constexpr):  # fmt: skip
+                        L_SIZE: tl.constexpr, ADDR32: tl.constexpr, MASKED: tl.constexpr):  # fmt: skip
     rows = tl.arange(0, BPP)
     local = rows[:, None] * BS + tl.arange(0, BS)[None, :]
     blk = pid * BPP + rows
@@ -230,9 +256,9 @@ def _quantize_4bit_tile(a_ptr, tab_ptr, order_ptr, out_ptr, absmax_ptr, rem, nbl
     absmax = _row_absmax(x)
     s = x * _inverse(absmax)[:, None]
     if LUT:
-        code = _lut_code(s, tab_ptr, L_SCALE, L_ADDEND, L_SIZE)
+        code = _lut_code(s, tab_ptr, L_SCALE, L_ADDEND, L_SIZE, ADDR32)
     else:
-        code = _tree_search(s, tab_ptr, order_ptr, 4, False, 2)
+        code = _tree_search(s, tab_ptr, order_ptr, 4, False, 2, ADDR32)
     if MASKED:
         # Elements past the end pad the last byte with code 0 (as the reference packs them).
         code = tl.where(mask, code, 0)
@@ -250,16 +276,16 @@ def _quantize_4bit_tile(a_ptr, tab_ptr, order_ptr, out_ptr, absmax_ptr, rem, nbl
 @triton.jit
 def _quantize_4bit_kernel(a_ptr, tab_ptr, order_ptr, out_ptr, absmax_ptr, n, nblocks, BS: tl.constexpr,
                           BPP: tl.constexpr, LUT: tl.constexpr, L_SCALE: tl.constexpr, L_ADDEND: tl.constexpr,
-                          L_SIZE: tl.constexpr):  # fmt: skip
+                          L_SIZE: tl.constexpr, ADDR32: tl.constexpr):  # fmt: skip
     pid = tl.program_id(0).to(tl.int64)
     base = pid * (BPP * BS)
     rem = n - base
     if rem >= BPP * BS:
         _quantize_4bit_tile(a_ptr + base, tab_ptr, order_ptr, out_ptr + base // 2, absmax_ptr, rem, nblocks, pid,
-                            BS, BPP, LUT, L_SCALE, L_ADDEND, L_SIZE, False)  # fmt: skip
+                            BS, BPP, LUT, L_SCALE, L_ADDEND, L_SIZE, ADDR32, False)  # fmt: skip
     else:
         _quantize_4bit_tile(a_ptr + base, tab_ptr, order_ptr, out_ptr + base // 2, absmax_ptr, rem.to(tl.int32),
-                            nblocks, pid, BS, BPP, LUT, L_SCALE, L_ADDEND, L_SIZE, True)  # fmt: skip
+                            nblocks, pid, BS, BPP, LUT, L_SCALE, L_ADDEND, L_SIZE, ADDR32, True)  # fmt: skip
 
 
 @triton.jit
@@ -350,6 +376,12 @@ def _code8_tables(code: torch.Tensor, device: torch.device) -> tuple[torch.Tenso
     if len(_CODE8_TABLES) > _CODE8_CACHE_SIZE:
         _CODE8_TABLES.popitem(last=False)
     return tree, order8
+
+
+def _fits_addr32(t: torch.Tensor) -> bool:
+    """Whether t's bytes lie inside one 4 GiB-aligned window (see ``_load32``)."""
+    start = t.data_ptr() & 0xFFFFFFFF
+    return start + t.numel() * t.element_size() <= 1 << 32
 
 
 def _lut_addend() -> float:
@@ -505,6 +537,7 @@ def quantize_blockwise(
     tile: int | None = None,
     num_warps: int | None = None,
     sel_levels: int | None = None,
+    addr32: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """8-bit blockwise codes of ``A`` and float32 absmax per block (``tile``.. tune launches)."""
     _check_float_input("A", A)
@@ -518,11 +551,13 @@ def quantize_blockwise(
         return out, absmax
     tree, order = _code8_tables(code, A.device)
     bpp, warps = _launch_shape("quantize_blockwise", blocksize, tile, num_warps)
-    levels = TUNING["quantize_blockwise"]["sel_levels"] if sel_levels is None else sel_levels
+    cfg = TUNING["quantize_blockwise"]
+    levels = cfg["sel_levels"] if sel_levels is None else sel_levels
+    use_addr32 = (cfg["addr32"] if addr32 is None else addr32) and _fits_addr32(tree)
     with device_guard(A.device):
         _quantize_blockwise_kernel[(triton.cdiv(blocks, bpp),)](
             A.contiguous().view(-1), tree, order, out, absmax, n, blocks, BS=blocksize, BPP=bpp, SEL_LEVELS=levels,
-            num_warps=warps,
+            ADDR32=use_addr32, num_warps=warps,
         )  # fmt: skip
     return out, absmax
 
@@ -601,6 +636,7 @@ def quantize_4bit(
     tile: int | None = None,
     num_warps: int | None = None,
     lut: bool | None = None,
+    addr32: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Packed 4-bit codes (two per byte, first in the high nibble) viewed as ``quant_storage``
     with shape ``[bytes / itemsize, 1]``, and float32 absmax per block."""
@@ -622,12 +658,14 @@ def quantize_4bit(
     if n:
         bpp, warps = _launch_shape("quantize_4bit", blocksize, tile, num_warps)
         _, bins, tree, order = _fourbit_tables(quant_type, A.device)
-        use_lut = bins is not None and (TUNING["quantize_4bit"]["lut"] if lut is None else lut)
+        cfg = TUNING["quantize_4bit"]
+        use_lut = bins is not None and (cfg["lut"] if lut is None else lut)
+        table = bins if use_lut else tree
+        use_addr32 = (cfg["addr32"] if addr32 is None else addr32) and _fits_addr32(table)
         with device_guard(A.device):
             _quantize_4bit_kernel[(triton.cdiv(blocks, bpp),)](
-                A.contiguous().view(-1), bins if use_lut else tree, order, packed, absmax, n, blocks, BS=blocksize,
-                BPP=bpp, LUT=use_lut, L_SCALE=LUT_SCALE, L_ADDEND=_lut_addend(), L_SIZE=LUT_SIZE,
-                num_warps=warps,
+                A.contiguous().view(-1), table, order, packed, absmax, n, blocks, BS=blocksize, BPP=bpp, LUT=use_lut,
+                L_SCALE=LUT_SCALE, L_ADDEND=_lut_addend(), L_SIZE=LUT_SIZE, ADDR32=use_addr32, num_warps=warps,
             )  # fmt: skip
     return packed.view(quant_storage).unsqueeze(1), absmax
 
