@@ -10,7 +10,9 @@ set -o pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 # shellcheck source=scripts/gpu-env.sh
-source "$ROOT/scripts/gpu-env.sh"
+if ! source "$ROOT/scripts/gpu-env.sh"; then
+  echo "scripts/gpu-env.sh reported a failure (the Triton kernels do not need the native library)"
+fi
 set +e
 OUT="${OUT:-$ROOT/gpu-check-quant-out}"
 mkdir -p "$OUT"
