@@ -23,6 +23,8 @@ Three kernels do the work:
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from ..._registry import register
@@ -38,6 +40,15 @@ __all__ = [
 
 # Rows up to this many take the weight-only (w8a16) kernel in int8_linear_fused.
 SMALL_M = 16
+# BNB_TRITON_AUTOTUNE=0 launches one fixed tile configuration instead of autotuning (tests:
+# fewer compilations).
+AUTOTUNE_ENV = "BNB_TRITON_AUTOTUNE"
+
+
+def _autotune() -> bool:
+    return os.environ.get(AUTOTUNE_ENV, "1") != "0"
+
+
 # 1.5 * 2^23: adding and subtracting it rounds a float32 |x| < 2^22 to the nearest integer,
 # ties to even (the rounding mode of the reference's rint / __float2int_rn).
 _ROUND_MAGIC = 12582912.0
@@ -285,32 +296,28 @@ if HAS_TRITON:
             out = out + tl.load(BIAS + c, mask=mask, other=0.0).to(tl.float32)
         tl.store(OUT + offs, out.to(OUT.dtype.element_ty), mask=mask)
 
-    def _gemm_configs(outliers: bool) -> list:
+    def _gemm_configs() -> list:
         cfg = triton.Config
-        if outliers:  # two accumulators live in the epilogue: keep tiles at <= 64 values per thread
-            return [
-                cfg({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 128, "GROUP_M": 8}, num_warps=8, num_stages=3),
-                cfg({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 128, "GROUP_M": 8}, num_warps=4, num_stages=4),
-                cfg({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 128, "GROUP_M": 8}, num_warps=4, num_stages=4),
-            ]
         return [
             cfg({"BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 128, "GROUP_M": 8}, num_warps=8, num_stages=3),
+            cfg({"BLOCK_M": 256, "BLOCK_N": 128, "BLOCK_K": 128, "GROUP_M": 8}, num_warps=8, num_stages=3),
             cfg({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 128, "GROUP_M": 8}, num_warps=8, num_stages=4),
+            cfg({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 256, "GROUP_M": 8}, num_warps=8, num_stages=3),
             cfg({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 128, "GROUP_M": 8}, num_warps=4, num_stages=4),
-            cfg({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 128, "GROUP_M": 8}, num_warps=4, num_stages=4),
         ]
 
     def _mbucket(M: int) -> int:
         return 1 << max(4, (M - 1).bit_length())
 
-    _GEMM_KEY = ["M_BUCKET", "N", "K", "EPILOGUE", "SUBTRACT_OUTLIERS"]
+    def _even_k(args: dict) -> bool:
+        return args["K"] % args["BLOCK_K"] == 0
 
-    def _gemm_tuned(outliers: bool):
-        base = triton.jit(_int8_gemm_kernel.fn)
-        return triton.autotune(configs=_gemm_configs(outliers), key=_GEMM_KEY)(base)
-
-    _GEMM_PLAIN = _gemm_tuned(False)
-    _GEMM_OUTLIERS = _gemm_tuned(True)
+    # The epilogue keeps one accumulator live at a time (the int32 one is converted before the
+    # 16-bit outlier columns are added), so the outlier variant takes the same tiles.
+    _GEMM_TUNED = triton.autotune(
+        configs=_gemm_configs(),
+        key=["M_BUCKET", "N", "K", "EPILOGUE", "HAS_OUTLIERS", "SUBTRACT_OUTLIERS"],
+    )(triton.heuristics({"EVEN_K": _even_k})(triton.jit(_int8_gemm_kernel.fn)))
 
     _W8A16_TUNED = triton.autotune(
         configs=[
@@ -320,7 +327,7 @@ if HAS_TRITON:
             triton.Config({"BLOCK_N": 64, "BLOCK_K": 256}, num_warps=8, num_stages=3),
         ],
         key=["N", "K"],
-    )(triton.jit(_w8a16_kernel.fn))
+    )(triton.heuristics({"EVEN_K": _even_k})(triton.jit(_w8a16_kernel.fn)))
 
 
 def _2d(t: torch.Tensor) -> torch.Tensor:
@@ -432,13 +439,25 @@ def gemm(
         if interpreting():
             grid = (triton.cdiv(M, 16) * triton.cdiv(N, 16),)
             _int8_gemm_kernel[grid](*args, EVEN_K=K % 32 == 0, BLOCK_M=16, BLOCK_N=16, BLOCK_K=32, GROUP_M=4, **flags)
+        elif not _autotune():
+            grid = (triton.cdiv(M, 128) * triton.cdiv(N, 128),)
+            _int8_gemm_kernel[grid](
+                *args,
+                EVEN_K=K % 128 == 0,
+                BLOCK_M=128,
+                BLOCK_N=128,
+                BLOCK_K=128,
+                GROUP_M=8,
+                num_warps=8,
+                num_stages=3,
+                **flags,
+            )
         else:
-            kernel = _GEMM_OUTLIERS if has_out else _GEMM_PLAIN
 
             def grid(meta):
                 return (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
 
-            kernel[grid](*args, EVEN_K=K % 128 == 0, **flags)
+            _GEMM_TUNED[grid](*args, **flags)
     return out
 
 
@@ -465,12 +484,15 @@ def w8a16(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.Tens
         if interpreting():
             grid = (triton.cdiv(N, 16), triton.cdiv(M, 16))
             _w8a16_kernel[grid](*args, EVEN_K=K % 32 == 0, BLOCK_N=16, BLOCK_K=32, **flags)
+        elif not _autotune():
+            grid = (triton.cdiv(N, 32), triton.cdiv(M, 16))
+            _w8a16_kernel[grid](*args, EVEN_K=K % 256 == 0, BLOCK_N=32, BLOCK_K=256, num_warps=4, num_stages=4, **flags)
         else:
 
             def grid(meta):
                 return (triton.cdiv(N, meta["BLOCK_N"]), triton.cdiv(M, 16))
 
-            _W8A16_TUNED[grid](*args, EVEN_K=K % 512 == 0, **flags)
+            _W8A16_TUNED[grid](*args, **flags)
     return out
 
 

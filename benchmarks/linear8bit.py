@@ -1,0 +1,129 @@
+"""Linear8bitLt (LLM.int8()) against ``torch.nn.Linear`` in fp16, same run, and the
+``int8_vectorwise_quant`` op.
+
+    python -m benchmarks.linear8bit --device cpu|cuda [--json out.json] [--only K4096_N4096]
+
+CUDA: the three shapes of ``ANCHORS.md`` (4096->4096, 4096->14336, 14336->4096) at 1, 16,
+128, 512 and 4096 tokens, threshold 0 and 6 (with a few outlier columns, as
+``anchor_gpu.py`` makes them), modules built exactly as ``anchor_gpu.py linear8bit()`` builds
+them (``Linear8bitLt(K, N, bias=False, has_fp16_weights=False, threshold=t)`` with an
+``Int8Params`` of the dense weight, ``.cuda()``, inference mode) and timed the same way
+(``do_bench`` flushes L2 between calls). Targets (issue 3): threshold 0 at 1-16 tokens
+>= 1.5x fp16 dense, at 4096 tokens >= 1.1x; threshold 6 >= 0.9x at every batch;
+``int8_vectorwise_quant`` (threshold 6, 4096x8192 fp16) >= 2000 GB/s.
+CPU: 4096x4096 at 1 and 32 tokens against fp32 and bf16 dense (no targets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+import bnb_quant.functional as F
+from bnb_nn import Int8Params, Linear8bitLt
+
+from .harness import Bench, Target, parse_args
+
+SHAPES = [(4096, 4096), (4096, 14336), (14336, 4096)]
+GPU_BATCHES = (1, 16, 128, 512, 4096)
+CPU_BATCHES = (1, 32)
+SOURCE = "issue 3 / ANCHORS.md"
+
+
+def _target(threshold: float, M: int) -> Target | None:
+    if threshold > 0:
+        return Target("speedup_vs_fp16", ">=", 0.9, SOURCE)
+    if M <= 16:
+        return Target("speedup_vs_fp16", ">=", 1.5, SOURCE)
+    if M >= 4096:
+        return Target("speedup_vs_fp16", ">=", 1.1, SOURCE)
+    return None
+
+
+def _path(device: str, M: int) -> str:
+    if device != "cuda":
+        return "native int8"
+    from bnb_kernels.backends.triton import int8 as T
+
+    return "w8a16 gemv" if M <= T.SMALL_M else "quant + int8 gemm"
+
+
+def _quant(A: torch.Tensor, t: float):
+    return F.int8_vectorwise_quant(A, threshold=t)
+
+
+def _call(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return module(x)
+
+
+def run_quant(bench: Bench) -> None:
+    dev = bench.device
+    rows, cols = (4096, 8192) if dev == "cuda" else (1024, 4096)
+    A = torch.randn(rows, cols, dtype=torch.float16, device=dev)
+    byts = 3 * A.numel()  # read fp16, write int8
+    for t in (6.0, 0.0):
+        name = f"int8_vectorwise_quant_{rows}x{cols}_t{t:g}"
+        target = Target("GBps", ">=", 2000, SOURCE) if (dev == "cuda" and t > 0) else None
+        bench.case(name, _quant, [(A, t)], bytes_moved=byts, target=target)
+
+
+def run_shape(bench: Bench, K: int, N: int, batches: Sequence[int], dense_dtypes: Sequence[torch.dtype]) -> None:
+    dev = bench.device
+    names = [f"K{K}_N{N}_M{M}_t{t:g}" for t in (0.0, 6.0) for M in batches]
+    if not any(bench.wanted(n) for n in names):
+        return
+    dense = {dt: torch.nn.Linear(K, N, bias=False, dtype=dt, device=dev) for dt in dense_dtypes}
+    base = dense[dense_dtypes[0]]
+    for t in (0.0, 6.0):
+        m = Linear8bitLt(K, N, bias=False, has_fp16_weights=False, threshold=t)
+        m.weight = Int8Params(base.weight.data.cpu(), requires_grad=False, has_fp16_weights=False)
+        m = m.cuda() if dev == "cuda" else m.cpu()
+        for M in batches:
+            name = f"K{K}_N{N}_M{M}_t{t:g}"
+            if not bench.wanted(name):
+                continue
+            x = torch.randn(M, K, dtype=dense_dtypes[0], device=dev)
+            if t > 0:
+                x[:, :: max(1, K // 8)] *= 20.0  # a few outlier columns, as in real LLM activations
+            with torch.inference_mode():
+                ref = base(x)
+                got = m(x)  # first call: compiles / autotunes the kernels for this shape
+                rel = ((got.float() - ref.float()).norm() / ref.float().norm()).item()
+                t8 = bench.time(_call, [(m, x)])
+                times = {dt: bench.time(_call, [(d, x.to(dt))]) for dt, d in dense.items()}
+            extra = {}
+            for dt, td in times.items():
+                tag = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}[dt]
+                extra[f"{tag}_dense_ms"] = td
+                extra[f"speedup_vs_{tag}"] = td / t8
+            bench.record(
+                name,
+                t8,
+                bytes_moved=N * K + 4 * N + 2 * M * (K + N),
+                target=_target(t, M) if dev == "cuda" else None,
+                rel_err_vs_dense=rel,
+                path=_path(dev, M),
+                **extra,
+            )
+        del m
+    del dense, base
+    if dev == "cuda":
+        torch.cuda.empty_cache()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args("linear8bit", argv, description=__doc__)
+    bench = Bench(args)
+    torch.manual_seed(0)
+    run_quant(bench)
+    if bench.device == "cuda":
+        for K, N in SHAPES:
+            run_shape(bench, K, N, GPU_BATCHES, (torch.float16,))
+    else:
+        run_shape(bench, 4096, 4096, CPU_BATCHES, (torch.float32, torch.bfloat16))
+    bench.finish()
+
+
+if __name__ == "__main__":
+    main()
