@@ -185,6 +185,28 @@ def check_out_variants(device: str) -> list[str]:
     return fails
 
 
+def check_code_tables(device: str) -> list[str]:
+    """The 8-bit search tables follow the code: in-place changes and inference tensors."""
+    from bnb_kernels.backends.reference import quant as R
+    from bnb_kernels.backends.triton import quant as T
+
+    fails = []
+    g = torch.Generator().manual_seed(11)
+    A = torch.randn(700, generator=g).to(device)
+    code = _dynamic_code().to(device)
+    q1, _ = T.quantize_blockwise(A, code, 64)
+    code.mul_(0.5)  # same storage, new values
+    q2, _ = T.quantize_blockwise(A, code, 64)
+    if not torch.equal(q2, R.quantize_blockwise(A, code, 64)[0]) or torch.equal(q1, q2):
+        fails.append("8-bit tables not rebuilt after an in-place change of the code")
+    with torch.inference_mode():
+        code = _dynamic_code().to(device)
+        A = torch.randn(700, generator=g).to(device)
+        if not torch.equal(T.quantize_blockwise(A, code, 64)[0], R.quantize_blockwise(A, code, 64)[0]):
+            fails.append("8-bit quantize under inference_mode")
+    return fails
+
+
 def check_errors(device: str) -> list[str]:
     """Bad input raises ValueError/TypeError naming what was expected."""
     from bnb_kernels.backends.triton import quant as T
@@ -270,7 +292,7 @@ def _interpreted(part: str, seed: int) -> list[str]:
     if part == "4bit":
         sizes = [1, 2, 31, 4097] + [rng.randrange(2, 6000) for _ in range(8)]
         return run_4bit("cpu", sizes, (4096, 256), seed)
-    return check_errors("cpu") + check_out_variants("cpu")
+    return check_errors("cpu") + check_out_variants("cpu") + check_code_tables("cpu")
 
 
 def _run_interpreted(part: str) -> None:
@@ -333,7 +355,7 @@ def test_gpu_4bit_full_size() -> None:
 
 @pytest.mark.gpu
 def test_gpu_out_variants_and_errors() -> None:
-    fails = check_out_variants("cuda") + check_errors("cuda")
+    fails = check_out_variants("cuda") + check_errors("cuda") + check_code_tables("cuda")
     assert not fails, fails
 
 
