@@ -29,6 +29,10 @@
 #include <omp.h>
 #endif
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 // The exactness arguments below need every float operation rounded on its own.
 #if defined(__clang__)
 #pragma clang fp contract(off)
@@ -80,6 +84,24 @@ inline float u2f(uint32_t u) {
   return f;
 }
 inline float finish_absmax(uint32_t max_bits) { return u2f(max_bits > 0x7f800000u ? 0x7fc00000u : max_bits); }
+
+// Ask for transparent huge pages on the 2 MiB-aligned interior of a large output before its
+// first touch: a freshly allocated tensor otherwise costs one page fault per 4 KiB, which on
+// a 2-core machine takes longer than the kernel itself. Advice only; errors are ignored.
+void advise_huge_pages(void* p, int64_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(1) << 21;
+  if (p == nullptr || bytes < int64_t(4) * int64_t(kHuge)) return;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes)) & ~(kHuge - 1);
+  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
+
+inline int64_t dtype_size(int32_t dtype) { return dtype == BNB_F32 ? 4 : 2; }
 
 template <class F>
 void for_blocks(int64_t blocks, int64_t n, int32_t threads, F&& f) {
@@ -243,6 +265,27 @@ BNB_AVX2 inline __m128i grid4_avx2(__m128 s) {
   return _mm_blendv_epi8(g, _mm_set1_epi32(kGridNan), _mm_castps_si128(is_nan));
 }
 
+// 8 lanes of G, as grid16_avx512 explains: float32 where that is exact, double elsewhere.
+BNB_AVX2 inline __m256i grid8_avx2(__m256 s) {
+  const __m256 c = _mm256_set1_ps(32767.5f);
+  const __m256 v = _mm256_fmadd_ps(s, c, c);
+  const __m256 a = _mm256_round_ps(v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  const __m256 d = _mm256_sub_ps(_mm256_sub_ps(v, a), _mm256_set1_ps(0.5f));
+  const __m256 abs_d = _mm256_and_ps(d, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
+  const __m256 abs_s = _mm256_and_ps(s, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
+  // Near a half-integer, or |s| > 2 / inf / NaN (a denormal absmax makes 1 / absmax infinite).
+  const __m256 unsure = _mm256_or_ps(_mm256_cmp_ps(abs_d, _mm256_set1_ps(1.0f / 256.0f), _CMP_LE_OQ),
+                                     _mm256_cmp_ps(abs_s, _mm256_set1_ps(2.0f), _CMP_NLE_UQ));
+  __m256i g = _mm256_cvttps_epi32(_mm256_max_ps(a, _mm256_set1_ps(-1.0f)));
+  g = _mm256_sub_epi32(g, _mm256_castps_si256(_mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_GT_OQ)));
+  g = _mm256_min_epi32(_mm256_max_epi32(g, _mm256_setzero_si256()), _mm256_set1_epi32(65535));
+  if (_mm256_movemask_ps(unsure)) {
+    const __m256i exact = _mm256_set_m128i(grid4_avx2(_mm256_extractf128_ps(s, 1)), grid4_avx2(_mm256_castps256_ps128(s)));
+    g = _mm256_blendv_epi8(g, exact, _mm256_castps_si256(unsure));
+  }
+  return g;
+}
+
 template <int DT>
 BNB_AVX2 void quant8_block_avx2(const void* A, int64_t i0, int64_t len, const uint8_t* lut, float* absmax,
                                 uint8_t* out) {
@@ -250,14 +293,17 @@ BNB_AVX2 void quant8_block_avx2(const void* A, int64_t i0, int64_t len, const ui
   *absmax = am;
   const float inv = 1.0f / am;
   const __m256 vinv = _mm256_set1_ps(inv);
-  alignas(32) int32_t g[8];
   int64_t i = 0;
+  const __m256i low_bytes = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12,
+                                             -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
   for (; i + 8 <= len; i += 8) {
-    const __m256 s = _mm256_mul_ps(load8_avx2<DT>(A, i0 + i), vinv);
-    _mm_store_si128(reinterpret_cast<__m128i*>(g), grid4_avx2(_mm256_castps256_ps128(s)));
-    _mm_store_si128(reinterpret_cast<__m128i*>(g + 4), grid4_avx2(_mm256_extractf128_ps(s, 1)));
-    uint8_t* o = out + i0 + i;
-    for (int k = 0; k < 8; ++k) o[k] = lut[g[k]];
+    const __m256i g = grid8_avx2(_mm256_mul_ps(load8_avx2<DT>(A, i0 + i), vinv));
+    // 4-byte gathers at byte offsets: the low byte of each is lut[g] (the table is padded).
+    const __m256i codes = _mm256_shuffle_epi8(_mm256_i32gather_epi32(reinterpret_cast<const int*>(lut), g, 1), low_bytes);
+    const uint32_t lo = static_cast<uint32_t>(_mm256_extract_epi32(codes, 0));
+    const uint32_t hi = static_cast<uint32_t>(_mm256_extract_epi32(codes, 4));
+    const uint64_t eight = uint64_t(lo) | (uint64_t(hi) << 32);
+    std::memcpy(out + i0 + i, &eight, 8);
   }
   for (; i < len; ++i) out[i0 + i] = lut[grid_index(bnb::load<DT>(A, i0 + i) * inv)];
 }
@@ -393,6 +439,30 @@ BNB_AVX512 inline __m256i grid8_avx512(__m256 s) {
   return _mm256_mask_mov_epi32(g, _mm256_cmp_ps_mask(s, s, _CMP_UNORD_Q), _mm256_set1_epi32(kGridNan));
 }
 
+// G for 16 lanes. In float32, v = fma(s, 32767.5, 32767.5) is within 2^-9 of the exact
+// value, so wherever the fraction of v is more than 2^-8 away from 0.5, floor(v) + (frac > 0.5)
+// is exact. Lanes closer than that (under 1% of them) take the exact double computation.
+BNB_AVX512 inline __m512i grid16_avx512(__m512 s) {
+  const __m512 c = _mm512_set1_ps(32767.5f);
+  const __m512 v = _mm512_fmadd_ps(s, c, c);
+  const __m512 a = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  const __m512 d = _mm512_sub_ps(_mm512_sub_ps(v, a), _mm512_set1_ps(0.5f));
+  const __m512 abs_d = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(d), _mm512_set1_epi32(0x7fffffff)));
+  const __m512 abs_s = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(s), _mm512_set1_epi32(0x7fffffff)));
+  // Near a half-integer, or |s| > 2 / inf / NaN (a denormal absmax makes 1 / absmax infinite).
+  const __mmask16 unsure = _mm512_cmp_ps_mask(abs_d, _mm512_set1_ps(1.0f / 256.0f), _CMP_LE_OQ) |
+                           _mm512_cmp_ps_mask(abs_s, _mm512_set1_ps(2.0f), _CMP_NLE_UQ);
+  __m512i g = _mm512_cvttps_epi32(_mm512_max_ps(a, _mm512_set1_ps(-1.0f)));
+  g = _mm512_mask_add_epi32(g, _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_GT_OQ), g, _mm512_set1_epi32(1));
+  g = _mm512_min_epi32(_mm512_max_epi32(g, _mm512_setzero_si512()), _mm512_set1_epi32(65535));
+  if (unsure) {
+    const __m512i lo = _mm512_castsi256_si512(grid8_avx512(_mm512_castps512_ps256(s)));
+    const __m512i exact = _mm512_inserti64x4(lo, grid8_avx512(_mm512_extractf32x8_ps(s, 1)), 1);
+    g = _mm512_mask_mov_epi32(g, unsure, exact);
+  }
+  return g;
+}
+
 template <int DT>
 BNB_AVX512 void quant8_block_avx512(const void* A, int64_t i0, int64_t len, const uint8_t* lut, float* absmax,
                                     uint8_t* out) {
@@ -400,14 +470,12 @@ BNB_AVX512 void quant8_block_avx512(const void* A, int64_t i0, int64_t len, cons
   *absmax = am;
   const float inv = 1.0f / am;
   const __m512 vinv = _mm512_set1_ps(inv);
-  alignas(64) int32_t g[16];
   int64_t i = 0;
   for (; i + 16 <= len; i += 16) {
-    const __m512 s = _mm512_mul_ps(load16_avx512<DT>(A, i0 + i), vinv);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(g), grid8_avx512(_mm512_castps512_ps256(s)));
-    _mm256_store_si256(reinterpret_cast<__m256i*>(g + 8), grid8_avx512(_mm512_extractf32x8_ps(s, 1)));
-    uint8_t* o = out + i0 + i;
-    for (int k = 0; k < 16; ++k) o[k] = lut[g[k]];
+    const __m512i g = grid16_avx512(_mm512_mul_ps(load16_avx512<DT>(A, i0 + i), vinv));
+    // 4-byte gathers at byte offsets: the low byte of each is lut[g] (the table is padded).
+    const __m512i codes = _mm512_i32gather_epi32(g, lut, 1);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i0 + i), _mm512_cvtepi32_epi8(codes));
   }
   for (; i < len; ++i) out[i0 + i] = lut[grid_index(bnb::load<DT>(A, i0 + i) * inv)];
 }
@@ -524,7 +592,8 @@ void dequant_run(const uint8_t* A, const float* table, const float* absmax, int6
 // 3 AVX-512.
 BNB_API int32_t bnb_quant_simd_level(int32_t requested) { return choose_simd(requested); }
 
-// A: n values of dtype; grid_lut: 65537 codes (see codebooks.CodebookTable); absmax: one
+// A: n values of dtype; grid_lut: 65540 bytes (65537 codes, see codebooks.CodebookTable, and
+// 3 bytes of padding for 4-byte gathers); absmax: one
 // float per block; out: n codes.
 BNB_API int32_t bnb_quantize_blockwise(const void* A, int32_t dtype, int64_t n, int64_t blocksize,
                                        const uint8_t* grid_lut, float* absmax, uint8_t* out, int32_t threads,
@@ -533,6 +602,7 @@ BNB_API int32_t bnb_quantize_blockwise(const void* A, int32_t dtype, int64_t n, 
   if (rc != BNB_OK) return rc;
   if (n > 0 && grid_lut == nullptr) return BNB_EINVAL;
   simd = choose_simd(simd);
+  advise_huge_pages(out, n);
   switch (dtype) {
     case BNB_F32: quant8_run<BNB_F32>(A, n, blocksize, grid_lut, absmax, out, threads, simd); break;
     case BNB_F16: quant8_run<BNB_F16>(A, n, blocksize, grid_lut, absmax, out, threads, simd); break;
@@ -549,6 +619,7 @@ BNB_API int32_t bnb_dequantize_blockwise(const uint8_t* A, const float* code, co
   if (rc != BNB_OK) return rc;
   if (n > 0 && code == nullptr) return BNB_EINVAL;
   simd = choose_simd(simd);
+  advise_huge_pages(out, n * dtype_size(out_dtype));
   switch (out_dtype) {
     case BNB_F32: dequant_run<BNB_F32, false>(A, code, absmax, n, blocksize, out, threads, simd); break;
     case BNB_F16: dequant_run<BNB_F16, false>(A, code, absmax, n, blocksize, out, threads, simd); break;
@@ -577,6 +648,7 @@ BNB_API int32_t bnb_quantize_4bit(const void* A, int32_t dtype, int64_t n, int64
     order16[j] = order[j];
   }
   simd = choose_simd(simd);
+  advise_huge_pages(out, (n + 1) / 2);
   switch (dtype) {
     case BNB_F32: quant4_run<BNB_F32>(A, n, blocksize, mids16, order16, absmax, out, threads, simd); break;
     case BNB_F16: quant4_run<BNB_F16>(A, n, blocksize, mids16, order16, absmax, out, threads, simd); break;
@@ -595,6 +667,7 @@ BNB_API int32_t bnb_dequantize_4bit(const uint8_t* A, const float* table, const 
   alignas(64) float table16[16];
   std::memcpy(table16, table, sizeof(table16));
   simd = choose_simd(simd);
+  advise_huge_pages(out, n * dtype_size(out_dtype));
   switch (out_dtype) {
     case BNB_F32: dequant_run<BNB_F32, true>(A, table16, absmax, n, blocksize, out, threads, simd); break;
     case BNB_F16: dequant_run<BNB_F16, true>(A, table16, absmax, n, blocksize, out, threads, simd); break;

@@ -315,3 +315,4 @@ def test_grid_lut_matches_thresholds() -> None:
     via_thresholds = ref.search_codebook(lower, _dynamic_map())
     assert torch.equal(table.grid_lut[:65536], via_thresholds)
     assert table.grid_lut[65536] == table.order[0]
+    assert table.grid_lut.shape == (65540,) and table.grid_lut.dtype == torch.uint8

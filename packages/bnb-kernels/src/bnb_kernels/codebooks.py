@@ -155,8 +155,9 @@ class CodebookTable:
     """Search tables of one 8-bit codebook (CPU tensors).
 
     ``thresholds`` float32[len - 1] and ``order`` int64[len]: ``code = order[#{j : s >= T_j}]``.
-    ``grid_lut`` uint8[65537]: the code of each grid index ``G`` (0..65535), and at index
-    65536 the code of NaN (``order[0]``), for kernels that compute ``G`` exactly.
+    ``grid_lut`` uint8[65540]: the code of each grid index ``G`` (0..65535), at index 65536
+    the code of NaN (``order[0]``), then 3 bytes of padding (so 4-byte gathers at any index
+    stay inside), for kernels that compute ``G`` exactly.
     """
 
     __slots__ = ("grid_lut", "order", "thresholds")
@@ -169,7 +170,7 @@ class CodebookTable:
         grid = torch.arange(_GRID_MAX + 1, dtype=torch.int64)
         rank = torch.searchsorted(torch.tensor(firsts, dtype=torch.int64), grid, right=True)
         lut = order[rank]
-        self.grid_lut = torch.cat((lut, order[:1])).to(torch.uint8)
+        self.grid_lut = torch.cat((lut, order[:1], torch.zeros(3, dtype=order.dtype))).to(torch.uint8)
 
 
 _CODEBOOK_TABLES: OrderedDict[bytes, CodebookTable] = OrderedDict()

@@ -125,6 +125,7 @@ def quantize_blockwise_impl(
     A_c = A.contiguous()
     n = A_c.numel()
     lut = codebook_table(code).grid_lut
+    assert lut.numel() == 65540 and lut.dtype == torch.uint8  # the C kernel gathers 4 bytes at any index
     absmax = torch.empty(num_blocks(n, blocksize), dtype=torch.float32)
     out = torch.empty(A.shape, dtype=torch.uint8)
     _call(
