@@ -27,6 +27,7 @@ from .harness import Bench, Target, parse_args
 
 SHAPES = [(4096, 4096), (4096, 14336), (14336, 4096)]
 GPU_BATCHES = (1, 16, 128, 512, 4096)
+GRAPH_MAX_M = 512  # also time CUDA-graph replays (GPU time without launch overhead) up to this batch
 CPU_BATCHES = (1, 32)
 SOURCE = "issue 3 / ANCHORS.md"
 
@@ -55,6 +56,24 @@ def _quant(A: torch.Tensor, t: float):
 
 def _call(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return module(x)
+
+
+def _graph_ms(bench: Bench, module: torch.nn.Module, x: torch.Tensor) -> float:
+    """Milliseconds of a CUDA-graph replay of ``module(x)``: the GPU time alone, without the
+    host's launch overhead (NaN if the forward cannot be captured)."""
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            module(x)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            module(x)
+        return bench.time(graph.replay)
+    except Exception as exc:  # report, keep benchmarking
+        print(f"graph capture failed: {exc!r}"[:300], flush=True)
+        return float("nan")
 
 
 def run_quant(bench: Bench) -> None:
@@ -92,7 +111,11 @@ def run_shape(bench: Bench, K: int, N: int, batches: Sequence[int], dense_dtypes
                 rel = ((got.float() - ref.float()).norm() / ref.float().norm()).item()
                 t8 = bench.time(_call, [(m, x)])
                 times = {dt: bench.time(_call, [(d, x.to(dt))]) for dt, d in dense.items()}
-            extra = {}
+                extra = {}
+                if dev == "cuda" and M <= GRAPH_MAX_M:
+                    g8 = _graph_ms(bench, m, x)
+                    gd = _graph_ms(bench, dense[dense_dtypes[0]], x)
+                    extra = {"graph_ms": g8, "graph_dense_ms": gd, "graph_speedup": gd / g8}
             for dt, td in times.items():
                 tag = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}[dt]
                 extra[f"{tag}_dense_ms"] = td

@@ -276,8 +276,9 @@ class Linear8bitLt(nn.Linear):
         if self.bias is not None and self.bias.dtype != x.dtype:
             self.bias.data = self.bias.data.to(x.dtype)
         out = matmul(x, self.weight, bias=self.bias, state=self.state)
-        if not self.state.has_fp16_weights and self.state.CB is not None:
-            self.weight.data = self.state.CB
+        CB = self.state.CB
+        if not self.state.has_fp16_weights and CB is not None and self.weight.data_ptr() != CB.data_ptr():
+            self.weight.data = CB
         return out
 
 
