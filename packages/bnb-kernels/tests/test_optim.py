@@ -252,7 +252,7 @@ def test_unsorted_codebook_rejected():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", OPTIMIZERS)
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16))
 def test_triton_matches_reference_on_cuda(name, dtype):
     from bnb_kernels.backends.triton import optim as tri
 
@@ -266,7 +266,7 @@ def test_triton_matches_reference_on_cuda(name, dtype):
         k = 2 if name == "ademamix" else 1
         s1 = (torch.randn(k * n, generator=gen) * 1e-2).abs().cuda()
         s2 = (torch.rand(n, generator=gen) * 1e-4).cuda() if name in TWO_STATE else None
-        for mu in (0.0, 0.01):
+        for mu in (0.0, 0.01) if dtype == torch.float32 else (0.0,):
             want = run32(ref.optimizer_update_32bit, name, g.cuda(), p.cuda(), s1, s2, mu)
             got = run32(tri.optimizer_update_32bit, name, g.cuda(), p.cuda(), s1, s2, mu)
             torch.testing.assert_close(got[0].float(), want[0].float(), rtol=ULP[dtype], atol=ULP[dtype] * 1e-2)
