@@ -39,9 +39,10 @@ def quantize_blockwise(
     """Quantize ``A`` to 8-bit codes, one float32 absmax per ``blocksize`` elements.
 
     Returns the uint8 codes (shape of ``A``) and a QuantState. With ``nested=True`` the
-    absmax values are themselves quantized (offset by their mean, block size 256).
+    absmax values are themselves quantized (offset by their mean, same block size).
     """
     _checks.tensor("A", A, _checks.FLOAT_DTYPES)
+    _checks.nonempty("A", A)
     _checks.choice("blocksize", blocksize, BLOCKSIZES_8BIT)
     code = dynamic_map(A.device) if code is None else code
     _check_code(code)
@@ -53,7 +54,8 @@ def quantize_blockwise(
     codes, _absmax = torch.ops.bitsandbytes.quantize_blockwise(A.contiguous(), code, blocksize)
     if nested:
         offset = _absmax.mean()
-        qabsmax, state2 = quantize_blockwise(_absmax - offset, blocksize=256, nested=False)
+        # As the reference release: the absmax values are quantized with the same block size.
+        qabsmax, state2 = quantize_blockwise(_absmax - offset, blocksize=blocksize, nested=False)
         state = QuantState(
             absmax=qabsmax, code=code.clone(), blocksize=blocksize, dtype=A.dtype, offset=offset, state2=state2
         )
