@@ -9,6 +9,12 @@
 #include <cstring>
 #include <utility>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+// GCC 12 flags _mm512_undefined_* inside its own intrinsic headers
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include "common.h"
 
 namespace {
@@ -173,13 +179,6 @@ BNB_INLINE void blocks8(const BnbOptimHyper& h, const Args8& a, int64_t b0, int6
 }
 
 template <int OPT, int DT>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma"))) void blocks8_avx512(const BnbOptimHyper& h,
-                                                                                   const Args8& a, int64_t b0,
-                                                                                   int64_t b1) {
-  blocks8<OPT, DT>(h, a, b0, b1);
-}
-
-template <int OPT, int DT>
 __attribute__((target("avx2,fma"))) void blocks8_avx2(const BnbOptimHyper& h, const Args8& a, int64_t b0, int64_t b1) {
   blocks8<OPT, DT>(h, a, b0, b1);
 }
@@ -189,13 +188,222 @@ void blocks8_base(const BnbOptimHyper& h, const Args8& a, int64_t b0, int64_t b1
   blocks8<OPT, DT>(h, a, b0, b1);
 }
 
+// ---------------------------------------------------------------------------------------------
+// AVX-512 path of the 8-bit blockwise update: 16 lanes, gathers for the codebook reads, masked
+// tails. Same arithmetic (separate multiply and add, IEEE sqrt/div) as the scalar code.
+#if defined(__x86_64__)
+#define BNB_T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"), always_inline)) inline
+
+template <int DT>
+BNB_T512 __m512 v_load(const void* base, int64_t i, __mmask16 m) {
+  if constexpr (DT == BNB_F32) {
+    return _mm512_maskz_loadu_ps(m, static_cast<const float*>(base) + i);
+  } else if constexpr (DT == BNB_BF16) {
+    __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(base) + i);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  } else {
+    __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(base) + i);
+    return _mm512_cvtph_ps(h);
+  }
+}
+
+template <int DT>
+BNB_T512 void v_store(void* base, int64_t i, __mmask16 m, __m512 v) {
+  if constexpr (DT == BNB_F32) {
+    _mm512_mask_storeu_ps(static_cast<float*>(base) + i, m, v);
+  } else if constexpr (DT == BNB_BF16) {
+    __m512i bits = _mm512_castps_si512(v);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+    __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+    __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x40));
+    __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    __m512i out = _mm512_mask_blend_epi32(nan, rounded, quiet);
+    _mm256_mask_storeu_epi16(static_cast<uint16_t*>(base) + i, m, _mm512_cvtepi32_epi16(out));
+  } else {
+    __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm256_mask_storeu_epi16(static_cast<uint16_t*>(base) + i, m, h);
+  }
+}
+
+BNB_T512 __mmask16 v_finite(__m512 x) {
+  return _mm512_cmp_ps_mask(_mm512_abs_ps(x), _mm512_set1_ps(FLT_MAX), _CMP_LE_OQ);
+}
+
+BNB_T512 __m512 v_deq(const uint8_t* codes, int64_t i, __mmask16 m, const float* q, __m512 am) {
+  __m512i idx = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, codes + i));
+  return _mm512_mul_ps(_mm512_i32gather_ps(idx, q, 4), am);
+}
+
+template <int KIND>
+BNB_T512 __m512i v_quant(__m512 x, const float* mid_ext) {
+  const __m512i one = _mm512_set1_epi32(1);
+  if constexpr (KIND == QK_GENERIC) {
+    __m512i lo = _mm512_setzero_si512();
+    for (int step = 128; step > 0; step >>= 1) {
+      __m512i st = _mm512_set1_epi32(step);
+      __m512 m = _mm512_i32gather_ps(_mm512_add_epi32(lo, st), mid_ext, 4);
+      lo = _mm512_mask_add_epi32(lo, _mm512_cmp_ps_mask(m, x, _CMP_LT_OQ), lo, st);
+    }
+    return lo;
+  } else {
+    __m512 ax = _mm512_abs_ps(x);
+    __m512i e = _mm512_setzero_si512();
+    const float th[6] = {1e-6f, 1e-5f, 1e-4f, 1e-3f, 1e-2f, 1e-1f};
+    for (int k = 0; k < 6; k++)
+      e = _mm512_mask_add_epi32(e, _mm512_cmp_ps_mask(ax, _mm512_set1_ps(th[k]), _CMP_GE_OQ), e, one);
+    const __m512 scales = _mm512_setr_ps(1e6f, 1e5f, 1e4f, 1e3f, 1e2f, 1e1f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f,
+                                         1.f, 1.f);
+    __m512 inv_scale = _mm512_permutexvar_ps(e, scales);
+    __m512i cnt = _mm512_sllv_epi32(_mm512_set1_epi32(KIND == QK_UNSIGNED ? 2 : 1), e);
+    __m512 fc = _mm512_cvtepi32_ps(cnt);
+    __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_mul_ps(ax, inv_scale), _mm512_set1_ps(0.1f)),
+                             _mm512_mul_ps(fc, _mm512_set1_ps(1.0f / 0.9f)));
+    v = _mm512_max_ps(v, _mm512_setzero_ps());
+    v = _mm512_min_ps(v, _mm512_sub_ps(fc, _mm512_set1_ps(1.f)));
+    __m512i j = _mm512_cvttps_epi32(v);
+    __m512i c;
+    if constexpr (KIND == QK_UNSIGNED) {
+      __m512i pos = _mm512_add_epi32(_mm512_sub_epi32(cnt, one), j);
+      c = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ), pos, one);
+    } else {
+      const __m512i c127 = _mm512_set1_epi32(127);
+      __m512i pos = _mm512_add_epi32(_mm512_add_epi32(c127, cnt), j);
+      __m512i neg = _mm512_sub_epi32(_mm512_sub_epi32(c127, cnt), j);
+      c = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ), neg, pos);
+    }
+    c = _mm512_max_epi32(_mm512_min_epi32(c, _mm512_set1_epi32(254)), one);
+    __m512 m0 = _mm512_i32gather_ps(c, mid_ext, 4);
+    __m512 m1 = _mm512_i32gather_ps(c, mid_ext + 1, 4);
+    __m512i code = _mm512_sub_epi32(c, one);
+    code = _mm512_mask_add_epi32(code, _mm512_cmp_ps_mask(x, m0, _CMP_GT_OQ), code, one);
+    code = _mm512_mask_add_epi32(code, _mm512_cmp_ps_mask(x, m1, _CMP_GT_OQ), code, one);
+    return code;
+  }
+}
+
+template <int KIND>
+BNB_T512 void v_quant_block(const float* s, int64_t len, float am, const float* mid_ext, uint8_t* codes) {
+  const float inv = am > 0.f ? 1.0f / am : 0.f;
+  const __m512 vinv = _mm512_set1_ps(inv);
+  for (int64_t i = 0; i < len; i += 16) {
+    __mmask16 m = len - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (len - i)) - 1u);
+    __m512 x = _mm512_mul_ps(_mm512_loadu_ps(s + i), vinv);
+    _mm_mask_storeu_epi8(codes + i, m, _mm512_cvtepi32_epi8(v_quant<KIND>(x, mid_ext)));
+  }
+}
+
+BNB_T512 void v_quant_any(int kind, const float* s, int64_t len, float am, const float* mid_ext, uint8_t* codes) {
+  if (kind == QK_SIGNED) v_quant_block<QK_SIGNED>(s, len, am, mid_ext, codes);
+  else if (kind == QK_UNSIGNED) v_quant_block<QK_UNSIGNED>(s, len, am, mid_ext, codes);
+  else v_quant_block<QK_GENERIC>(s, len, am, mid_ext, codes);
+}
+
+template <int OPT, int DT>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) void blocks8_v512(const BnbOptimHyper& h,
+                                                                                 const Args8& a, int64_t b0,
+                                                                                 int64_t b1) {
+  constexpr bool TWO = OPT == OPT_ADAM || OPT == OPT_ADEMAMIX;
+  constexpr bool THREE = OPT == OPT_ADEMAMIX;
+  alignas(64) float S1[BS], S2[BS], S3[BS];
+  const __m512 b1v = _mm512_set1_ps(h.b1), omb1 = _mm512_set1_ps(h.omb1), b2v = _mm512_set1_ps(h.b2),
+               omb2 = _mm512_set1_ps(h.omb2), b3v = _mm512_set1_ps(h.b3), omb3 = _mm512_set1_ps(h.omb3),
+               alpha = _mm512_set1_ps(h.alpha), eps = _mm512_set1_ps(h.eps), wd = _mm512_set1_ps(h.wd),
+               lr = _mm512_set1_ps(h.lr), decay = _mm512_set1_ps(h.decay), ic1 = _mm512_set1_ps(h.ic1),
+               isc2 = _mm512_set1_ps(h.isc2), gs = _mm512_set1_ps(h.gscale), zero = _mm512_setzero_ps();
+  for (int64_t b = b0; b < b1; b++) {
+    const int64_t base = b * BS;
+    const int64_t len = a.n - base < BS ? a.n - base : BS;
+    const __m512 am1 = _mm512_set1_ps(a.a1[b]);
+    const __m512 am2 = _mm512_set1_ps(TWO ? a.a2[b] : 0.f);
+    const __m512 am3 = _mm512_set1_ps(THREE ? a.a3[b] : 0.f);
+    __m512 mx1 = zero, mx2 = zero, mx3 = zero;
+    for (int64_t i = 0; i < len; i += 16) {
+      const __mmask16 m = len - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (len - i)) - 1u);
+      __m512 s1 = v_deq(a.c1 + base, i, m, a.q1, am1);
+      __m512 s2 = zero, s3 = zero;
+      if constexpr (TWO) s2 = v_deq(a.c2 + base, i, m, a.q2, am2);
+      if constexpr (THREE) s3 = v_deq(a.c3 + base, i, m, a.q1, am3);
+      const __m512 g0 = v_load<DT>(a.g, base + i, m);
+      const __m512 p = v_load<DT>(a.p, base + i, m);
+      __m512 g = _mm512_mul_ps(g0, gs);
+      if constexpr (OPT == OPT_MOMENTUM || OPT == OPT_RMSPROP || OPT == OPT_ADAGRAD)
+        g = _mm512_add_ps(g, _mm512_mul_ps(wd, p));
+      __m512 n1, n2 = s2, n3 = s3, u;
+      if constexpr (OPT == OPT_ADAM || OPT == OPT_ADEMAMIX) {
+        n1 = _mm512_add_ps(_mm512_mul_ps(s1, b1v), _mm512_mul_ps(omb1, g));
+        n2 = _mm512_add_ps(_mm512_mul_ps(s2, b2v), _mm512_mul_ps(omb2, _mm512_mul_ps(g, g)));
+        __m512 num = _mm512_mul_ps(n1, ic1);
+        if constexpr (OPT == OPT_ADEMAMIX) {
+          n3 = _mm512_add_ps(_mm512_mul_ps(s3, b3v), _mm512_mul_ps(omb3, g));
+          num = _mm512_add_ps(num, _mm512_mul_ps(alpha, n3));
+        }
+        u = _mm512_div_ps(num, _mm512_add_ps(_mm512_mul_ps(_mm512_sqrt_ps(n2), isc2), eps));
+      } else if constexpr (OPT == OPT_MOMENTUM) {
+        n1 = h.first ? g : _mm512_add_ps(_mm512_mul_ps(s1, b1v), g);
+        u = n1;
+      } else if constexpr (OPT == OPT_RMSPROP) {
+        n1 = _mm512_add_ps(_mm512_mul_ps(s1, b1v), _mm512_mul_ps(omb1, _mm512_mul_ps(g, g)));
+        u = _mm512_div_ps(g, _mm512_add_ps(_mm512_sqrt_ps(n1), eps));
+      } else if constexpr (OPT == OPT_ADAGRAD) {
+        n1 = _mm512_add_ps(s1, _mm512_mul_ps(g, g));
+        u = _mm512_div_ps(g, _mm512_add_ps(_mm512_sqrt_ps(n1), eps));
+      } else {
+        __m512 c = _mm512_add_ps(_mm512_mul_ps(s1, b1v), _mm512_mul_ps(omb1, g));
+        u = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(c, zero, _CMP_GT_OQ),
+                                 _mm512_mask_blend_ps(_mm512_cmp_ps_mask(c, zero, _CMP_LT_OQ), zero,
+                                                      _mm512_set1_ps(-1.f)),
+                                 _mm512_set1_ps(1.f));
+        n1 = _mm512_add_ps(_mm512_mul_ps(s1, b2v), _mm512_mul_ps(omb2, g));
+      }
+      __mmask16 ok = v_finite(g) & v_finite(n1) & v_finite(u);
+      if constexpr (TWO) ok &= v_finite(n2);
+      if constexpr (THREE) ok &= v_finite(n3);
+      if (h.skip_zeros) ok &= _mm512_cmp_ps_mask(g0, zero, _CMP_NEQ_OQ);
+      ok &= m;
+      n1 = _mm512_mask_blend_ps(ok, s1, n1);
+      __m512 np = _mm512_sub_ps(_mm512_mul_ps(p, decay), _mm512_mul_ps(lr, _mm512_mask_blend_ps(ok, zero, u)));
+      v_store<DT>(a.p, base + i, m, _mm512_mask_blend_ps(ok, p, np));
+      n1 = _mm512_maskz_mov_ps(m, n1);
+      _mm512_store_ps(S1 + i, n1);
+      mx1 = _mm512_max_ps(mx1, _mm512_abs_ps(n1));
+      if constexpr (TWO) {
+        n2 = _mm512_maskz_mov_ps(m, _mm512_mask_blend_ps(ok, s2, n2));
+        _mm512_store_ps(S2 + i, n2);
+        mx2 = _mm512_max_ps(mx2, _mm512_abs_ps(n2));
+      }
+      if constexpr (THREE) {
+        n3 = _mm512_maskz_mov_ps(m, _mm512_mask_blend_ps(ok, s3, n3));
+        _mm512_store_ps(S3 + i, n3);
+        mx3 = _mm512_max_ps(mx3, _mm512_abs_ps(n3));
+      }
+    }
+    float am = _mm512_reduce_max_ps(mx1);
+    a.a1[b] = am;
+    v_quant_any(a.k1, S1, len, am, a.m1, a.c1 + base);
+    if constexpr (TWO) {
+      am = _mm512_reduce_max_ps(mx2);
+      a.a2[b] = am;
+      v_quant_any(a.k2, S2, len, am, a.m2, a.c2 + base);
+    }
+    if constexpr (THREE) {
+      am = _mm512_reduce_max_ps(mx3);
+      a.a3[b] = am;
+      v_quant_any(a.k1, S3, len, am, a.m1, a.c3 + base);
+    }
+  }
+}
+#endif
+
 template <int OPT, int DT>
 void run8(const BnbOptimHyper& h, const Args8& a) {
   const int64_t nb = (a.n + BS - 1) / BS;
   constexpr int64_t CHUNK = 16;  // blocks per task
   const int64_t tasks = (nb + CHUNK - 1) / CHUNK;
   void (*fn)(const BnbOptimHyper&, const Args8&, int64_t, int64_t) =
-      bnb::has_avx512() ? blocks8_avx512<OPT, DT> : bnb::has_avx2() ? blocks8_avx2<OPT, DT> : blocks8_base<OPT, DT>;
+#if defined(__x86_64__)
+      bnb::has_avx512() ? blocks8_v512<OPT, DT> :
+#endif
+      bnb::has_avx2() ? blocks8_avx2<OPT, DT> : blocks8_base<OPT, DT>;
 #pragma omp parallel for schedule(static) if (tasks > 1)
   for (int64_t t = 0; t < tasks; t++) {
     int64_t b0 = t * CHUNK;
