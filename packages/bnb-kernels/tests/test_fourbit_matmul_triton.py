@@ -19,6 +19,7 @@ CONFIGS = [
     ("gemv", 8, 256, 4),
     ("dot", 16, 16, 64, 4, 2),
     ("dot", 32, 32, 32, 4, 2),
+    ("dot", 16, 16, 32, 4, 2, 3),  # split-K: fp32 partials added atomically
     ("dequant",),
 ]
 
@@ -120,12 +121,21 @@ gpu = pytest.mark.gpu
 
 
 @gpu
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
-@pytest.mark.parametrize("M", [1, 3, 16, 100, 700])
 @pytest.mark.parametrize(
-    ("N", "K", "blocksize", "nested"), [(4096, 4096, 64, True), (1000, 2048, 128, False), (300, 770, 32, True)]
+    ("dtype", "M", "N", "K", "blocksize", "nested", "all_paths"),
+    [
+        (torch.bfloat16, 1, 4096, 4096, 64, True, True),
+        (torch.bfloat16, 16, 4096, 4096, 64, True, True),
+        (torch.bfloat16, 100, 4096, 4096, 64, True, True),
+        (torch.bfloat16, 700, 4096, 4096, 64, True, True),
+        (torch.bfloat16, 3, 300, 770, 32, True, False),  # K % blocksize != 0, ragged tiles
+        (torch.float16, 1, 1000, 2048, 128, False, False),
+        (torch.float16, 37, 1000, 2048, 128, False, False),
+        (torch.float32, 1, 1000, 2048, 128, False, True),
+        (torch.float32, 9, 300, 770, 32, True, True),
+    ],
 )
-def test_gpu_every_path_matches_reference(dtype, M, N, K, blocksize, nested) -> None:
+def test_gpu_paths_match_reference(dtype, M, N, K, blocksize, nested, all_paths) -> None:
     from bnb_kernels.backends.reference import fourbit_matmul as ref
     from bnb_kernels.backends.triton import fourbit_matmul as T
 
@@ -133,7 +143,8 @@ def test_gpu_every_path_matches_reference(dtype, M, N, K, blocksize, nested) -> 
     expected = ref.gemm_4bit(x, q, [N, K], extra[0], blocksize, "nf4", bias, *extra[1:])
     meta = T._make_meta(extra[0], blocksize, T._lut("nf4", x.device), *extra[1:])
     tol = {torch.float32: 1e-4, torch.float16: 3e-3, torch.bfloat16: 1.2e-2}[dtype]
-    for cfg in [*T.candidates(M, dtype), T.heuristic_config(M, dtype)]:
+    configs = T.candidates(M, dtype) if all_paths else [T.heuristic_config(M, dtype)]
+    for cfg in configs:
         out = torch.full((M, N), float("nan"), dtype=dtype, device="cuda")
         T.launch(cfg, x, q.reshape(-1), meta, bias, out, N)
         assert torch.isfinite(out).all(), cfg

@@ -41,9 +41,6 @@ class _Fast:
 
 def _fast_path(weight: Params4bit, qs: QuantState) -> _Fast:
     d = weight.__dict__
-    fast = d.get("_bnb_fast")
-    if fast is not None and fast.qs is qs and fast.absmax is qs.absmax:
-        return fast
     with torch._C.DisableTorchFunctionSubclass():
         plain = weight.view(weight.shape)
     _, K = check_quant_state(plain, qs)
@@ -147,30 +144,35 @@ class Linear4bit(torch.nn.Linear):
         missing_keys.extend(k for k in inner_missing if k != wkey)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight
+        # Hot path: plain dict lookups only (Module.__getattr__ and tensor-subclass
+        # properties cost microseconds each, a whole 1-token kernel on a GPU).
+        params = self._parameters
+        weight = params["weight"]
         qs = weight.__dict__.get("quant_state") if isinstance(weight, Params4bit) else None
         if qs is None:
             fix_4bit_weight_quant_state_from_module(self)
             weight = self.weight
             qs = weight.quant_state
-        fast = _fast_path(weight, qs)
+        fast = weight.__dict__.get("_bnb_fast")
+        if fast is None or fast.qs is not qs or fast.absmax is not qs.absmax:
+            fast = _fast_path(weight, qs)
         if x.shape[-1] != fast.in_features:
             raise ValueError(f"Linear4bit expects inputs with {fast.in_features} features, got shape {tuple(x.shape)}")
         if x.device != fast.device:
             raise ValueError(f"Linear4bit: the input is on {x.device} but the 4-bit weight is on {fast.device}")
-        bias = self.bias
-        if bias is not None and bias.dtype != x.dtype:
-            bias.data = bias.data.to(x.dtype)
+        bias = params.get("bias")
+        inp_dtype = x.dtype
+        if bias is not None and bias.dtype != inp_dtype:
+            bias.data = bias.data.to(inp_dtype)
         if not self.compute_type_is_set:
             self.set_compute_type(x)
             self.compute_type_is_set = True
-        inp_dtype = x.dtype
         compute_dtype = self.compute_dtype
         if compute_dtype is not None and compute_dtype != inp_dtype:
             x = x.to(compute_dtype)
             if bias is not None:
                 bias = bias.to(compute_dtype)
-        if torch.is_grad_enabled() and (x.requires_grad or (bias is not None and bias.requires_grad)):
+        if (x.requires_grad or (bias is not None and bias.requires_grad)) and torch.is_grad_enabled():
             out = MatMul4Bit.apply(x, fast.plain, None, bias, qs, fast.run)
         else:
             out = fast.run(x, bias)

@@ -127,11 +127,13 @@ if HAS_TRITON:
         BM: tl.constexpr,
         BN: tl.constexpr,
         BK: tl.constexpr,
+        SPLIT_K: tl.constexpr,
     ):
         HB: tl.constexpr = BK // 2
         DT = x_ptr.dtype.element_ty
         pid_n = tl.program_id(0)
         pid_m = tl.program_id(1)
+        pid_k = tl.program_id(2)
         rn = pid_n * BN + tl.arange(0, BN)
         rm = pid_m * BM + tl.arange(0, BM)
         nmask = rn < N
@@ -145,7 +147,11 @@ if HAS_TRITON:
         else:
             offset = 0.0
         acc = tl.zeros((BM, BN), dtype=tl.float32)
-        for kb in range(0, half_k, HB):
+        # SPLIT_K programs share the K range (in whole BK steps) and add fp32 partials.
+        k_per = tl.cdiv(tl.cdiv(half_k, HB), SPLIT_K) * HB
+        kb_start = pid_k * k_per
+        kb_end = tl.minimum(half_k, kb_start + k_per)
+        for kb in range(kb_start, kb_end, HB):
             j = kb + rj
             jmask = j < half_k
             wmask = nmask[:, None] & jmask[None, :]
@@ -167,9 +173,16 @@ if HAS_TRITON:
             acc = tl.dot(xe, tl.trans(wh), acc)
             acc = tl.dot(xo, tl.trans(wl), acc)
         if HAS_BIAS:
-            acc += tl.load(bias_ptr + rn, mask=nmask, other=0.0).to(tl.float32)[None, :]
+            bvals = tl.load(bias_ptr + rn, mask=nmask, other=0.0).to(tl.float32)
+            if SPLIT_K > 1:
+                bvals = bvals * (pid_k == 0).to(tl.float32)  # the bias is added once
+            acc += bvals[None, :]
         optrs = out_ptr + rm.to(tl.int64)[:, None] * stride_om + rn[None, :]
-        tl.store(optrs, acc.to(out_ptr.dtype.element_ty), mask=mmask[:, None] & nmask[None, :])
+        omask = mmask[:, None] & nmask[None, :]
+        if SPLIT_K == 1:
+            tl.store(optrs, acc.to(out_ptr.dtype.element_ty), mask=omask)
+        else:
+            tl.atomic_add(optrs, acc, mask=omask)
 
     @triton.jit
     def _dequant_kernel(
@@ -257,45 +270,89 @@ def _even(K: int, blocksize: int, BK: int) -> bool:
     return K % blocksize == 0 and blocksize % BK == 0
 
 
+def _fit_bk(BK: int, K: int, bs: int) -> int:
+    # Keep one absmax per row per step when the rows are block aligned.
+    return min(BK, bs) if K % bs == 0 and BK > bs else BK
+
+
+class _Plan:
+    """A config resolved for one (M, N, K): kernel, grid and constexprs, ready to launch."""
+
+    __slots__ = ("grid", "kernel", "kind", "kw", "split")
+
+    def __init__(self, config: tuple, M: int, N: int, K: int, meta: _Meta, has_bias: bool) -> None:
+        kind = config[0]
+        bs = meta.blocksize
+        self.kind = kind
+        self.split = 1
+        self.kernel = None
+        self.grid: tuple = ()
+        self.kw: dict = {}
+        if kind == "gemv":
+            _, BN, BK, warps = config
+            BK = _fit_bk(BK, K, bs)
+            self.kernel = _gemv_kernel
+            self.grid = (triton.cdiv(N, BN), M)
+            self.kw = dict(
+                BLOCKSIZE=bs,
+                NESTED=meta.nested,
+                HAS_BIAS=has_bias,
+                EVEN=_even(K, bs, BK),
+                BN=BN,
+                BK=BK,
+                num_warps=warps,
+            )
+        elif kind == "dot":
+            _, BM, BN, BK, warps, stages = config[:6]
+            split = config[6] if len(config) > 6 else 1
+            BK = _fit_bk(BK, K, bs)
+            split = max(1, min(split, triton.cdiv(K, BK)))
+            self.split = split
+            self.kernel = _gemm_kernel
+            self.grid = (triton.cdiv(N, BN), triton.cdiv(M, BM), split)
+            self.kw = dict(
+                BLOCKSIZE=bs, NESTED=meta.nested, HAS_BIAS=has_bias, EVEN=_even(K, bs, BK),
+                BM=BM, BN=BN, BK=BK, SPLIT_K=split, num_warps=warps, num_stages=stages,
+            )  # fmt: skip
+        elif kind != "dequant":  # pragma: no cover - configs come from this module
+            raise ValueError(f"unknown 4-bit matmul path {kind!r}")
+
+    def __call__(self, x, w, meta, bias, out, M, N, K):
+        bias_arg = meta.absmax if bias is None else bias
+        if self.kind == "gemv":
+            self.kernel[self.grid](
+                x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, out,
+                N, K, x.stride(0), out.stride(0), **self.kw,
+            )  # fmt: skip
+        elif self.kind == "dot":
+            if self.split == 1:
+                self.kernel[self.grid](
+                    x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, out,
+                    M, N, K, x.stride(0), out.stride(0), **self.kw,
+                )  # fmt: skip
+            else:
+                acc = torch.zeros((M, N), dtype=torch.float32, device=x.device)
+                self.kernel[self.grid](
+                    x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, acc,
+                    M, N, K, x.stride(0), N, **self.kw,
+                )  # fmt: skip
+                out.copy_(acc)
+        else:
+            W = dequantize(w, meta, N, K, x.dtype)
+            if bias is not None:
+                torch.addmm(bias, x, W.t(), out=out)
+            else:
+                torch.mm(x, W.t(), out=out)
+        return out
+
+
 def launch(
     config: tuple, x: torch.Tensor, w: torch.Tensor, meta: _Meta, bias: torch.Tensor | None, out: torch.Tensor, N: int
 ) -> torch.Tensor:
     """Run one path. ``x``: [M, K] rows (unit stride in K), ``w``: flat uint8 packed weight,
     ``out``: [M, N] (unit stride in N). Returns ``out``."""
     M, K = x.shape
-    kind = config[0]
-    bs = meta.blocksize
-    has_bias = bias is not None
-    bias_arg = bias if has_bias else meta.absmax
-    if kind == "gemv":
-        _, BN, BK, warps = config
-        BK = min(BK, bs) if K % bs == 0 and BK > bs else BK
-        grid = (triton.cdiv(N, BN), M)
-        _gemv_kernel[grid](
-            x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, out,
-            N, K, x.stride(0), out.stride(0),
-            BLOCKSIZE=bs, NESTED=meta.nested, HAS_BIAS=has_bias, EVEN=_even(K, bs, BK),
-            BN=BN, BK=BK, num_warps=warps,
-        )  # fmt: skip
-    elif kind == "dot":
-        _, BM, BN, BK, warps, stages = config
-        BK = min(BK, bs) if K % bs == 0 and BK > bs else BK
-        grid = (triton.cdiv(N, BN), triton.cdiv(M, BM))
-        _gemm_kernel[grid](
-            x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, out,
-            M, N, K, x.stride(0), out.stride(0),
-            BLOCKSIZE=bs, NESTED=meta.nested, HAS_BIAS=has_bias, EVEN=_even(K, bs, BK),
-            BM=BM, BN=BN, BK=BK, num_warps=warps, num_stages=stages,
-        )  # fmt: skip
-    elif kind == "dequant":
-        W = dequantize(w, meta, N, K, x.dtype)
-        if has_bias:
-            torch.addmm(bias, x, W.t(), out=out)
-        else:
-            torch.mm(x, W.t(), out=out)
-    else:  # pragma: no cover - configs come from this module
-        raise ValueError(f"unknown 4-bit matmul path {kind!r}")
-    return out
+    return _Plan(config, M, N, K, meta, bias is not None)(x, w, meta, bias, out, M, N, K)
 
 
 def dequantize(w: torch.Tensor, meta: _Meta, N: int, K: int, dtype: torch.dtype) -> torch.Tensor:
@@ -323,39 +380,62 @@ def heuristic_config(M: int, dtype: torch.dtype) -> tuple:
     if dtype == torch.float32:
         return ("gemv", 16, 256, 4) if M <= 4 else ("dequant",)
     if M == 1:
-        return ("gemv", 16, 512, 4)
+        return ("gemv", 8, 1024, 4)
     if M <= 16:
-        return ("dot", 16, 64, 128, 4, 3)
+        return ("dot", 16, 32, 256, 4, 3)
     if M <= 64:
         return ("dot", 64, 64, 128, 4, 3)
     if M <= 512:
-        return ("dot", 128, 128, 64, 8, 3)
+        return ("dot", 128, 64, 64, 4, 3)
     return ("dequant",)
 
 
 def candidates(M: int, dtype: torch.dtype) -> list[tuple]:
     if dtype == torch.float32:
-        return [("gemv", 16, 256, 4), ("gemv", 32, 256, 4), ("dequant",)] if M <= 4 else [("dequant",)]
+        return [("gemv", 16, 256, 4), ("gemv", 8, 512, 4), ("dequant",)] if M <= 4 else [("dequant",)]
     if M == 1:
-        return [("gemv", 16, 512, 4), ("gemv", 32, 256, 4), ("gemv", 8, 512, 4), ("gemv", 16, 1024, 8)]
+        return [
+            ("gemv", 8, 1024, 4),
+            ("gemv", 16, 1024, 4),
+            ("gemv", 4, 2048, 4),
+            ("gemv", 16, 512, 4),
+            ("gemv", 32, 512, 8),
+            ("dot", 16, 16, 256, 4, 3),
+        ]
     if M <= 4:
-        return [("gemv", 16, 512, 4), ("dot", 16, 32, 256, 4, 3), ("dot", 16, 64, 128, 4, 3)]
+        return [
+            ("gemv", 8, 1024, 4),
+            ("dot", 16, 16, 256, 4, 3),
+            ("dot", 16, 32, 256, 4, 3),
+            ("dot", 16, 32, 128, 4, 4),
+        ]
     if M <= 16:
         return [
+            ("dot", 16, 16, 256, 4, 3),
             ("dot", 16, 32, 256, 4, 3),
-            ("dot", 16, 64, 128, 4, 3),
             ("dot", 16, 32, 128, 4, 4),
-            ("dot", 16, 128, 128, 8, 3),
+            ("dot", 16, 64, 128, 4, 3),
+            ("dot", 16, 64, 256, 4, 3, 2),
         ]
     if M <= 64:
+        bm = 32 if M <= 32 else 64
         return [
-            ("dot", M if M in (32, 64) else 64, 64, 128, 4, 3),
-            ("dot", 32, 64, 128, 4, 3),
-            ("dot", 64, 128, 64, 4, 4),
+            ("dot", bm, 32, 128, 4, 3),
+            ("dot", bm, 64, 128, 4, 3),
+            ("dot", bm, 64, 64, 4, 4),
+            ("dot", bm, 64, 128, 4, 3, 2),
         ]
     if M <= 512:
-        return [("dot", 64, 128, 64, 4, 4), ("dot", 128, 128, 64, 8, 3), ("dot", 128, 64, 128, 4, 3), ("dequant",)]
-    return [("dot", 128, 128, 64, 8, 3), ("dot", 128, 256, 64, 8, 3), ("dequant",)]
+        return [
+            ("dot", 64, 64, 128, 4, 3),
+            ("dot", 128, 64, 64, 4, 3),
+            ("dot", 128, 128, 64, 8, 3),
+            ("dot", 64, 32, 128, 4, 3),
+            ("dot", 128, 64, 64, 4, 3, 2),
+            ("dot", 128, 128, 64, 8, 3, 2),
+            ("dequant",),
+        ]
+    return [("dot", 128, 128, 64, 8, 3), ("dot", 128, 256, 64, 8, 3), ("dot", 128, 128, 64, 4, 4), ("dequant",)]
 
 
 _TUNED: dict[tuple, tuple] = {}
@@ -372,30 +452,40 @@ def _time(fn) -> float:
 def select_config(
     x: torch.Tensor, w: torch.Tensor, meta: _Meta, bias: torch.Tensor | None, out: torch.Tensor, N: int
 ) -> tuple:
-    """The path for this shape: cached; on a GPU timed once per (bucket, N, K, dtype, ...)."""
+    """The path for this shape: on a GPU the fastest candidate, timed once per (bucket, N, K,
+    dtype, blocksize, nested, bias, device); otherwise the heuristic."""
     M, K = x.shape
-    fast_key = (M, x.dtype, bias is None)
-    cfg = meta.configs.get(fast_key)
-    if cfg is not None:
-        return cfg
     key = (_bucket(M), N, K, x.dtype, meta.blocksize, meta.nested, bias is not None, x.device)
     cfg = _TUNED.get(key)
-    if cfg is None:
-        if not _autotune_enabled() or x.device.type != "cuda" or torch.cuda.is_current_stream_capturing():
-            return heuristic_config(M, x.dtype)
-        best, best_ms = None, float("inf")
-        for c in candidates(M, x.dtype):
-            try:
-                launch(c, x, w, meta, bias, out, N)
-                ms = _time(lambda c=c: launch(c, x, w, meta, bias, out, N))
-            except Exception:
-                continue
-            if ms < best_ms:
-                best, best_ms = c, ms
-        cfg = best or heuristic_config(M, x.dtype)
-        _TUNED[key] = cfg
-    meta.configs[fast_key] = cfg
+    if cfg is not None:
+        return cfg
+    if not _autotune_enabled() or x.device.type != "cuda" or torch.cuda.is_current_stream_capturing():
+        return heuristic_config(M, x.dtype)
+    best, best_ms = None, float("inf")
+    for c in candidates(M, x.dtype):
+        try:
+            launch(c, x, w, meta, bias, out, N)
+            ms = _time(lambda c=c: launch(c, x, w, meta, bias, out, N))
+        except Exception:
+            continue
+        if ms < best_ms:
+            best, best_ms = c, ms
+    cfg = best or heuristic_config(M, x.dtype)
+    _TUNED[key] = cfg
     return cfg
+
+
+def _plan_for(
+    x: torch.Tensor, w: torch.Tensor, meta: _Meta, bias: torch.Tensor | None, out: torch.Tensor, N: int
+) -> _Plan:
+    M, K = x.shape
+    key = (M, x.dtype, bias is None)
+    plan = meta.configs.get(key)
+    if plan is None:
+        plan = _Plan(select_config(x, w, meta, bias, out, N), M, N, K, meta, bias is not None)
+        if x.device.type == "cuda" and not torch.cuda.is_current_stream_capturing():
+            meta.configs[key] = plan
+    return plan
 
 
 def tuned_configs() -> dict[tuple, tuple]:
@@ -427,7 +517,7 @@ def _run(
     out: torch.Tensor | None,
 ) -> torch.Tensor:
     x = A if A.dim() == 2 else A.reshape(-1, K)
-    if x.stride(-1) != 1:
+    if not x.is_contiguous():
         x = x.contiguous()
     M = x.shape[0]
     o = torch.empty((M, N), dtype=A.dtype, device=A.device) if out is None else out.view(M, N)
@@ -435,11 +525,11 @@ def _run(
         bias = bias.to(A.dtype)
     if M > 0:
         dev = A.device
-        if dev.index is None or dev.index == torch.cuda.current_device() or dev.type != "cuda":
-            launch(select_config(x, w, meta, bias, o, N), x, w, meta, bias, o, N)
+        if dev.type != "cuda" or dev.index is None or dev.index == torch.cuda.current_device():
+            _plan_for(x, w, meta, bias, o, N)(x, w, meta, bias, o, M, N, K)
         else:
             with device_guard(dev):
-                launch(select_config(x, w, meta, bias, o, N), x, w, meta, bias, o, N)
+                _plan_for(x, w, meta, bias, o, N)(x, w, meta, bias, o, M, N, K)
     if out is None and A.dim() != 2:
         return o.view(*A.shape[:-1], N)
     return o
