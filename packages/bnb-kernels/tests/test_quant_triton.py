@@ -287,10 +287,10 @@ def _interpreted(part: str, seed: int) -> list[str]:
     # Few programs per launch (the interpreter's cost is per program): large tiles, small n.
     rng = random.Random(seed)
     if part == "8bit":
-        sizes = [1, 63, 4097] + [rng.randrange(2, 6000) for _ in range(6)]
+        sizes = [1, 63, 4097] + [rng.randrange(2, 6000) for _ in range(4)]
         return run_8bit("cpu", sizes, (4096, 512), seed)
     if part == "4bit":
-        sizes = [1, 2, 31, 4097] + [rng.randrange(2, 6000) for _ in range(8)]
+        sizes = [1, 2, 31, 4097] + [rng.randrange(2, 6000) for _ in range(6)]
         return run_4bit("cpu", sizes, (4096, 256), seed)
     return check_errors("cpu") + check_out_variants("cpu") + check_code_tables("cpu")
 

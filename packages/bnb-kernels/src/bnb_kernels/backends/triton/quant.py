@@ -100,6 +100,16 @@ def _to_out(v, dtype: tl.constexpr, EXACT_BF16: tl.constexpr):
 
 
 @triton.jit
+def _to_f32(x, EXACT_BF16: tl.constexpr):
+    """Widen to float32. The interpreter's bfloat16 -> float32 conversion loses subnormals,
+    so under it (EXACT_BF16) the bits are shifted instead (what the GPU does)."""
+    if EXACT_BF16 and x.dtype == tl.bfloat16:
+        return (x.to(tl.int16, bitcast=True).to(tl.int32) << 16).to(tl.float32, bitcast=True)
+    else:
+        return x.to(tl.float32)
+
+
+@triton.jit
 def _passes(s, t, INCLUSIVE: tl.constexpr):
     """Whether s counts threshold t: s >= t (8-bit rule) or s > t (4-bit rule). NaN: never."""
     if INCLUSIVE:
@@ -181,15 +191,15 @@ def _lut_code(s, lut_ptr, SCALE: tl.constexpr, ADDEND: tl.constexpr, SIZE: tl.co
 @triton.jit
 def _quantize_blockwise_tile(a_ptr, tree_ptr, order_ptr, out_ptr, absmax_ptr, rem, nblocks, pid,
                              BS: tl.constexpr, BPP: tl.constexpr, SEL_LEVELS: tl.constexpr, ADDR32: tl.constexpr,
-                             MASKED: tl.constexpr):  # fmt: skip
+                             EXACT_BF16: tl.constexpr, MASKED: tl.constexpr):  # fmt: skip
     rows = tl.arange(0, BPP)
     local = rows[:, None] * BS + tl.arange(0, BS)[None, :]
     blk = pid * BPP + rows
     if MASKED:
         mask = local < rem
-        x = tl.load(a_ptr + local, mask=mask, other=0.0).to(tl.float32)
+        x = _to_f32(tl.load(a_ptr + local, mask=mask, other=0.0), EXACT_BF16)
     else:
-        x = tl.load(a_ptr + local).to(tl.float32)
+        x = _to_f32(tl.load(a_ptr + local), EXACT_BF16)
     absmax = _row_absmax(x)
     s = x * _inverse(absmax)[:, None]
     q = _tree_search(s, tree_ptr, order_ptr, 8, True, SEL_LEVELS, ADDR32).to(tl.uint8)
@@ -203,16 +213,17 @@ def _quantize_blockwise_tile(a_ptr, tree_ptr, order_ptr, out_ptr, absmax_ptr, re
 
 @triton.jit
 def _quantize_blockwise_kernel(a_ptr, tree_ptr, order_ptr, out_ptr, absmax_ptr, n, nblocks,
-                               BS: tl.constexpr, BPP: tl.constexpr, SEL_LEVELS: tl.constexpr, ADDR32: tl.constexpr):  # fmt: skip
+                               BS: tl.constexpr, BPP: tl.constexpr, SEL_LEVELS: tl.constexpr, ADDR32: tl.constexpr,
+                               EXACT_BF16: tl.constexpr):  # fmt: skip
     pid = tl.program_id(0).to(tl.int64)
     base = pid * (BPP * BS)
     rem = n - base
     if rem >= BPP * BS:
         _quantize_blockwise_tile(a_ptr + base, tree_ptr, order_ptr, out_ptr + base, absmax_ptr, rem, nblocks, pid,
-                                 BS, BPP, SEL_LEVELS, ADDR32, False)  # fmt: skip
+                                 BS, BPP, SEL_LEVELS, ADDR32, EXACT_BF16, False)  # fmt: skip
     else:
         _quantize_blockwise_tile(a_ptr + base, tree_ptr, order_ptr, out_ptr + base, absmax_ptr, rem.to(tl.int32),
-                                 nblocks, pid, BS, BPP, SEL_LEVELS, ADDR32, True)  # fmt: skip
+                                 nblocks, pid, BS, BPP, SEL_LEVELS, ADDR32, EXACT_BF16, True)  # fmt: skip
 
 
 @triton.jit
@@ -252,15 +263,15 @@ def _dequantize_blockwise_kernel(q_ptr, absmax_ptr, code_ptr, out_ptr, n, nblock
 @triton.jit
 def _quantize_4bit_tile(a_ptr, tab_ptr, order_ptr, out_ptr, absmax_ptr, rem, nblocks, pid, BS: tl.constexpr,
                         BPP: tl.constexpr, LUT: tl.constexpr, L_SCALE: tl.constexpr, L_ADDEND: tl.constexpr,
-                        L_SIZE: tl.constexpr, ADDR32: tl.constexpr, MASKED: tl.constexpr):  # fmt: skip
+                        L_SIZE: tl.constexpr, ADDR32: tl.constexpr, EXACT_BF16: tl.constexpr, MASKED: tl.constexpr):  # fmt: skip
     rows = tl.arange(0, BPP)
     local = rows[:, None] * BS + tl.arange(0, BS)[None, :]
     blk = pid * BPP + rows
     if MASKED:
         mask = local < rem
-        x = tl.load(a_ptr + local, mask=mask, other=0.0).to(tl.float32)
+        x = _to_f32(tl.load(a_ptr + local, mask=mask, other=0.0), EXACT_BF16)
     else:
-        x = tl.load(a_ptr + local).to(tl.float32)
+        x = _to_f32(tl.load(a_ptr + local), EXACT_BF16)
     absmax = _row_absmax(x)
     s = x * _inverse(absmax)[:, None]
     if LUT:
@@ -284,16 +295,16 @@ def _quantize_4bit_tile(a_ptr, tab_ptr, order_ptr, out_ptr, absmax_ptr, rem, nbl
 @triton.jit
 def _quantize_4bit_kernel(a_ptr, tab_ptr, order_ptr, out_ptr, absmax_ptr, n, nblocks, BS: tl.constexpr,
                           BPP: tl.constexpr, LUT: tl.constexpr, L_SCALE: tl.constexpr, L_ADDEND: tl.constexpr,
-                          L_SIZE: tl.constexpr, ADDR32: tl.constexpr):  # fmt: skip
+                          L_SIZE: tl.constexpr, ADDR32: tl.constexpr, EXACT_BF16: tl.constexpr):  # fmt: skip
     pid = tl.program_id(0).to(tl.int64)
     base = pid * (BPP * BS)
     rem = n - base
     if rem >= BPP * BS:
         _quantize_4bit_tile(a_ptr + base, tab_ptr, order_ptr, out_ptr + base // 2, absmax_ptr, rem, nblocks, pid,
-                            BS, BPP, LUT, L_SCALE, L_ADDEND, L_SIZE, ADDR32, False)  # fmt: skip
+                            BS, BPP, LUT, L_SCALE, L_ADDEND, L_SIZE, ADDR32, EXACT_BF16, False)  # fmt: skip
     else:
         _quantize_4bit_tile(a_ptr + base, tab_ptr, order_ptr, out_ptr + base // 2, absmax_ptr, rem.to(tl.int32),
-                            nblocks, pid, BS, BPP, LUT, L_SCALE, L_ADDEND, L_SIZE, ADDR32, True)  # fmt: skip
+                            nblocks, pid, BS, BPP, LUT, L_SCALE, L_ADDEND, L_SIZE, ADDR32, EXACT_BF16, True)  # fmt: skip
 
 
 @triton.jit
@@ -570,7 +581,7 @@ def quantize_blockwise(
     with device_guard(A.device):
         _quantize_blockwise_kernel[(triton.cdiv(blocks, bpp),)](
             A.contiguous().view(-1), tree, order, out, absmax, n, blocks, BS=blocksize, BPP=bpp, SEL_LEVELS=levels,
-            ADDR32=use_addr32, num_warps=warps,
+            ADDR32=use_addr32, EXACT_BF16=interpreting(), num_warps=warps,
         )  # fmt: skip
     return out, absmax
 
@@ -678,7 +689,8 @@ def quantize_4bit(
         with device_guard(A.device):
             _quantize_4bit_kernel[(triton.cdiv(blocks, bpp),)](
                 A.contiguous().view(-1), table, order, packed, absmax, n, blocks, BS=blocksize, BPP=bpp, LUT=use_lut,
-                L_SCALE=LUT_SCALE, L_ADDEND=_lut_addend(), L_SIZE=LUT_SIZE, ADDR32=use_addr32, num_warps=warps,
+                L_SCALE=LUT_SCALE, L_ADDEND=_lut_addend(), L_SIZE=LUT_SIZE, ADDR32=use_addr32,
+                EXACT_BF16=interpreting(), num_warps=warps,
             )  # fmt: skip
     return packed.view(quant_storage).unsqueeze(1), absmax
 
