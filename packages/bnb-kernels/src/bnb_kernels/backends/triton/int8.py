@@ -21,8 +21,8 @@ Three kernels do the work:
 ``int8_linear_fused`` picks between them; the reference-schema ops reuse the same kernels.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Triton 3.0's interpreter recognizes
+# `tl.constexpr` parameters only when the annotation is the object, not a string.
 import os
 
 import torch
@@ -186,7 +186,7 @@ if HAS_TRITON:
             else:
                 a = tl.load(a_ptrs, mask=(k0 + rk)[None, :] < K, other=0)
                 b = tl.load(b_ptrs, mask=(k0 + rk)[None, :] < K, other=0)
-            acc = tl.dot(a, tl.trans(b), acc)
+            acc = tl.dot(a, tl.trans(b), acc, out_dtype=tl.int32)
             a_ptrs += BLOCK_K
             b_ptrs += BLOCK_K
 
@@ -203,7 +203,7 @@ if HAS_TRITON:
                     cols = tl.load(IDX + j0 + rj, mask=jm, other=0)
                     ca = tl.load(A + ram.to(tl.int64)[:, None] * stride_am + cols[None, :], mask=jm[None, :], other=0)
                     cb = tl.load(B + rbn.to(tl.int64)[:, None] * stride_bn + cols[None, :], mask=jm[None, :], other=0)
-                    acc = tl.dot(ca, tl.trans(cb), acc)
+                    acc = tl.dot(ca, tl.trans(cb), acc, out_dtype=tl.int32)
                 acc = -acc
 
         if EPILOGUE == 0:
@@ -223,9 +223,9 @@ if HAS_TRITON:
                     cb = tl.load(B + rbn.to(tl.int64)[:, None] * stride_bn + cols[None, :], mask=jm[None, :], other=0)
                     w = (cb.to(tl.float32) * wscale[:, None]).to(xa.dtype)
                     if IEEE:
-                        out = tl.dot(xa, tl.trans(w), out, input_precision="ieee")
+                        out = tl.dot(xa, tl.trans(w), out, input_precision="ieee", out_dtype=tl.float32)
                     else:
-                        out = tl.dot(xa, tl.trans(w), out)
+                        out = tl.dot(xa, tl.trans(w), out, out_dtype=tl.float32)
         c_ptrs = C + rm.to(tl.int64)[:, None] * stride_cm + rn[None, :]
         tl.store(c_ptrs, out.to(C.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
 
@@ -268,9 +268,9 @@ if HAS_TRITON:
                 x = tl.load(x_ptrs, mask=mask_m[:, None] & km, other=0.0)
                 w = tl.load(w_ptrs, mask=km, other=0)
             if IEEE:
-                acc = tl.dot(x, tl.trans(w.to(x.dtype)), acc, input_precision="ieee")
+                acc = tl.dot(x, tl.trans(w.to(x.dtype)), acc, input_precision="ieee", out_dtype=tl.float32)
             else:
-                acc = tl.dot(x, tl.trans(w.to(x.dtype)), acc)
+                acc = tl.dot(x, tl.trans(w.to(x.dtype)), acc, out_dtype=tl.float32)
             x_ptrs += BLOCK_K
             w_ptrs += BLOCK_K
         mask_n = rn < N
@@ -325,9 +325,41 @@ if HAS_TRITON:
             triton.Config({"BLOCK_N": 32, "BLOCK_K": 256}, num_warps=4, num_stages=4),
             triton.Config({"BLOCK_N": 32, "BLOCK_K": 512}, num_warps=4, num_stages=3),
             triton.Config({"BLOCK_N": 64, "BLOCK_K": 256}, num_warps=8, num_stages=3),
+            triton.Config({"BLOCK_N": 64, "BLOCK_K": 128}, num_warps=4, num_stages=4),
+            triton.Config({"BLOCK_N": 128, "BLOCK_K": 128}, num_warps=8, num_stages=3),
         ],
-        key=["N", "K"],
+        key=["M", "N", "K"],
     )(triton.heuristics({"EVEN_K": _even_k})(triton.jit(_w8a16_kernel.fn)))
+
+
+# Best tile configuration per shape key, read off the autotuner after its first run: later
+# calls launch the kernel directly, skipping the autotuner's (and heuristics') per-call
+# Python work, which at 1-16 tokens costs more than the kernel itself.
+_BEST: dict[tuple, tuple[dict, int, int]] = {}
+_TIMINGS: dict[tuple, dict[str, float]] = {}
+
+
+def _launch(tuned, raw, key: tuple, grid, args: tuple, flags: dict, K: int) -> None:
+    best = _BEST.get(key)
+    if best is None:
+        tuned[grid](*args, **flags)
+        cfg = tuned.best_config
+        _BEST[key] = (dict(cfg.kwargs), cfg.num_warps, cfg.num_stages)
+        timings = getattr(tuned, "configs_timings", None) or {}
+        _TIMINGS[key] = {f"{c.kwargs} w{c.num_warps} s{c.num_stages}": t for c, t in timings.items()}
+        return
+    kw, warps, stages = best
+    raw[grid](*args, **flags, **kw, EVEN_K=K % kw["BLOCK_K"] == 0, num_warps=warps, num_stages=stages)
+
+
+def best_configs() -> dict[tuple, tuple[dict, int, int]]:
+    """The tile configurations the autotuner picked so far, per (kernel, shape) key."""
+    return dict(_BEST)
+
+
+def tuning_timings() -> dict[tuple, dict[str, float]]:
+    """The autotuner's timings (ms) of every configuration it tried, per key (where Triton keeps them)."""
+    return dict(_TIMINGS)
 
 
 def _2d(t: torch.Tensor) -> torch.Tensor:
@@ -457,7 +489,8 @@ def gemm(
             def grid(meta):
                 return (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
 
-            _GEMM_TUNED[grid](*args, **flags)
+            key = ("gemm", _mbucket(M), N, K, out.dtype, CA.dtype, tuple(flags.values()))
+            _launch(_GEMM_TUNED, _int8_gemm_kernel, key, grid, args, flags, K)
     return out
 
 
@@ -492,7 +525,8 @@ def w8a16(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.Tens
             def grid(meta):
                 return (triton.cdiv(N, meta["BLOCK_N"]), triton.cdiv(M, 16))
 
-            _W8A16_TUNED[grid](*args, **flags)
+            key = ("w8a16", M, N, K, X.dtype, tuple(flags.values()))
+            _launch(_W8A16_TUNED, _w8a16_kernel, key, grid, args, flags, K)
     return out
 
 

@@ -8,8 +8,8 @@ midpoint comparisons, so a requantization costs two table reads instead of a bin
 The arithmetic is the one specified in ``backends/reference/optim.py``.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Triton 3.0's interpreter recognizes
+# `tl.constexpr` parameters only when the annotation is the object, not a string.
 import torch
 
 from ..._registry import register
