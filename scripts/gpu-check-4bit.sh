@@ -16,10 +16,10 @@ export PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu --format=csv 2>&1 | tee "$OUT/gpu.txt"
 
-timeout "${BENCH_TIMEOUT:-150}" "$PY" -m benchmarks.linear4bit --device cuda --no-plot \
+timeout "${BENCH_TIMEOUT:-140}" "$PY" -m benchmarks.linear4bit --device cuda --no-plot \
   --json "$OUT/linear4bit-cuda.json" --md "$OUT/linear4bit-cuda.md" 2>&1 | tee "$OUT/bench.log"
 
-timeout 40 "$PY" - <<'PY' 2>&1 | tee "$OUT/overhead.log"
+timeout 25 "$PY" - <<'PY' 2>&1 | tee "$OUT/overhead.log"
 import time, torch, triton.testing as tt
 from bnb_nn import Linear4bit, Params4bit
 from bnb_kernels.backends.triton import fourbit_matmul as T
@@ -59,7 +59,7 @@ with torch.inference_mode():
     print("tuned:", {str(k[:4]): v for k, v in T.tuned_configs().items()})
 PY
 
-timeout "${TEST_TIMEOUT:-60}" "$PY" -m pytest -q -m gpu -x -p no:cacheprovider \
+timeout "${TEST_TIMEOUT:-50}" "$PY" -m pytest -q -m gpu -x -p no:cacheprovider \
   packages/bnb-nn/tests/test_linear4bit.py packages/bnb-kernels/tests/test_fourbit_matmul_triton.py 2>&1 | tail -25 | tee "$OUT/tests.log"
 
 echo "=== linear4bit benchmark (H100) ==="

@@ -18,8 +18,8 @@ Nested absmax (``absmax_8bit``/``absmax_code``/``absmax_offset``) is decoded ins
 kernel; there is no extra launch. Codes index the 16-entry table of ``quant_type``.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Triton 3.0's interpreter recognizes
+# `tl.constexpr` parameters only when the annotation is the object, not a string.
 import os
 from collections.abc import Sequence
 
