@@ -159,7 +159,9 @@ def tests(session: nox.Session, torch: str, variant: str) -> None:
     torch_spec = "torch>=2.4" if torch == "newest" else f"torch=={torch}.*"
     extra: list[str] = []
     if torch == OLDEST_TORCH:
-        extra.append("numpy<2")  # the numpy users of torch 2.4 have; torch 2.4 predates numpy 2 in most stacks
+        # numpy 1.x: what stacks pinned to torch 2.4 mostly have (torch 2.4 itself also takes numpy 2).
+        # setuptools: Triton 3.0 (torch 2.4's) imports it and a uv venv has none.
+        extra += ["numpy<2", "setuptools"]
     if variant != "pypi":
         backend = os.environ.get(f"BNB_NOX_BACKEND_{variant.upper()}", BACKENDS[torch][variant])
         if backend is None:
