@@ -7,8 +7,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/bnb-int8-out}"
 mkdir -p "$OUT"
-BENCH_TIMEOUT="${BENCH_TIMEOUT:-140}"
-TEST_TIMEOUT="${TEST_TIMEOUT:-72}"
+BENCH_TIMEOUT="${BENCH_TIMEOUT:-145}"
+TEST_TIMEOUT="${TEST_TIMEOUT:-62}"
 t0=$(date +%s)
 source scripts/gpu-env.sh || echo "gpu-env.sh reported an error (continuing)"
 set +e

@@ -15,11 +15,14 @@ reference's int8 weight gradient is not.
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Callable
 from math import prod
 from typing import Any
 
 import torch
 
+from bnb_kernels import implementations, selected_backend
 from bnb_quant.int8 import int8_vectorwise_quant
 
 __all__ = ["MatMul8bitLt", "MatmulLtState", "matmul"]
@@ -119,11 +122,31 @@ def _ensure_quantized(B: torch.Tensor, state: MatmulLtState) -> None:
         state.CB, state.SCB, _ = int8_vectorwise_quant(W.contiguous())
 
 
+_FUSED: dict[tuple[str, str | None], Callable[..., torch.Tensor]] = {}
+
+
+def _fused_impl(device_type: str) -> Callable[..., torch.Tensor]:
+    """The ``int8_linear_fused`` implementation the registry selects for ``device_type``.
+
+    Eager calls use it directly: going through ``torch.ops`` costs more host time than the
+    whole GPU kernel at 1-16 tokens. Under ``torch.compile`` the op itself is called.
+    """
+    key = (device_type, os.environ.get("BNB_BACKEND"))
+    fn = _FUSED.get(key)
+    if fn is None:
+        name = selected_backend("int8_linear_fused", device_type)
+        fn = next(i.fn for i in implementations("int8_linear_fused") if i.backend == name and i.serves(device_type))
+        _FUSED[key] = fn
+    return fn
+
+
 def _forward(A: torch.Tensor, state: MatmulLtState, bias: torch.Tensor | None) -> torch.Tensor:
     assert state.CB is not None and state.SCB is not None
     if bias is not None and bias.dtype != A.dtype:
         bias = bias.to(A.dtype)
-    return torch.ops.bitsandbytes.int8_linear_fused.default(A, state.CB, state.SCB, bias, float(state.threshold))
+    if torch.compiler.is_compiling():
+        return torch.ops.bitsandbytes.int8_linear_fused.default(A, state.CB, state.SCB, bias, float(state.threshold))
+    return _fused_impl(A.device.type)(A, state.CB, state.SCB, bias, float(state.threshold))
 
 
 def _empty_output(A: torch.Tensor, B: torch.Tensor, state: MatmulLtState) -> torch.Tensor:

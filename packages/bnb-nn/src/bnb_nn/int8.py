@@ -18,7 +18,7 @@ from torch import nn
 
 from bnb_quant.int8 import int8_vectorwise_quant
 
-from .autograd_8bit import MatmulLtState, matmul
+from .autograd_8bit import MatmulLtState, _forward, matmul
 
 __all__ = ["Embedding8bit", "Int8Params", "Linear8bitLt", "maybe_rearrange_weight"]
 
@@ -258,27 +258,41 @@ class Linear8bitLt(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.dtype not in _FLOAT:
             raise TypeError(f"input must be a float16, bfloat16 or float32 tensor, got {getattr(x, 'dtype', type(x))}")
+        # Plain dict lookups on the hot path: Module.__getattr__ and tensor-subclass properties
+        # cost microseconds each, more than a whole 1-token kernel on a GPU.
+        params = self._parameters
+        weight = params["weight"]
+        bias = params.get("bias")
+        state = self.state
+        state.is_training = self.training
+        if weight.__dict__.get("CB") is not None:
+            self.init_8bit_state()
+        CB = state.CB
         if x.shape[-1] != self.in_features:
             raise ValueError(f"input has {x.shape[-1]} features in its last dimension, expected {self.in_features}")
-        self.state.is_training = self.training
-        if self.weight.CB is not None:
-            self.init_8bit_state()
-        if self.weight.dtype == torch.int8 and (self.state.CB is None or self.state.SCB is None):
+        if CB is not None and CB.device != x.device:
+            raise ValueError(
+                f"the int8 weight is on {CB.device} but the input is on {x.device}; call module.to({str(x.device)!r})"
+            )
+        if bias is not None and bias.dtype != x.dtype:
+            bias.data = bias.data.to(x.dtype)
+        if (
+            CB is not None
+            and state.SCB is not None
+            and not state.has_fp16_weights
+            and x.numel() > 0
+            and not (torch.is_grad_enabled() and (x.requires_grad or (bias is not None and bias.requires_grad)))
+        ):
+            return _forward(x, state, bias)  # inference: nothing else to check or to save
+        if weight.dtype == torch.int8 and (CB is None or state.SCB is None):
             raise RuntimeError(
                 "Linear8bitLt holds an int8 weight without its scales (SCB): it was never quantized. Load a state "
                 "dict with SCB, or load 16-bit weights and move the module with .to(device)."
             )
-        if self.state.CB is not None and self.state.CB.device != x.device:
-            raise ValueError(
-                f"the int8 weight is on {self.state.CB.device} but the input is on {x.device}; "
-                f"call module.to({str(x.device)!r})"
-            )
-        if self.bias is not None and self.bias.dtype != x.dtype:
-            self.bias.data = self.bias.data.to(x.dtype)
-        out = matmul(x, self.weight, bias=self.bias, state=self.state)
-        CB = self.state.CB
-        if not self.state.has_fp16_weights and CB is not None and self.weight.data_ptr() != CB.data_ptr():
-            self.weight.data = CB
+        out = matmul(x, weight, bias=bias, state=state)
+        CB = state.CB
+        if not state.has_fp16_weights and CB is not None and weight.data_ptr() != CB.data_ptr():
+            weight.data = CB
         return out
 
 
