@@ -52,6 +52,7 @@ def _interpreter_checks() -> None:
         (64, 200, 2, 128, torch.float32, True, "nf4"),  # K % blocksize != 0
         (16, 64, 17, 4096, torch.float16, False, "nf4"),  # one block spans rows
         (24, 96, 5, 64, torch.bfloat16, True, "nf4"),
+        (8, 512, 2, 256, torch.float16, True, "fp4"),  # steps shorter than a block
     ]
     failures = []
     for N, K, M, bs, dt, nested, qt in cases:

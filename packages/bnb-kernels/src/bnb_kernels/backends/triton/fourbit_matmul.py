@@ -47,27 +47,45 @@ if HAS_TRITON:
         return s
 
     @triton.jit
+    def _decode_tile(
+        w_ptr, row_byte, nmask, kb, half_k, absmax_ptr, a8_ptr, code2_ptr, offset, lut_ptr,
+        BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, ALIGNED: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+    ):  # fmt: skip
+        """Codes of a [BN, BK/2] byte tile (rows ``row_byte``, bytes ``kb``..) as values times
+        their block scale: returns (high-nibble values, low-nibble values, byte index in row),
+        shaped [BN, NB, SB] with SB bytes per scale group. ALIGNED: rows start on a block
+        boundary (K % BLOCKSIZE == 0), so one scale serves each group; otherwise every byte
+        looks its scale up."""
+        SUB: tl.constexpr = BK if BK < BLOCKSIZE else BLOCKSIZE
+        NB: tl.constexpr = BK // SUB
+        SB: tl.constexpr = SUB // 2
+        rg = tl.arange(0, NB)
+        rt = tl.arange(0, SB)
+        j3 = kb + rg[None, :, None] * SB + rt[None, None, :]  # [1, NB, SB]
+        mask = nmask[:, None, None] & (j3 < half_k)
+        byte_idx = row_byte[:, None, None] + j3
+        b = tl.load(w_ptr + byte_idx, mask=mask, other=0).to(tl.int32)
+        vh = tl.load(lut_ptr + (b >> 4))
+        vl = tl.load(lut_ptr + (b & 15))
+        if ALIGNED:
+            g0 = kb + rg * SB  # [NB] first byte of each group
+            gmask = nmask[:, None] & (g0[None, :] < half_k)
+            blk = (row_byte[:, None] + g0[None, :]) * 2 // BLOCKSIZE
+            s = _block_scale(blk, gmask, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)[:, :, None]
+        else:
+            s = _block_scale(byte_idx * 2 // BLOCKSIZE, mask, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)
+        return vh * s, vl * s, j3
+
+    @triton.jit
     def _gemv_kernel(
-        x_ptr,
-        w_ptr,
-        absmax_ptr,
-        a8_ptr,
-        code2_ptr,
-        offset_ptr,
-        lut_ptr,
-        bias_ptr,
-        out_ptr,
-        N,
-        K,
-        stride_xm,
-        stride_om,
-        BLOCKSIZE: tl.constexpr,
-        NESTED: tl.constexpr,
-        HAS_BIAS: tl.constexpr,
-        EVEN: tl.constexpr,
-        BN: tl.constexpr,
-        BK: tl.constexpr,
-    ):
+        x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset_ptr, lut_ptr, bias_ptr, out_ptr,
+        N, K, stride_xm, stride_om,
+        BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, HAS_BIAS: tl.constexpr, ALIGNED: tl.constexpr,
+        BN: tl.constexpr, BK: tl.constexpr,
+    ):  # fmt: skip
+        SUB: tl.constexpr = BK if BK < BLOCKSIZE else BLOCKSIZE
+        NB: tl.constexpr = BK // SUB
+        SB: tl.constexpr = SUB // 2
         HB: tl.constexpr = BK // 2
         pid_n = tl.program_id(0)
         m = tl.program_id(1)
@@ -75,60 +93,33 @@ if HAS_TRITON:
         nmask = rn < N
         half_k = K // 2
         row_byte = rn.to(tl.int64) * half_k
-        rj = tl.arange(0, HB)
         if NESTED:
             offset = tl.load(offset_ptr).to(tl.float32)
         else:
             offset = 0.0
         x_row = x_ptr + m.to(tl.int64) * stride_xm
-        acc = tl.zeros((BN, HB), dtype=tl.float32)
+        acc = tl.zeros((BN, NB, SB), dtype=tl.float32)
         for kb in range(0, half_k, HB):
-            j = kb + rj
-            jmask = j < half_k
-            mask = nmask[:, None] & jmask[None, :]
-            byte_idx = row_byte[:, None] + j[None, :]
-            b = tl.load(w_ptr + byte_idx, mask=mask, other=0).to(tl.int32)
-            vh = tl.load(lut_ptr + (b >> 4))
-            vl = tl.load(lut_ptr + (b & 15))
-            xe = tl.load(x_row + 2 * j, mask=jmask, other=0.0).to(tl.float32)
-            xo = tl.load(x_row + 2 * j + 1, mask=jmask, other=0.0).to(tl.float32)
-            part = vh * xe[None, :] + vl * xo[None, :]
-            if EVEN:
-                s = _block_scale((row_byte + kb) * 2 // BLOCKSIZE, nmask, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)
-                acc += part * s[:, None]
-            else:
-                s = _block_scale(byte_idx * 2 // BLOCKSIZE, mask, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)
-                acc += part * s
-        res = tl.sum(acc, axis=1)
+            wh, wl, j3 = _decode_tile(
+                w_ptr, row_byte, nmask, kb, half_k, absmax_ptr, a8_ptr, code2_ptr, offset, lut_ptr,
+                BLOCKSIZE, NESTED, ALIGNED, BN, BK,
+            )  # fmt: skip
+            jm = j3 < half_k
+            xe = tl.load(x_row + 2 * j3, mask=jm, other=0.0).to(tl.float32)
+            xo = tl.load(x_row + 2 * j3 + 1, mask=jm, other=0.0).to(tl.float32)
+            acc += wh * xe + wl * xo
+        res = tl.sum(tl.sum(acc, axis=2), axis=1)
         if HAS_BIAS:
             res += tl.load(bias_ptr + rn, mask=nmask, other=0.0).to(tl.float32)
         tl.store(out_ptr + m.to(tl.int64) * stride_om + rn, res.to(out_ptr.dtype.element_ty), mask=nmask)
 
     @triton.jit
     def _gemm_kernel(
-        x_ptr,
-        w_ptr,
-        absmax_ptr,
-        a8_ptr,
-        code2_ptr,
-        offset_ptr,
-        lut_ptr,
-        bias_ptr,
-        out_ptr,
-        M,
-        N,
-        K,
-        stride_xm,
-        stride_om,
-        BLOCKSIZE: tl.constexpr,
-        NESTED: tl.constexpr,
-        HAS_BIAS: tl.constexpr,
-        EVEN: tl.constexpr,
-        BM: tl.constexpr,
-        BN: tl.constexpr,
-        BK: tl.constexpr,
-        SPLIT_K: tl.constexpr,
-    ):
+        x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset_ptr, lut_ptr, bias_ptr, out_ptr,
+        M, N, K, stride_xm, stride_om,
+        BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, HAS_BIAS: tl.constexpr, ALIGNED: tl.constexpr,
+        BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SPLIT_K: tl.constexpr,
+    ):  # fmt: skip
         HB: tl.constexpr = BK // 2
         DT = x_ptr.dtype.element_ty
         pid_n = tl.program_id(0)
@@ -152,22 +143,14 @@ if HAS_TRITON:
         kb_start = pid_k * k_per
         kb_end = tl.minimum(half_k, kb_start + k_per)
         for kb in range(kb_start, kb_end, HB):
+            wh3, wl3, _ = _decode_tile(
+                w_ptr, row_byte, nmask, kb, half_k, absmax_ptr, a8_ptr, code2_ptr, offset, lut_ptr,
+                BLOCKSIZE, NESTED, ALIGNED, BN, BK,
+            )  # fmt: skip
+            wh = tl.reshape(wh3, (BN, HB)).to(DT)
+            wl = tl.reshape(wl3, (BN, HB)).to(DT)
             j = kb + rj
-            jmask = j < half_k
-            wmask = nmask[:, None] & jmask[None, :]
-            byte_idx = row_byte[:, None] + j[None, :]
-            b = tl.load(w_ptr + byte_idx, mask=wmask, other=0).to(tl.int32)
-            vh = tl.load(lut_ptr + (b >> 4))
-            vl = tl.load(lut_ptr + (b & 15))
-            if EVEN:
-                s = _block_scale((row_byte + kb) * 2 // BLOCKSIZE, nmask, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)
-                wh = (vh * s[:, None]).to(DT)
-                wl = (vl * s[:, None]).to(DT)
-            else:
-                s = _block_scale(byte_idx * 2 // BLOCKSIZE, wmask, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)
-                wh = (vh * s).to(DT)
-                wl = (vl * s).to(DT)
-            xmask = mmask[:, None] & jmask[None, :]
+            xmask = mmask[:, None] & (j < half_k)[None, :]
             xe = tl.load(x_rows + 2 * j[None, :], mask=xmask, other=0.0)
             xo = tl.load(x_rows + 2 * j[None, :] + 1, mask=xmask, other=0.0)
             acc = tl.dot(xe, tl.trans(wh), acc)
@@ -186,32 +169,26 @@ if HAS_TRITON:
 
     @triton.jit
     def _dequant_kernel(
-        w_ptr,
-        absmax_ptr,
-        a8_ptr,
-        code2_ptr,
-        offset_ptr,
-        lut_ptr,
-        out_ptr,
-        n_bytes,
-        BLOCKSIZE: tl.constexpr,
-        NESTED: tl.constexpr,
-        BLOCK: tl.constexpr,
-    ):
+        w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset_ptr, lut_ptr, out_ptr, n_bytes,
+        BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, R: tl.constexpr, SB: tl.constexpr,
+    ):  # fmt: skip
+        # A [R, SB] byte tile; SB divides BLOCKSIZE / 2, so each row has one scale.
         pid = tl.program_id(0)
-        j = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        rows = pid.to(tl.int64) * R + tl.arange(0, R)
+        start = rows * SB
+        j = start[:, None] + tl.arange(0, SB)[None, :]
         mask = j < n_bytes
         if NESTED:
             offset = tl.load(offset_ptr).to(tl.float32)
         else:
             offset = 0.0
         b = tl.load(w_ptr + j, mask=mask, other=0).to(tl.int32)
-        s = _block_scale(j * 2 // BLOCKSIZE, mask, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)
+        s = _block_scale(start * 2 // BLOCKSIZE, start < n_bytes, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)
         DT = out_ptr.dtype.element_ty
-        hv = (tl.load(lut_ptr + (b >> 4)) * s).to(DT)
-        lv = (tl.load(lut_ptr + (b & 15)) * s).to(DT)
-        pairs = tl.interleave(hv, lv)
-        o = pid.to(tl.int64) * (2 * BLOCK) + tl.arange(0, 2 * BLOCK)
+        hv = (tl.load(lut_ptr + (b >> 4)) * s[:, None]).to(DT)
+        lv = (tl.load(lut_ptr + (b & 15)) * s[:, None]).to(DT)
+        pairs = tl.reshape(tl.interleave(hv, lv), (R * 2 * SB,))
+        o = pid.to(tl.int64) * (R * 2 * SB) + tl.arange(0, R * 2 * SB)
         tl.store(out_ptr + o, pairs, mask=o < 2 * n_bytes)
 
 
@@ -266,15 +243,6 @@ def _make_meta(
     return _Meta(amax, absmax_8bit, code2, offset, lut, True, blocksize)
 
 
-def _even(K: int, blocksize: int, BK: int) -> bool:
-    return K % blocksize == 0 and blocksize % BK == 0
-
-
-def _fit_bk(BK: int, K: int, bs: int) -> int:
-    # Keep one absmax per row per step when the rows are block aligned.
-    return min(BK, bs) if K % bs == 0 and BK > bs else BK
-
-
 class _Plan:
     """A config resolved for one (M, N, K): kernel, grid and constexprs, ready to launch."""
 
@@ -290,14 +258,13 @@ class _Plan:
         self.kw: dict = {}
         if kind == "gemv":
             _, BN, BK, warps = config
-            BK = _fit_bk(BK, K, bs)
             self.kernel = _gemv_kernel
             self.grid = (triton.cdiv(N, BN), M)
             self.kw = dict(
                 BLOCKSIZE=bs,
                 NESTED=meta.nested,
                 HAS_BIAS=has_bias,
-                EVEN=_even(K, bs, BK),
+                ALIGNED=K % bs == 0,
                 BN=BN,
                 BK=BK,
                 num_warps=warps,
@@ -305,13 +272,12 @@ class _Plan:
         elif kind == "dot":
             _, BM, BN, BK, warps, stages = config[:6]
             split = config[6] if len(config) > 6 else 1
-            BK = _fit_bk(BK, K, bs)
             split = max(1, min(split, triton.cdiv(K, BK)))
             self.split = split
             self.kernel = _gemm_kernel
             self.grid = (triton.cdiv(N, BN), triton.cdiv(M, BM), split)
             self.kw = dict(
-                BLOCKSIZE=bs, NESTED=meta.nested, HAS_BIAS=has_bias, EVEN=_even(K, bs, BK),
+                BLOCKSIZE=bs, NESTED=meta.nested, HAS_BIAS=has_bias, ALIGNED=K % bs == 0,
                 BM=BM, BN=BN, BK=BK, SPLIT_K=split, num_warps=warps, num_stages=stages,
             )  # fmt: skip
         elif kind != "dequant":  # pragma: no cover - configs come from this module
@@ -359,10 +325,11 @@ def dequantize(w: torch.Tensor, meta: _Meta, N: int, K: int, dtype: torch.dtype)
     """The [N, K] weight in ``dtype`` (one kernel, nested absmax decoded inside)."""
     W = torch.empty((N, K), dtype=dtype, device=w.device)
     n_bytes = N * K // 2
-    BLOCK = 1024
-    _dequant_kernel[(triton.cdiv(n_bytes, BLOCK),)](
+    SB = min(meta.blocksize // 2, 256)
+    R = max(1, 2048 // SB)
+    _dequant_kernel[(triton.cdiv(n_bytes, R * SB),)](
         w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, W, n_bytes,
-        BLOCKSIZE=meta.blocksize, NESTED=meta.nested, BLOCK=BLOCK, num_warps=4,
+        BLOCKSIZE=meta.blocksize, NESTED=meta.nested, R=R, SB=SB, num_warps=4,
     )  # fmt: skip
     return W
 
@@ -382,11 +349,11 @@ def heuristic_config(M: int, dtype: torch.dtype) -> tuple:
     if M == 1:
         return ("gemv", 8, 1024, 4)
     if M <= 16:
-        return ("dot", 16, 32, 256, 4, 3)
+        return ("dot", 16, 32, 512, 4, 3)
     if M <= 64:
-        return ("dot", 64, 64, 128, 4, 3)
+        return ("dot", 64, 64, 256, 4, 3)
     if M <= 512:
-        return ("dot", 128, 64, 64, 4, 3)
+        return ("dot", 128, 64, 128, 4, 3)
     return ("dequant",)
 
 
@@ -396,46 +363,46 @@ def candidates(M: int, dtype: torch.dtype) -> list[tuple]:
     if M == 1:
         return [
             ("gemv", 8, 1024, 4),
-            ("gemv", 16, 1024, 4),
             ("gemv", 4, 2048, 4),
+            ("gemv", 16, 1024, 8),
+            ("gemv", 8, 2048, 8),
             ("gemv", 16, 512, 4),
             ("gemv", 32, 512, 8),
-            ("dot", 16, 16, 256, 4, 3),
         ]
     if M <= 4:
         return [
             ("gemv", 8, 1024, 4),
-            ("dot", 16, 16, 256, 4, 3),
+            ("dot", 16, 16, 512, 4, 3),
             ("dot", 16, 32, 256, 4, 3),
-            ("dot", 16, 32, 128, 4, 4),
+            ("dot", 16, 32, 512, 4, 3),
         ]
     if M <= 16:
         return [
-            ("dot", 16, 16, 256, 4, 3),
+            ("dot", 16, 16, 512, 4, 3),
+            ("dot", 16, 32, 512, 4, 3),
             ("dot", 16, 32, 256, 4, 3),
-            ("dot", 16, 32, 128, 4, 4),
-            ("dot", 16, 64, 128, 4, 3),
+            ("dot", 16, 64, 256, 4, 3),
             ("dot", 16, 64, 256, 4, 3, 2),
         ]
     if M <= 64:
         bm = 32 if M <= 32 else 64
         return [
-            ("dot", bm, 32, 128, 4, 3),
-            ("dot", bm, 64, 128, 4, 3),
-            ("dot", bm, 64, 64, 4, 4),
-            ("dot", bm, 64, 128, 4, 3, 2),
+            ("dot", bm, 32, 256, 4, 3),
+            ("dot", bm, 64, 256, 4, 3),
+            ("dot", bm, 64, 128, 4, 4),
+            ("dot", bm, 64, 256, 4, 3, 2),
         ]
     if M <= 512:
         return [
             ("dot", 64, 64, 128, 4, 3),
-            ("dot", 128, 64, 64, 4, 3),
-            ("dot", 128, 128, 64, 8, 3),
-            ("dot", 64, 32, 128, 4, 3),
-            ("dot", 128, 64, 64, 4, 3, 2),
+            ("dot", 128, 64, 128, 4, 3),
+            ("dot", 128, 128, 128, 8, 3),
+            ("dot", 64, 32, 256, 4, 3),
+            ("dot", 128, 64, 128, 4, 3, 2),
             ("dot", 128, 128, 64, 8, 3, 2),
             ("dequant",),
         ]
-    return [("dot", 128, 128, 64, 8, 3), ("dot", 128, 256, 64, 8, 3), ("dot", 128, 128, 64, 4, 4), ("dequant",)]
+    return [("dot", 128, 128, 64, 8, 3), ("dot", 128, 256, 64, 8, 3), ("dot", 128, 128, 128, 8, 3), ("dequant",)]
 
 
 _TUNED: dict[tuple, tuple] = {}
