@@ -6,6 +6,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -34,6 +35,19 @@ struct BnbOptimHyper {
 namespace {
 
 #define BNB_INLINE inline __attribute__((always_inline))
+
+// Instruction set of the optimizer kernels: the best the CPU has, or BNB_CPU_ISA=scalar|avx2
+// (for testing the fallbacks on an AVX-512 machine). 0 scalar, 1 AVX2, 2 AVX-512.
+int isa_level() {
+  static const int level = [] {
+    int best = bnb::has_avx512() ? 2 : bnb::has_avx2() ? 1 : 0;
+    const char* env = std::getenv("BNB_CPU_ISA");
+    if (env && std::strcmp(env, "scalar") == 0) return 0;
+    if (env && std::strcmp(env, "avx2") == 0) return best < 1 ? best : 1;
+    return best;
+  }();
+  return level;
+}
 
 BNB_INLINE bool finite(float x) { return std::fabs(x) <= FLT_MAX; }
 
@@ -91,18 +105,20 @@ BNB_INLINE int quant(float x, const float* mid_ext) {
     float inv_scale = e == 6 ? 1.f : e == 5 ? 1e1f : e == 4 ? 1e2f : e == 3 ? 1e3f : e == 2 ? 1e4f : e == 1 ? 1e5f : 1e6f;
     int cnt = 1 << (e + U);
     float fc = static_cast<float>(cnt);
-    float v = (ax * inv_scale - 0.1f) * (fc * (1.0f / 0.9f));
+    // slice position shifted by half a slice: floor() lands on the lower of the two codes
+    // around x (the decision is at a slice edge, far from where this estimate rounds)
+    float v = (ax * inv_scale - 0.1f) * (fc * (1.0f / 0.9f)) + 0.5f;  // = position - 0.5 + 1
     v = v < 0.f ? 0.f : v;
-    v = v > fc - 1.f ? fc - 1.f : v;
-    int j = static_cast<int>(v);
+    v = v > fc ? fc : v;
+    int j = static_cast<int>(v) - 1;  // floor(position - 0.5), in [-1, cnt - 1]
     int c;
     if constexpr (U == 0) {
-      c = x >= 0.f ? 127 + cnt + j : 127 - cnt - j;
+      c = x >= 0.f ? 127 + cnt + j : 126 - cnt - j;
     } else {
-      c = x < 0.f ? 1 : cnt - 1 + j;
+      c = x < 0.f ? 0 : cnt - 1 + j;
     }
-    c = c < 1 ? 1 : (c > 254 ? 254 : c);
-    return c - 1 + (x > mid_ext[c]) + (x > mid_ext[c + 1]);
+    c = c < 0 ? 0 : (c > 254 ? 254 : c);
+    return c + (x > mid_ext[c + 1]);
   }
 }
 
@@ -256,28 +272,25 @@ BNB_T512 __m512i v_quant(__m512 x, const float* mid_ext) {
     __m512 inv_scale = _mm512_permutexvar_ps(e, scales);
     __m512i cnt = _mm512_sllv_epi32(_mm512_set1_epi32(KIND == QK_UNSIGNED ? 2 : 1), e);
     __m512 fc = _mm512_cvtepi32_ps(cnt);
-    __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_mul_ps(ax, inv_scale), _mm512_set1_ps(0.1f)),
-                             _mm512_mul_ps(fc, _mm512_set1_ps(1.0f / 0.9f)));
+    __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_mul_ps(ax, inv_scale), _mm512_set1_ps(0.1f)),
+                                           _mm512_mul_ps(fc, _mm512_set1_ps(1.0f / 0.9f))),
+                             _mm512_set1_ps(0.5f));
     v = _mm512_max_ps(v, _mm512_setzero_ps());
-    v = _mm512_min_ps(v, _mm512_sub_ps(fc, _mm512_set1_ps(1.f)));
-    __m512i j = _mm512_cvttps_epi32(v);
+    v = _mm512_min_ps(v, fc);
+    __m512i j = _mm512_sub_epi32(_mm512_cvttps_epi32(v), one);
     __m512i c;
+    const __m512i zero = _mm512_setzero_si512();
     if constexpr (KIND == QK_UNSIGNED) {
       __m512i pos = _mm512_add_epi32(_mm512_sub_epi32(cnt, one), j);
-      c = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ), pos, one);
+      c = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ), pos, zero);
     } else {
-      const __m512i c127 = _mm512_set1_epi32(127);
-      __m512i pos = _mm512_add_epi32(_mm512_add_epi32(c127, cnt), j);
-      __m512i neg = _mm512_sub_epi32(_mm512_sub_epi32(c127, cnt), j);
+      __m512i pos = _mm512_add_epi32(_mm512_add_epi32(_mm512_set1_epi32(127), cnt), j);
+      __m512i neg = _mm512_sub_epi32(_mm512_sub_epi32(_mm512_set1_epi32(126), cnt), j);
       c = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ), neg, pos);
     }
-    c = _mm512_max_epi32(_mm512_min_epi32(c, _mm512_set1_epi32(254)), one);
-    __m512 m0 = _mm512_i32gather_ps(c, mid_ext, 4);
-    __m512 m1 = _mm512_i32gather_ps(c, mid_ext + 1, 4);
-    __m512i code = _mm512_sub_epi32(c, one);
-    code = _mm512_mask_add_epi32(code, _mm512_cmp_ps_mask(x, m0, _CMP_GT_OQ), code, one);
-    code = _mm512_mask_add_epi32(code, _mm512_cmp_ps_mask(x, m1, _CMP_GT_OQ), code, one);
-    return code;
+    c = _mm512_max_epi32(_mm512_min_epi32(c, _mm512_set1_epi32(254)), zero);
+    __m512 m = _mm512_i32gather_ps(c, mid_ext + 1, 4);
+    return _mm512_mask_add_epi32(c, _mm512_cmp_ps_mask(x, m, _CMP_GT_OQ), c, one);
   }
 }
 
@@ -401,9 +414,9 @@ void run8(const BnbOptimHyper& h, const Args8& a) {
   const int64_t tasks = (nb + CHUNK - 1) / CHUNK;
   void (*fn)(const BnbOptimHyper&, const Args8&, int64_t, int64_t) =
 #if defined(__x86_64__)
-      bnb::has_avx512() ? blocks8_v512<OPT, DT> :
+      isa_level() == 2 ? blocks8_v512<OPT, DT> :
 #endif
-      bnb::has_avx2() ? blocks8_avx2<OPT, DT> : blocks8_base<OPT, DT>;
+      isa_level() >= 1 ? blocks8_avx2<OPT, DT> : blocks8_base<OPT, DT>;
 #pragma omp parallel for schedule(static) if (tasks > 1)
   for (int64_t t = 0; t < tasks; t++) {
     int64_t b0 = t * CHUNK;
@@ -467,9 +480,9 @@ double par32(const BnbOptimHyper& h, const Args32& a, float lr) {
   constexpr int64_t CHUNK = 4096;
   const int64_t tasks = (a.n + CHUNK - 1) / CHUNK;
   double (*fn)(const BnbOptimHyper&, const Args32&, int64_t, int64_t, float) =
-      bnb::has_avx512()  ? range32_avx512<OPT, DT, MODE>
-      : bnb::has_avx2() ? range32_avx2<OPT, DT, MODE>
-                        : range32_base<OPT, DT, MODE>;
+      isa_level() == 2   ? range32_avx512<OPT, DT, MODE>
+      : isa_level() >= 1 ? range32_avx2<OPT, DT, MODE>
+                         : range32_base<OPT, DT, MODE>;
   double total = 0.0;
 #pragma omp parallel for schedule(static) reduction(+ : total) if (tasks > 1)
   for (int64_t t = 0; t < tasks; t++) {

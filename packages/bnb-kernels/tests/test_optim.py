@@ -283,3 +283,25 @@ def test_triton_requantization_is_exact_on_cuda(qname):
     want = torch.searchsorted(ref.codebook_tables(qmap)[0], x).to(torch.uint8)
     got, _ = quant_through_momentum(tri.optimizer_update_8bit_blockwise, x.cuda(), qmap.cuda())
     assert torch.equal(got.cpu(), want)
+
+
+@needs_native
+@pytest.mark.parametrize("isa", ["scalar", "avx2"])
+def test_native_fallback_paths(isa):
+    """The scalar and AVX2 builds (chosen on CPUs without AVX-512) agree with the reference."""
+    code = (
+        "import sys; sys.path.insert(0, {!r})\n"
+        "import torch, test_optim as T\n"
+        "for q in sorted(T.QMAPS): T.test_native_requantization_is_exact(q)\n"
+        "for name in T.OPTIMIZERS:\n"
+        "    T.test_native_8bit_matches_reference(name, torch.float32)\n"
+        "    T.test_native_32bit_matches_reference(name, torch.bfloat16, 0.01)\n"
+        "print('ok')\n"
+    ).format(str(__import__("pathlib").Path(__file__).parent))
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, BNB_CPU_ISA=isa, PYTHONWARNINGS="ignore")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-4000:]
