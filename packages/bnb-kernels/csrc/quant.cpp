@@ -379,6 +379,42 @@ BNB_AVX2 void dequant4_range_avx2(const uint8_t* A, const float* table, float sc
 }
 
 // ---------------------------------------------------------------------------------------
+// 16-bit search table for the AVX-512 8-bit path
+// ---------------------------------------------------------------------------------------
+
+// When the grid table is non-decreasing (a sorted codebook, as every map of the release is),
+// code(G) = base + #{j : G > P_j} over at most 255 sorted grid positions P_j (a threshold of
+// multiplicity k appears k times). Padded to 256 with 65535 (never exceeded), the positions
+// are split into 32 groups of 8: a 5-step binary search over the groups' last positions
+// (one 32-entry word permute per step), then 7 compares against the group's other positions.
+struct Search16 {
+  bool usable = false;
+  uint8_t base = 0;
+  uint8_t nan_code = 0;
+  alignas(64) uint16_t coarse[32];
+  alignas(64) uint16_t fine[7][32];
+};
+
+Search16 build_search16(const uint8_t* lut) {
+  Search16 t;
+  for (int32_t g = 1; g < 65536; ++g)
+    if (lut[g] < lut[g - 1]) return t;  // not monotone: use the table lookups
+  uint16_t pos[256];
+  int32_t m = 0;
+  for (int32_t g = 1; g < 65536; ++g)
+    for (int32_t k = lut[g - 1]; k < lut[g]; ++k) pos[m++] = static_cast<uint16_t>(g - 1);  // G > g - 1
+  for (; m < 256; ++m) pos[m] = 65535;
+  for (int h = 0; h < 32; ++h) {
+    t.coarse[h] = pos[8 * h + 7];
+    for (int k = 0; k < 7; ++k) t.fine[k][h] = pos[8 * h + k];
+  }
+  t.base = lut[0];
+  t.nan_code = lut[kGridNan];
+  t.usable = true;
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------
 // AVX-512 path (16 lanes)
 // ---------------------------------------------------------------------------------------
 
@@ -440,22 +476,22 @@ BNB_AVX512 inline __m256i grid8_avx512(__m256 s) {
 }
 
 // G for 16 lanes. In float32, v = fma(s, 32767.5, 32767.5) is within 2^-9 of the exact
-// value, so wherever the fraction of v is more than 2^-8 away from 0.5, floor(v) + (frac > 0.5)
-// is exact. Lanes closer than that (under 1% of them) take the exact double computation.
-BNB_AVX512 inline __m512i grid16_avx512(__m512 s) {
+// value, so wherever v is more than 2^-8 away from a half-integer, its nearest integer is
+// exact. Since |s| <= 1 + 2^-23 for finite blocks, G needs no clamping there. Lanes near a
+// half-integer (under 1% of them) or with |s| > 1.5 (inf or NaN: a denormal or NaN absmax)
+// take the exact double computation; ``rare`` reports whether any did.
+BNB_AVX512 inline __m512i grid16_avx512(__m512 s, bool& rare) {
   const __m512 c = _mm512_set1_ps(32767.5f);
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
   const __m512 v = _mm512_fmadd_ps(s, c, c);
-  const __m512 a = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  const __m512 d = _mm512_sub_ps(_mm512_sub_ps(v, a), _mm512_set1_ps(0.5f));
-  const __m512 abs_d = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(d), _mm512_set1_epi32(0x7fffffff)));
-  const __m512 abs_s = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(s), _mm512_set1_epi32(0x7fffffff)));
-  // Near a half-integer, or |s| > 2 / inf / NaN (a denormal absmax makes 1 / absmax infinite).
-  const __mmask16 unsure = _mm512_cmp_ps_mask(abs_d, _mm512_set1_ps(1.0f / 256.0f), _CMP_LE_OQ) |
-                           _mm512_cmp_ps_mask(abs_s, _mm512_set1_ps(2.0f), _CMP_NLE_UQ);
-  __m512i g = _mm512_cvttps_epi32(_mm512_max_ps(a, _mm512_set1_ps(-1.0f)));
-  g = _mm512_mask_add_epi32(g, _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_GT_OQ), g, _mm512_set1_epi32(1));
-  g = _mm512_min_epi32(_mm512_max_epi32(g, _mm512_setzero_si512()), _mm512_set1_epi32(65535));
+  const __m512 r = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 e = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(v, r)), abs_mask));
+  const __m512 abs_s = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(s), abs_mask));
+  const __mmask16 unsure = _mm512_cmp_ps_mask(e, _mm512_set1_ps(0.5f - 1.0f / 256.0f), _CMP_GE_OQ) |
+                           _mm512_cmp_ps_mask(abs_s, _mm512_set1_ps(1.5f), _CMP_NLE_UQ);
+  __m512i g = _mm512_cvttps_epi32(r);
   if (unsure) {
+    rare = true;
     const __m512i lo = _mm512_castsi256_si512(grid8_avx512(_mm512_castps512_ps256(s)));
     const __m512i exact = _mm512_inserti64x4(lo, grid8_avx512(_mm512_extractf32x8_ps(s, 1)), 1);
     g = _mm512_mask_mov_epi32(g, unsure, exact);
@@ -472,10 +508,53 @@ BNB_AVX512 void quant8_block_avx512(const void* A, int64_t i0, int64_t len, cons
   const __m512 vinv = _mm512_set1_ps(inv);
   int64_t i = 0;
   for (; i + 16 <= len; i += 16) {
-    const __m512i g = grid16_avx512(_mm512_mul_ps(load16_avx512<DT>(A, i0 + i), vinv));
+    bool rare = false;
+    const __m512i g = grid16_avx512(_mm512_mul_ps(load16_avx512<DT>(A, i0 + i), vinv), rare);
     // 4-byte gathers at byte offsets: the low byte of each is lut[g] (the table is padded).
     const __m512i codes = _mm512_i32gather_epi32(g, lut, 1);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i0 + i), _mm512_cvtepi32_epi8(codes));
+  }
+  for (; i < len; ++i) out[i0 + i] = lut[grid_index(bnb::load<DT>(A, i0 + i) * inv)];
+}
+
+// Codes of 32 normalized values through the 16-bit search table.
+BNB_AVX512 inline __m256i search32_avx512(__m512 s_lo, __m512 s_hi, const Search16& t, const __m512i* fine) {
+  bool rare = false;
+  const __m512i g = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(grid16_avx512(s_lo, rare))),
+                                       _mm512_cvtepi32_epi16(grid16_avx512(s_hi, rare)), 1);
+  const __m512i coarse = _mm512_load_si512(t.coarse);
+  __m512i h = _mm512_setzero_si512();
+  for (int step = 16; step > 0; step >>= 1) {
+    const __m512i probe = _mm512_permutexvar_epi16(_mm512_add_epi16(h, _mm512_set1_epi16(int16_t(step - 1))), coarse);
+    h = _mm512_mask_add_epi16(h, _mm512_cmpgt_epu16_mask(g, probe), h, _mm512_set1_epi16(int16_t(step)));
+  }
+  __m512i rank = _mm512_add_epi16(_mm512_slli_epi16(h, 3), _mm512_set1_epi16(t.base));
+  for (int k = 0; k < 7; ++k) {
+    const __m512i probe = _mm512_permutexvar_epi16(h, fine[k]);
+    rank = _mm512_mask_add_epi16(rank, _mm512_cmpgt_epu16_mask(g, probe), rank, _mm512_set1_epi16(1));
+  }
+  if (rare) {  // NaN lanes (G = 65536 does not fit 16 bits) take the NaN code
+    const __mmask32 nan = (__mmask32)_mm512_cmp_ps_mask(s_lo, s_lo, _CMP_UNORD_Q) |
+                          ((__mmask32)_mm512_cmp_ps_mask(s_hi, s_hi, _CMP_UNORD_Q) << 16);
+    rank = _mm512_mask_mov_epi16(rank, nan, _mm512_set1_epi16(t.nan_code));
+  }
+  return _mm512_cvtepi16_epi8(rank);
+}
+
+template <int DT>
+BNB_AVX512 void quant8_block_search_avx512(const void* A, int64_t i0, int64_t len, const uint8_t* lut,
+                                           const Search16& t, float* absmax, uint8_t* out) {
+  const float am = absmax_avx512<DT>(A, i0, len);
+  *absmax = am;
+  const float inv = 1.0f / am;
+  const __m512 vinv = _mm512_set1_ps(inv);
+  __m512i fine[7];
+  for (int k = 0; k < 7; ++k) fine[k] = _mm512_load_si512(t.fine[k]);
+  int64_t i = 0;
+  for (; i + 32 <= len; i += 32) {
+    const __m512 s_lo = _mm512_mul_ps(load16_avx512<DT>(A, i0 + i), vinv);
+    const __m512 s_hi = _mm512_mul_ps(load16_avx512<DT>(A, i0 + i + 16), vinv);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i0 + i), search32_avx512(s_lo, s_hi, t, fine));
   }
   for (; i < len; ++i) out[i0 + i] = lut[grid_index(bnb::load<DT>(A, i0 + i) * inv)];
 }
@@ -547,9 +626,12 @@ template <int DT>
 void quant8_run(const void* A, int64_t n, int64_t bs, const uint8_t* lut, float* absmax, uint8_t* out,
                 int32_t threads, int32_t simd) {
   const int64_t blocks = (n + bs - 1) / bs;
+  Search16 search;
+  if (simd == SIMD_AVX512 && n >= (int64_t(1) << 16)) search = build_search16(lut);
   for_blocks(blocks, n, threads, [&](int64_t b) {
     const int64_t i0 = b * bs, len = std::min(bs, n - i0);
-    if (simd == SIMD_AVX512) quant8_block_avx512<DT>(A, i0, len, lut, absmax + b, out);
+    if (simd == SIMD_AVX512 && search.usable) quant8_block_search_avx512<DT>(A, i0, len, lut, search, absmax + b, out);
+    else if (simd == SIMD_AVX512) quant8_block_avx512<DT>(A, i0, len, lut, absmax + b, out);
     else if (simd == SIMD_AVX2) quant8_block_avx2<DT>(A, i0, len, lut, absmax + b, out);
     else quant8_block_scalar<DT>(A, i0, len, lut, absmax + b, out);
   });

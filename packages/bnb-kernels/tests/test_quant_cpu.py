@@ -316,3 +316,25 @@ def test_grid_lut_matches_thresholds() -> None:
     assert torch.equal(table.grid_lut[:65536], via_thresholds)
     assert table.grid_lut[65536] == table.order[0]
     assert table.grid_lut.shape == (65540,) and table.grid_lut.dtype == torch.uint8
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_large_inputs_take_the_search_table_path(dtype: torch.dtype) -> None:
+    """From 65536 values on, the AVX-512 8-bit kernel searches a 16-bit table built from the
+    grid table (sorted codebooks) instead of looking codes up; unsorted ones keep the lookups."""
+    from bnb_quant.codebooks import create_fp8_map, create_linear_map
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(70001, generator=g) * 3
+    x[5] = float("nan")
+    x[300:700] = 0.0
+    x[-3:] = float("inf")
+    x[1000:1010] = 1e-42  # a block whose absmax is denormal in float32
+    x = x.to(dtype)
+    shuffled = _dynamic_map()[torch.randperm(256, generator=g)]
+    for code in (_dynamic_map(), create_linear_map(), create_fp8_map(), shuffled):
+        ref_codes, ref_absmax = ref.quantize_blockwise(x, code, 256)
+        for simd in ("avx512",) if code is not shuffled else SIMD_PATHS:
+            codes, absmax = cpu.quantize_blockwise_impl(x, code, 256, simd=simd)
+            assert torch.equal(codes, ref_codes)
+            assert same(absmax, ref_absmax)
