@@ -17,7 +17,6 @@ import math
 import weakref
 from collections import defaultdict
 from collections.abc import Iterable
-from copy import deepcopy
 from itertools import chain
 from typing import Any
 
@@ -157,6 +156,20 @@ def _check_hyper(lr: float, eps: float, betas: Any, weight_decay: float) -> tupl
     return betas
 
 
+def _copy_tree(value: Any) -> Any:
+    """Deep copy of nested dicts/lists/tuples; tensors are cloned without their Python
+    attributes (a paged tensor's handle to its managed memory is not copyable)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _copy_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_tree(v) for v in value]
+    if isinstance(value, tuple) and type(value) is tuple:
+        return tuple(_copy_tree(v) for v in value)
+    return value
+
+
 class Optimizer8bit(torch.optim.Optimizer):
     """Common machinery: per-parameter config, state allocation (paged or not), fused step,
     state_dict in the reference layout."""
@@ -210,7 +223,7 @@ class Optimizer8bit(torch.optim.Optimizer):
         """Load a state dict written by this class or by the reference release."""
         if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
             raise ValueError("state_dict must be a dict with 'state' and 'param_groups'")
-        state_dict = deepcopy(state_dict)
+        state_dict = _copy_tree(state_dict)
         groups = self.param_groups
         saved_groups = state_dict["param_groups"]
         if len(groups) != len(saved_groups):
