@@ -593,11 +593,23 @@ BNB_AVX512 void quant4_block_avx512(const void* A, int64_t i0, int64_t len, cons
 template <int DT>
 BNB_AVX512 void dequant8_range_avx512(const uint8_t* A, const float* code, float scale, int64_t i0, int64_t i1,
                                       void* out) {
+  // The 256-entry code lives in 16 registers: eight two-register permutes (the low 5 index
+  // bits) and a blend tree on bits 5..7 replace a gather.
+  __m512 tab[16];
+  for (int k = 0; k < 16; ++k) tab[k] = _mm512_loadu_ps(code + 16 * k);
   const __m512 vs = _mm512_set1_ps(scale);
   int64_t i = i0;
   for (; i + 16 <= i1; i += 16) {
     const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(A + i)));
-    store16_avx512<DT>(out, i, _mm512_mul_ps(_mm512_i32gather_ps(idx, code, 4), vs));
+    const __mmask16 b5 = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(32));
+    const __mmask16 b6 = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(64));
+    const __mmask16 b7 = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(128));
+    __m512 p[8];
+    for (int k = 0; k < 8; ++k) p[k] = _mm512_permutex2var_ps(tab[2 * k], idx, tab[2 * k + 1]);
+    const __m512 q0 = _mm512_mask_blend_ps(b5, p[0], p[1]), q1 = _mm512_mask_blend_ps(b5, p[2], p[3]);
+    const __m512 q2 = _mm512_mask_blend_ps(b5, p[4], p[5]), q3 = _mm512_mask_blend_ps(b5, p[6], p[7]);
+    const __m512 r0 = _mm512_mask_blend_ps(b6, q0, q1), r1 = _mm512_mask_blend_ps(b6, q2, q3);
+    store16_avx512<DT>(out, i, _mm512_mul_ps(_mm512_mask_blend_ps(b7, r0, r1), vs));
   }
   dequant8_range_scalar<DT>(A, code, scale, i, i1, out);
 }
