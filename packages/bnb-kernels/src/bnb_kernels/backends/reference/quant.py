@@ -27,7 +27,9 @@ block may be shorter):
    zero are never produced.
 5. NaN ``s`` compares false everywhere and takes ``order[0]`` (the most negative value): NF4
    code 0, FP4 code 11, dynamic-map code 0. A block of zeros has ``s = 0 * inf = NaN``, so it
-   gets ``order[0]`` codes and absmax 0, and dequantizes to (signed) zeros.
+   gets ``order[0]`` codes and absmax 0, and dequantizes to (signed) zeros. A denormal
+   absmax makes ``1 / absmax`` infinite, so its block's non-zero values take the extreme
+   codes (``s = ±inf``).
 
 Packing (4-bit): two codes per byte, the first element in the high nibble; an odd count is
 padded with code 0. Dequantizing: ``float32(table[code] * absmax)`` rounded once to the
