@@ -288,19 +288,19 @@ class _Plan:
         if self.kind == "gemv":
             self.kernel[self.grid](
                 x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, out,
-                N, K, x.stride(0), out.stride(0), **self.kw,
+                N, K, K, N, **self.kw,
             )  # fmt: skip
         elif self.kind == "dot":
             if self.split == 1:
                 self.kernel[self.grid](
                     x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, out,
-                    M, N, K, x.stride(0), out.stride(0), **self.kw,
+                    M, N, K, K, N, **self.kw,
                 )  # fmt: skip
             else:
                 acc = torch.zeros((M, N), dtype=torch.float32, device=x.device)
                 self.kernel[self.grid](
                     x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, acc,
-                    M, N, K, x.stride(0), N, **self.kw,
+                    M, N, K, K, N, **self.kw,
                 )  # fmt: skip
                 out.copy_(acc)
         else:
@@ -315,8 +315,11 @@ class _Plan:
 def launch(
     config: tuple, x: torch.Tensor, w: torch.Tensor, meta: _Meta, bias: torch.Tensor | None, out: torch.Tensor, N: int
 ) -> torch.Tensor:
-    """Run one path. ``x``: [M, K] rows (unit stride in K), ``w``: flat uint8 packed weight,
-    ``out``: [M, N] (unit stride in N). Returns ``out``."""
+    """Run one path. ``x``: [M, K] rows, ``w``: flat uint8 packed weight, ``out``: a
+    contiguous [M, N] tensor. Returns ``out``."""
+    if not out.is_contiguous():
+        raise ValueError("out must be contiguous")
+    x = x.contiguous()
     M, K = x.shape
     return _Plan(config, M, N, K, meta, bias is not None)(x, w, meta, bias, out, M, N, K)
 
