@@ -98,7 +98,7 @@ def _interpreter_main() -> int:
     fails = check_all(
         "cpu",
         shapes_quant=[(1, 7), (5, 37), (17, 96), (3, 200)],
-        shapes_mm=[(5, 24, 40), (20, 33, 70), (17, 16, 64)],
+        shapes_mm=[(1, 24, 40), (5, 24, 40), (20, 33, 70), (17, 16, 64)],
         dtypes=(torch.float16, torch.float32),
     )
     for f in fails:
@@ -115,7 +115,9 @@ def test_triton_kernels_under_interpreter() -> None:
 
 @pytest.mark.gpu
 def test_triton_kernels_full_size_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BNB_TRITON_AUTOTUNE", "0")  # one tile config: fewer compilations
+    from bnb_kernels.backends.triton import int8 as T
+
+    monkeypatch.setattr(T, "AUTOTUNE", False)  # one tile config: fewer compilations
     fails = check_all(
         "cuda",
         shapes_quant=[(1, 4096), (333, 5000), (8, 20000), (2048, 8192)],
@@ -129,8 +131,9 @@ def test_triton_kernels_full_size_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.gpu
 def test_fused_forward_has_no_host_sync_and_captures_in_a_cuda_graph(monkeypatch: pytest.MonkeyPatch) -> None:
     from bnb_kernels.backends.reference import int8 as ref
+    from bnb_kernels.backends.triton import int8 as T
 
-    monkeypatch.setenv("BNB_TRITON_AUTOTUNE", "0")
+    monkeypatch.setattr(T, "AUTOTUNE", False)
 
     _W, CB, SCB = _weight(1024, 512, "cuda", 0)
     for M, t in ((4, 6.0), (300, 6.0), (300, 0.0)):

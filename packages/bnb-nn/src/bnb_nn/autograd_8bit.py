@@ -15,7 +15,6 @@ reference's int8 weight gradient is not.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 from math import prod
 from typing import Any
@@ -122,7 +121,7 @@ def _ensure_quantized(B: torch.Tensor, state: MatmulLtState) -> None:
         state.CB, state.SCB, _ = int8_vectorwise_quant(W.contiguous())
 
 
-_FUSED: dict[tuple[str, str | None], Callable[..., torch.Tensor]] = {}
+_FUSED: dict[tuple[str, str], Callable[..., torch.Tensor]] = {}
 
 
 def _fused_impl(device_type: str) -> Callable[..., torch.Tensor]:
@@ -131,12 +130,11 @@ def _fused_impl(device_type: str) -> Callable[..., torch.Tensor]:
     Eager calls use it directly: going through ``torch.ops`` costs more host time than the
     whole GPU kernel at 1-16 tokens. Under ``torch.compile`` the op itself is called.
     """
-    key = (device_type, os.environ.get("BNB_BACKEND"))
-    fn = _FUSED.get(key)
+    name = selected_backend("int8_linear_fused", device_type)  # the registry caches its choice
+    fn = _FUSED.get((device_type, name))
     if fn is None:
-        name = selected_backend("int8_linear_fused", device_type)
         fn = next(i.fn for i in implementations("int8_linear_fused") if i.backend == name and i.serves(device_type))
-        _FUSED[key] = fn
+        _FUSED[(device_type, name)] = fn
     return fn
 
 

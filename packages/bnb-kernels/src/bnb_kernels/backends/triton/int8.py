@@ -29,7 +29,7 @@ import torch
 
 from ..._registry import register
 from ...ops.int8 import INV_127, MM_DEQUANT
-from ._common import HAS_TRITON, available, device_guard, interpreting, tl, triton
+from ._common import HAS_TRITON, available, interpreting, tl, triton
 
 __all__ = [
     "gemm",
@@ -45,8 +45,14 @@ SMALL_M = 16
 AUTOTUNE_ENV = "BNB_TRITON_AUTOTUNE"
 
 
+# Read once (an environment lookup costs microseconds on every launch); tests set the
+# module attribute instead.
+AUTOTUNE = os.environ.get(AUTOTUNE_ENV, "1") != "0"
+_INTERPRET = interpreting()
+
+
 def _autotune() -> bool:
-    return os.environ.get(AUTOTUNE_ENV, "1") != "0"
+    return AUTOTUNE
 
 
 # 1.5 * 2^23: adding and subtracting it rounds a float32 |x| < 2^22 to the nearest integer,
@@ -105,7 +111,8 @@ if HAS_TRITON:
             r = (q + _MAGIC) - _MAGIC
             tl.store(c_row + offs, tl.where(keep, r, 0.0).to(tl.int8), mask=mask)
             if HAS_THRESHOLD:
-                _flag_outlier_columns(FLAGS, IDX, COUNT, offs, outlier)
+                if tl.max(outlier.to(tl.int32), axis=0) > 0:  # most rows have none: skip the atomics
+                    _flag_outlier_columns(FLAGS, IDX, COUNT, offs, outlier)
         else:
             for k0 in range(0, K, BLOCK_K):
                 m = (k0 + offs) < K
@@ -119,7 +126,9 @@ if HAS_TRITON:
                 r = (q + _MAGIC) - _MAGIC
                 tl.store(c_row + k0 + offs, tl.where(keep, r, 0.0).to(tl.int8), mask=m)
                 if HAS_THRESHOLD:
-                    _flag_outlier_columns(FLAGS, IDX, COUNT, k0 + offs, (av >= threshold) & m)
+                    outl = (av >= threshold) & m
+                    if tl.max(outl.to(tl.int32), axis=0) > 0:
+                        _flag_outlier_columns(FLAGS, IDX, COUNT, k0 + offs, outl)
 
     @triton.jit
     def _flag_outlier_columns(FLAGS, IDX, COUNT, cols, outlier):
@@ -282,6 +291,47 @@ if HAS_TRITON:
         tl.store(o_ptrs, out.to(OUT.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
 
     @triton.jit
+    def _gemv_kernel(
+        X,
+        W,
+        SCB,
+        BIAS,
+        OUT,
+        N,
+        K,
+        stride_wn,
+        HAS_BIAS: tl.constexpr,
+        EVEN_K: tl.constexpr,
+        BLOCK_N: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+    ):
+        # One activation row: multiply-add on the CUDA cores, no padding of M to a tensor-core
+        # tile, so the only large stream is the int8 weight, read once.
+        pid = tl.program_id(0)
+        rn = pid * BLOCK_N + tl.arange(0, BLOCK_N)
+        rk = tl.arange(0, BLOCK_K)
+        rwn = tl.max_contiguous(tl.multiple_of(rn % N, BLOCK_N), BLOCK_N)
+        w_ptrs = W + rwn.to(tl.int64)[:, None] * stride_wn + rk[None, :]
+        x_ptrs = X + rk
+        acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            if EVEN_K:
+                w = tl.load(w_ptrs, eviction_policy="evict_first")
+                x = tl.load(x_ptrs)
+            else:
+                km = (k0 + rk) < K
+                w = tl.load(w_ptrs, mask=km[None, :], other=0, eviction_policy="evict_first")
+                x = tl.load(x_ptrs, mask=km, other=0.0)
+            acc += w.to(tl.float32) * x.to(tl.float32)[None, :]
+            w_ptrs += BLOCK_K
+            x_ptrs += BLOCK_K
+        mask_n = rn < N
+        out = tl.sum(acc, axis=1) * (tl.load(SCB + rn, mask=mask_n, other=0.0) * _I127)
+        if HAS_BIAS:
+            out = out + tl.load(BIAS + rn, mask=mask_n, other=0.0).to(tl.float32)
+        tl.store(OUT + rn, out.to(OUT.dtype.element_ty), mask=mask_n)
+
+    @triton.jit
     def _mm_dequant_kernel(A, ROW, COL, BIAS, OUT, M, N, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr):
         pid = tl.program_id(0).to(tl.int64)
         offs = pid * BLOCK + tl.arange(0, BLOCK)
@@ -322,6 +372,8 @@ if HAS_TRITON:
     _W8A16_TUNED = triton.autotune(
         configs=[
             triton.Config({"BLOCK_N": 16, "BLOCK_K": 512}, num_warps=4, num_stages=4),
+            triton.Config({"BLOCK_N": 16, "BLOCK_K": 256}, num_warps=4, num_stages=4),
+            triton.Config({"BLOCK_N": 16, "BLOCK_K": 128}, num_warps=4, num_stages=6),
             triton.Config({"BLOCK_N": 32, "BLOCK_K": 256}, num_warps=4, num_stages=4),
             triton.Config({"BLOCK_N": 32, "BLOCK_K": 512}, num_warps=4, num_stages=3),
             triton.Config({"BLOCK_N": 64, "BLOCK_K": 256}, num_warps=8, num_stages=3),
@@ -331,28 +383,60 @@ if HAS_TRITON:
         key=["M", "N", "K"],
     )(triton.heuristics({"EVEN_K": _even_k})(triton.jit(_w8a16_kernel.fn)))
 
+    _GEMV_TUNED = triton.autotune(
+        configs=[
+            triton.Config({"BLOCK_N": 8, "BLOCK_K": 1024}, num_warps=4, num_stages=1),
+            triton.Config({"BLOCK_N": 4, "BLOCK_K": 2048}, num_warps=4, num_stages=1),
+            triton.Config({"BLOCK_N": 16, "BLOCK_K": 512}, num_warps=4, num_stages=1),
+            triton.Config({"BLOCK_N": 8, "BLOCK_K": 2048}, num_warps=8, num_stages=1),
+            triton.Config({"BLOCK_N": 16, "BLOCK_K": 1024}, num_warps=8, num_stages=1),
+        ],
+        key=["N", "K"],
+    )(triton.heuristics({"EVEN_K": _even_k})(triton.jit(_gemv_kernel.fn)))
+
 
 # Best tile configuration per shape key, read off the autotuner after its first run: later
-# calls launch the kernel directly, skipping the autotuner's (and heuristics') per-call
-# Python work, which at 1-16 tokens costs more than the kernel itself.
-_BEST: dict[tuple, tuple[dict, int, int]] = {}
+# calls launch the kernel directly with a precomputed grid, skipping the autotuner's (and
+# heuristics') per-call Python work, which at 1-16 tokens costs more than the kernel itself.
+_BEST: dict[tuple, tuple] = {}
 _TIMINGS: dict[tuple, dict[str, float]] = {}
 
 
-def _launch(tuned, raw, key: tuple, grid, args: tuple, flags: dict, K: int) -> None:
-    best = _BEST.get(key)
-    if best is None:
-        tuned[grid](*args, **flags)
-        cfg = tuned.best_config
-        _BEST[key] = (dict(cfg.kwargs), cfg.num_warps, cfg.num_stages)
-        timings = getattr(tuned, "configs_timings", None) or {}
-        _TIMINGS[key] = {f"{c.kwargs} w{c.num_warps} s{c.num_stages}": t for c, t in timings.items()}
-        return
+def _grid_fn(kind: str, M: int, N: int):
+    if kind == "gemm":
+        return lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
+    if kind == "w8a16":
+        return lambda meta: (triton.cdiv(N, meta["BLOCK_N"]), triton.cdiv(M, 16))
+    return lambda meta: (triton.cdiv(N, meta["BLOCK_N"]),)
+
+
+def _grid(kind: str, M: int, N: int, kw: dict) -> tuple:
+    if kind == "gemm":
+        return (triton.cdiv(M, kw["BLOCK_M"]) * triton.cdiv(N, kw["BLOCK_N"]),)
+    if kind == "w8a16":
+        return (triton.cdiv(N, kw["BLOCK_N"]), triton.cdiv(M, 16))
+    return (triton.cdiv(N, kw["BLOCK_N"]),)
+
+
+def _tune(kind: str, tuned, key: tuple, M: int, N: int, args: tuple, flags: dict) -> tuple:
+    """First call for ``key``: let the autotuner pick, remember its choice (and timings)."""
+    tuned[_grid_fn(kind, M, N)](*args, **flags)
+    cfg = tuned.best_config
+    kw = dict(cfg.kwargs)
+    best = (kw, cfg.num_warps, cfg.num_stages)
+    _BEST[key] = best
+    timings = getattr(tuned, "configs_timings", None) or {}
+    _TIMINGS[key] = {f"{c.kwargs} w{c.num_warps} s{c.num_stages}": t for c, t in timings.items()}
+    return best
+
+
+def _launch_best(kind: str, raw, best: tuple, M: int, N: int, K: int, args: tuple, flags: dict) -> None:
     kw, warps, stages = best
+    grid = _grid(kind, M, N, kw)
     raw[grid](*args, **flags, **kw, EVEN_K=K % kw["BLOCK_K"] == 0, num_warps=warps, num_stages=stages)
 
 
-def best_configs() -> dict[tuple, tuple[dict, int, int]]:
+def best_configs() -> dict[tuple, tuple]:
     """The tile configurations the autotuner picked so far, per (kernel, shape) key."""
     return dict(_BEST)
 
@@ -363,14 +447,38 @@ def tuning_timings() -> dict[tuple, dict[str, float]]:
 
 
 def _2d(t: torch.Tensor) -> torch.Tensor:
-    t2 = t.reshape(-1, t.shape[-1])
-    if t2.shape[-1] > 0 and t2.stride(-1) != 1:
-        t2 = t2.contiguous()
-    return t2
+    if t.dim() != 2:
+        t = t.reshape(-1, t.shape[-1])
+    if t.shape[-1] > 1 and t.stride(-1) != 1:
+        t = t.contiguous()
+    return t
+
+
+class _OnDevice:
+    """Make ``device`` current while launching, only when it is not already (the common case
+    costs one comparison)."""
+
+    __slots__ = ("ctx",)
+
+    def __init__(self, device: torch.device) -> None:
+        index = device.index
+        self.ctx = (
+            torch.cuda.device(device)
+            if device.type == "cuda" and index is not None and index != torch.cuda.current_device()
+            else None
+        )
+
+    def __enter__(self) -> None:
+        if self.ctx is not None:
+            self.ctx.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.ctx is not None:
+            self.ctx.__exit__(*exc)
 
 
 def row_quant(
-    A: torch.Tensor, threshold: float = 0.0, with_outliers: bool = True
+    A: torch.Tensor, threshold: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """Run the fused row-quantization kernel.
 
@@ -381,21 +489,24 @@ def row_quant(
     """
     A2 = _2d(A)
     rows, K = A2.shape
-    codes = torch.empty((rows, K), device=A.device, dtype=torch.int8)
-    row_stats = torch.empty(rows, device=A.device, dtype=torch.float32)
+    device = A2.device
+    codes = torch.empty((rows, K), device=device, dtype=torch.int8)
+    row_stats = torch.empty(rows, device=device, dtype=torch.float32)
     flags = idx = count = None
     has_t = threshold > 0.0
     if has_t:
-        ws = torch.zeros(K + 1, device=A.device, dtype=torch.int32)
+        ws = torch.zeros(K + 1, device=device, dtype=torch.int32)
         flags, count = ws[:K], ws[K:]
-        idx = torch.empty(max(K, 1), device=A.device, dtype=torch.int32)
+        idx = torch.empty(max(K, 1), device=device, dtype=torch.int32)
     if rows == 0:
         return codes, row_stats, flags, idx, count
     one_pass = K <= 16384
     block = triton.next_power_of_2(max(K, 16)) if one_pass else 4096
     warps = 4 if block <= 2048 else (8 if block <= 8192 else 16)
     dummy = row_stats
-    with device_guard(A.device):
+    # No fused multiply-add: the codes must round x * scale exactly as the reference does.
+    opts = {} if _INTERPRET else {"enable_fp_fusion": False}
+    with _OnDevice(device):
         _row_quant_kernel[(rows,)](
             A2,
             codes,
@@ -411,6 +522,7 @@ def row_quant(
             BLOCK_K=block,
             ONE_PASS=one_pass,
             num_warps=warps,
+            **opts,
         )
     return codes, row_stats, flags, idx, count
 
@@ -437,9 +549,13 @@ def gemm(
     if M == 0 or N == 0:
         return out
     if K == 0:
-        return out.zero_() if not epilogue else _epilogue_only(out, row_stats, col_stats, bias, X, idx, count, CB)
+        out.zero_()
+        if epilogue and bias is not None:
+            out += bias.to(out.dtype)
+        return out
     has_out = epilogue and X is not None
     dummy = row_stats if epilogue else out
+    mb = _mbucket(M)
     args = (
         CA,
         CB,
@@ -453,7 +569,7 @@ def gemm(
         M,
         N,
         K,
-        _mbucket(M),
+        mb,
         CA.stride(0),
         CB.stride(0),
         out.stride(0),
@@ -467,42 +583,26 @@ def gemm(
         "IEEE": has_out and X.dtype == torch.float32,
         "BLOCK_J": 32,
     }
-    with device_guard(CA.device):
-        if interpreting():
-            grid = (triton.cdiv(M, 16) * triton.cdiv(N, 16),)
-            _int8_gemm_kernel[grid](*args, EVEN_K=K % 32 == 0, BLOCK_M=16, BLOCK_N=16, BLOCK_K=32, GROUP_M=4, **flags)
-        elif not _autotune():
-            grid = (triton.cdiv(M, 128) * triton.cdiv(N, 128),)
-            _int8_gemm_kernel[grid](
-                *args,
-                EVEN_K=K % 128 == 0,
-                BLOCK_M=128,
-                BLOCK_N=128,
-                BLOCK_K=128,
-                GROUP_M=8,
-                num_warps=8,
-                num_stages=3,
-                **flags,
-            )
+    with _OnDevice(CA.device):
+        if _INTERPRET:
+            kw = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_M": 4}
+            _launch_best("gemm", _int8_gemm_kernel, (kw, 4, 1), M, N, K, args, flags)
+        elif not AUTOTUNE:
+            kw = {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 128, "GROUP_M": 8}
+            _launch_best("gemm", _int8_gemm_kernel, (kw, 8, 3), M, N, K, args, flags)
         else:
-
-            def grid(meta):
-                return (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
-
-            key = ("gemm", _mbucket(M), N, K, out.dtype, CA.dtype, tuple(flags.values()))
-            _launch(_GEMM_TUNED, _int8_gemm_kernel, key, grid, args, flags, K)
-    return out
-
-
-def _epilogue_only(out, row_stats, col_stats, bias, X, idx, count, CB):  # K == 0: nothing to multiply
-    out.zero_()
-    if bias is not None:
-        out += bias.to(out.dtype)
+            key = ("gemm", mb, N, K, out_dtype, CA.dtype, *flags.values())
+            best = _BEST.get(key)
+            if best is None:
+                _tune("gemm", _GEMM_TUNED, key, M, N, args, flags)
+            else:
+                _launch_best("gemm", _int8_gemm_kernel, best, M, N, K, args, flags)
     return out
 
 
 def w8a16(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``X [M, K] @ (CB * SCB / 127).T (+ bias)`` reading each weight byte once."""
+    """``X [M, K] @ (CB * SCB / 127).T (+ bias)`` on the tensor cores (M padded to 16),
+    reading each weight byte once."""
     M, K = X.shape
     N = CB.shape[0]
     out = torch.empty((M, N), device=X.device, dtype=X.dtype)
@@ -513,21 +613,68 @@ def w8a16(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.Tens
         return out if bias is None else out.add_(bias.to(out.dtype))
     args = (X, CB, SCB, bias if bias is not None else SCB, out, M, N, K, X.stride(0), CB.stride(0), out.stride(0))
     flags = {"HAS_BIAS": bias is not None, "IEEE": X.dtype == torch.float32, "BLOCK_M": 16}
-    with device_guard(X.device):
-        if interpreting():
-            grid = (triton.cdiv(N, 16), triton.cdiv(M, 16))
-            _w8a16_kernel[grid](*args, EVEN_K=K % 32 == 0, BLOCK_N=16, BLOCK_K=32, **flags)
-        elif not _autotune():
-            grid = (triton.cdiv(N, 32), triton.cdiv(M, 16))
-            _w8a16_kernel[grid](*args, EVEN_K=K % 256 == 0, BLOCK_N=32, BLOCK_K=256, num_warps=4, num_stages=4, **flags)
+    with _OnDevice(X.device):
+        if _INTERPRET:
+            _launch_best("w8a16", _w8a16_kernel, ({"BLOCK_N": 16, "BLOCK_K": 32}, 4, 1), M, N, K, args, flags)
+        elif not AUTOTUNE:
+            _launch_best("w8a16", _w8a16_kernel, ({"BLOCK_N": 32, "BLOCK_K": 256}, 4, 4), M, N, K, args, flags)
         else:
-
-            def grid(meta):
-                return (triton.cdiv(N, meta["BLOCK_N"]), triton.cdiv(M, 16))
-
-            key = ("w8a16", M, N, K, X.dtype, tuple(flags.values()))
-            _launch(_W8A16_TUNED, _w8a16_kernel, key, grid, args, flags, K)
+            key = ("w8a16", M, N, K, X.dtype, *flags.values())
+            best = _BEST.get(key)
+            if best is None:
+                _tune("w8a16", _W8A16_TUNED, key, M, N, args, flags)
+            else:
+                _launch_best("w8a16", _w8a16_kernel, best, M, N, K, args, flags)
     return out
+
+
+def gemv(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """One row: ``X [1, K] @ (CB * SCB / 127).T (+ bias)`` on the CUDA cores (no tile padding)."""
+    K = X.shape[-1]
+    N = CB.shape[0]
+    out = torch.empty((1, N), device=X.device, dtype=X.dtype)
+    if N == 0:
+        return out
+    if K == 0:
+        out.zero_()
+        return out if bias is None else out.add_(bias.to(out.dtype))
+    args = (X, CB, SCB, bias if bias is not None else SCB, out, N, K, CB.stride(0))
+    flags = {"HAS_BIAS": bias is not None}
+    with _OnDevice(X.device):
+        if _INTERPRET:
+            _launch_best("gemv", _gemv_kernel, ({"BLOCK_N": 4, "BLOCK_K": 32}, 4, 1), 1, N, K, args, flags)
+        elif not AUTOTUNE:
+            _launch_best("gemv", _gemv_kernel, ({"BLOCK_N": 8, "BLOCK_K": 1024}, 4, 1), 1, N, K, args, flags)
+        else:
+            key = ("gemv", N, K, X.dtype, *flags.values())
+            best = _BEST.get(key)
+            if best is None:
+                _tune("gemv", _GEMV_TUNED, key, 1, N, args, flags)
+            else:
+                _launch_best("gemv", _gemv_kernel, best, 1, N, K, args, flags)
+    return out
+
+
+# For one row, which of gemv (CUDA cores) and w8a16 (tensor cores) is faster, per shape:
+# timed once on the device at the first call (both are exact up to float32 summation order).
+_ONE_ROW: dict[tuple, bool] = {}
+
+
+def _one_row(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    if _INTERPRET or not AUTOTUNE:
+        return gemv(X, CB, SCB, bias)
+    key = (CB.shape[0], X.shape[1], X.dtype, bias is not None)
+    use_gemv = _ONE_ROW.get(key)
+    if use_gemv is None:
+        from triton.testing import do_bench
+
+        gemv(X, CB, SCB, bias)
+        w8a16(X, CB, SCB, bias)
+        t_gemv = do_bench(lambda: gemv(X, CB, SCB, bias), warmup=10, rep=40, return_mode="median")
+        t_mma = do_bench(lambda: w8a16(X, CB, SCB, bias), warmup=10, rep=40, return_mode="median")
+        use_gemv = _ONE_ROW[key] = t_gemv <= t_mma
+        _TIMINGS[("one_row", *key)] = {"gemv": t_gemv, "w8a16": t_mma}
+    return gemv(X, CB, SCB, bias) if use_gemv else w8a16(X, CB, SCB, bias)
 
 
 def _read_count(count: torch.Tensor) -> int:
@@ -539,12 +686,6 @@ def _read_count(count: torch.Tensor) -> int:
     host.copy_(count, non_blocking=True)
     torch.cuda.current_stream(count.device).synchronize()
     return int(host[0])
-
-
-def _check_linear(A: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor) -> None:
-    torch._check(CB.dtype == torch.int8, lambda: f"CB must be int8, got {CB.dtype}")
-    torch._check(A.shape[-1] == CB.shape[-1], lambda: f"A {tuple(A.shape)} does not match CB {tuple(CB.shape)}")
-    torch._check(SCB.numel() == CB.shape[0], lambda: f"SCB needs {CB.shape[0]} values, got {SCB.numel()}")
 
 
 def _available() -> bool:
@@ -594,7 +735,7 @@ if HAS_TRITON:
         if out.numel():
             row = row_stats.reshape(-1).float()
             col = col_stats.reshape(-1).float()
-            with device_guard(A.device):
+            with _OnDevice(A.device):
                 _mm_dequant_kernel[(triton.cdiv(M * N, 1024),)](
                     A2, row, col, bias if bias is not None else row, out, M, N, HAS_BIAS=bias is not None, BLOCK=1024
                 )
@@ -640,20 +781,27 @@ if HAS_TRITON:
         bias: torch.Tensor | None = None,
         threshold: float = 0.0,
     ) -> torch.Tensor:
-        _check_linear(A, CB, SCB)
+        # Plain checks: this runs once per layer per token, torch._check costs microseconds.
+        if CB.dtype != torch.int8 or CB.dim() != 2:
+            raise ValueError(f"CB must be a 2-d int8 tensor, got {CB.dtype} of shape {tuple(CB.shape)}")
+        N, K = CB.shape
+        if A.shape[-1] != K:
+            raise ValueError(f"A {tuple(A.shape)} does not match CB {tuple(CB.shape)} (last dimensions differ)")
+        if SCB.dim() != 1 or SCB.shape[0] != N:
+            raise ValueError(f"SCB must hold {N} values, got shape {tuple(SCB.shape)}")
         A2 = _2d(A)
-        CB2 = _2d(CB)
-        scb = SCB.reshape(-1)
-        if scb.dtype != torch.float32:
-            scb = scb.float()
+        scb = SCB if SCB.dtype == torch.float32 else SCB.float()
         if bias is not None and bias.dtype != A.dtype:
             bias = bias.to(A.dtype)
-        if A2.shape[0] <= SMALL_M:
-            out = w8a16(A2, CB2, scb, bias)
+        M = A2.shape[0]
+        if M == 1:
+            out = _one_row(A2, CB, scb, bias)
+        elif M <= SMALL_M:
+            out = w8a16(A2, CB, scb, bias)
         else:
             codes, row_stats, _flags, idx, count = row_quant(A2, threshold)
             if threshold > 0.0:
-                out = gemm(codes, CB2, row_stats, scb, bias, A.dtype, A2, idx, count, True)
+                out = gemm(codes, CB, row_stats, scb, bias, A.dtype, A2, idx, count, True)
             else:
-                out = gemm(codes, CB2, row_stats, scb, bias, A.dtype)
-        return out.reshape(*A.shape[:-1], CB.shape[0])
+                out = gemm(codes, CB, row_stats, scb, bias, A.dtype)
+        return out if A.dim() == 2 else out.reshape(*A.shape[:-1], N)
