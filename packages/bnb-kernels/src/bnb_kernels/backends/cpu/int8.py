@@ -30,6 +30,12 @@ def _fns() -> dict[str, Any]:
     }
 
 
+def _threads(work: int) -> int:
+    """OpenMP threads for ``work`` elements: one below ~64K (waking a team costs more than the
+    work), the torch setting above."""
+    return 1 if work < (1 << 16) else _native.num_threads()
+
+
 def _rows(A: torch.Tensor) -> torch.Tensor:
     A2 = A.reshape(-1, A.shape[-1])
     if A2.shape[-1] > 1 and A2.stride(-1) != 1:
@@ -59,7 +65,7 @@ def int8_vectorwise_quant(A: torch.Tensor, threshold: float = 0.0):
         codes.data_ptr(),
         row_stats.data_ptr(),
         _native.ptr(flags),
-        _native.num_threads(),
+        _threads(rows * K),
     )
     _native.check(code, "int8_vectorwise_quant")
     outlier_cols = None
@@ -67,7 +73,7 @@ def int8_vectorwise_quant(A: torch.Tensor, threshold: float = 0.0):
         outlier_cols = torch.nonzero(flags).view(-1)
         if outlier_cols.numel():
             _native.check(
-                _fns()["clear_columns"](codes.data_ptr(), rows, K, flags.data_ptr(), _native.num_threads()),
+                _fns()["clear_columns"](codes.data_ptr(), rows, K, flags.data_ptr(), _threads(rows * K)),
                 "int8_vectorwise_quant (clear columns)",
             )
     return codes.reshape(A.shape), row_stats, outlier_cols
@@ -125,7 +131,7 @@ def int8_mm_dequant(
         _native.DTYPE_CODES[b.dtype] if b is not None else 0,
         out.data_ptr(),
         _native.DTYPE_CODES[dtype],
-        _native.num_threads(),
+        _threads(rows * cols),
     )
     _native.check(code, "int8_mm_dequant")
     return out.reshape(A.shape)
