@@ -53,9 +53,10 @@ define_op(
 )
 
 
-def _req(cond: bool, message: str) -> None:
+def _req(cond: bool, message) -> None:
+    """Raise ValueError(message()) unless cond; the message is built only on failure."""
     if not cond:
-        raise ValueError(message)
+        raise ValueError(message() if callable(message) else message)
 
 
 def optim_num_blocks(n: int) -> int:
@@ -71,28 +72,28 @@ def _check_common(name: str, g: torch.Tensor, p: torch.Tensor, step: int) -> Non
     check_optimizer_name(name)
     _req(
         g.numel() == p.numel(),
-        f"g and p must have the same number of elements, got {g.numel()} and {p.numel()}",
+        lambda: f"g and p must have the same number of elements, got {g.numel()} and {p.numel()}",
     )
-    _req(g.dtype in _FLOAT_DTYPES, f"g must be bfloat16, float16, or float32, got {g.dtype}")
+    _req(g.dtype in _FLOAT_DTYPES, lambda: f"g must be bfloat16, float16, or float32, got {g.dtype}")
     _req(
         g.dtype == p.dtype,
-        f"Expected all tensors to have the same dtype, got g.dtype={g.dtype}, p.dtype={p.dtype}",
+        lambda: f"Expected all tensors to have the same dtype, got g.dtype={g.dtype}, p.dtype={p.dtype}",
     )
-    _req(g.device == p.device, f"g and p must be on one device, got {g.device} and {p.device}")
-    _req(step >= 1, f"step must be >= 1, got {step}")
+    _req(g.device == p.device, lambda: f"g and p must be on one device, got {g.device} and {p.device}")
+    _req(step >= 1, lambda: f"step must be >= 1, got {step}")
 
 
 def check_update_32bit(name, g, p, state1, state2, unorm_vec, max_unorm) -> None:
     _check_common(name, g, p, 1)
     n = p.numel()
     k = 2 if name == "ademamix" else 1
-    _req(state1.dtype == torch.float32, f"state1 must be float32, got {state1.dtype}")
-    _req(state1.numel() == k * n, f"state1 must have {k * n} elements, got {state1.numel()}")
+    _req(state1.dtype == torch.float32, lambda: f"state1 must be float32, got {state1.dtype}")
+    _req(state1.numel() == k * n, lambda: f"state1 must have {k * n} elements, got {state1.numel()}")
     if name in TWO_STATE:
-        _req(state2 is not None, f"{name} needs state2")
+        _req(state2 is not None, lambda: f"{name} needs state2")
         _req(
             state2.dtype == torch.float32 and state2.numel() == n,
-            f"state2 must be float32 with {n} elements, got {state2.dtype} with {state2.numel()}",
+            lambda: f"state2 must be float32 with {n} elements, got {state2.dtype} with {state2.numel()}",
         )
     if max_unorm > 0.0:
         _req(unorm_vec is not None, "max_unorm > 0 needs unorm_vec")
@@ -107,27 +108,29 @@ def check_update_8bit(name, g, p, state1, state2, qmap1, qmap2, absmax1, absmax2
     n = p.numel()
     k = 2 if name == "ademamix" else 1
     blocks = optim_num_blocks(n)
-    _req(state1.dtype == torch.uint8, f"state1 must be uint8, got {state1.dtype}")
-    _req(state1.numel() == k * n, f"state1 must have {k * n} elements, got {state1.numel()}")
+    _req(state1.dtype == torch.uint8, lambda: f"state1 must be uint8, got {state1.dtype}")
+    _req(state1.numel() == k * n, lambda: f"state1 must have {k * n} elements, got {state1.numel()}")
     _req(
         qmap1.dtype == absmax1.dtype == torch.float32,
-        f"Expected qmap1 and absmax1 to be float32, got qmap1.dtype={qmap1.dtype}, absmax1.dtype={absmax1.dtype}",
+        lambda: (
+            f"Expected qmap1 and absmax1 to be float32, got qmap1.dtype={qmap1.dtype}, absmax1.dtype={absmax1.dtype}"
+        ),
     )
-    _req(qmap1.numel() == 256, f"qmap1 must have 256 entries, got {qmap1.numel()}")
-    _req(absmax1.numel() == k * blocks, f"absmax1 must have {k * blocks} elements, got {absmax1.numel()}")
+    _req(qmap1.numel() == 256, lambda: f"qmap1 must have 256 entries, got {qmap1.numel()}")
+    _req(absmax1.numel() == k * blocks, lambda: f"absmax1 must have {k * blocks} elements, got {absmax1.numel()}")
     if name in TWO_STATE:
-        _req(state2 is not None and qmap2 is not None and absmax2 is not None, f"{name} needs state2")
-        _req(state2.dtype == torch.uint8, f"state2 must be uint8, got {state2.dtype}")
-        _req(state2.numel() == n, f"state2 must have {n} elements, got {state2.numel()}")
+        _req(state2 is not None and qmap2 is not None and absmax2 is not None, lambda: f"{name} needs state2")
+        _req(state2.dtype == torch.uint8, lambda: f"state2 must be uint8, got {state2.dtype}")
+        _req(state2.numel() == n, lambda: f"state2 must have {n} elements, got {state2.numel()}")
         _req(
             qmap2.dtype == absmax2.dtype == torch.float32,
-            f"Expected qmap2 and absmax2 to be float32, got {qmap2.dtype}, {absmax2.dtype}",
+            lambda: f"Expected qmap2 and absmax2 to be float32, got {qmap2.dtype}, {absmax2.dtype}",
         )
-        _req(qmap2.numel() == 256, f"qmap2 must have 256 entries, got {qmap2.numel()}")
-        _req(absmax2.numel() == blocks, f"absmax2 must have {blocks} elements, got {absmax2.numel()}")
+        _req(qmap2.numel() == 256, lambda: f"qmap2 must have 256 entries, got {qmap2.numel()}")
+        _req(absmax2.numel() == blocks, lambda: f"absmax2 must have {blocks} elements, got {absmax2.numel()}")
     for t in (state1, absmax1, qmap1, state2, absmax2, qmap2):
         if t is not None:
-            _req(t.device == p.device, f"all tensors must be on {p.device}, got {t.device}")
+            _req(t.device == p.device, lambda t=t: f"all tensors must be on {p.device}, got {t.device}")
 
 
 @torch.library.register_fake("bitsandbytes::optimizer_update_32bit")
