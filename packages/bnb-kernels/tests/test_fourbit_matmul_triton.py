@@ -170,5 +170,24 @@ def test_gpu_gemv_op_and_fp4_odd_k() -> None:
     assert _rel(got, ref.gemm_4bit(x, q, [40, 33], extra[0], 64, "fp4", bias, *extra[1:])) < 3e-3
 
 
+@gpu
+@pytest.mark.parametrize("M", [1, 16, 300])
+def test_gpu_direct_launch_matches(M: int) -> None:
+    """After the first calls a plan launches its compiled kernel directly; results stay equal."""
+    from bnb_kernels.backends.reference import fourbit_matmul as ref
+    from bnb_kernels.backends.triton import fourbit_matmul as T
+
+    _, x, bias, q, extra = _case(1024, 2048, M, 64, torch.bfloat16, True, "nf4", "cuda", seed=7)
+    expected = ref.gemm_4bit(x, q, [1024, 2048], extra[0], 64, "nf4", bias, *extra[1:])
+    run = T.prepare_gemm_4bit(q, [1024, 2048], extra[0], 64, "nf4", *extra[1:])
+    outs = [run(x, bias).clone() for _ in range(5)]
+    for out in outs:
+        assert _rel(out, expected) < 1.2e-2
+    plans = list(run.meta.configs.values())
+    assert plans
+    if T._FAST_LAUNCH and plans[0].kind != "dequant":
+        assert plans[0].checked and plans[0].ck is not None
+
+
 if __name__ == "__main__":
     _interpreter_checks()
