@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # GPU check of the 4-bit layers (issue 4), in one device call:
 #   bash scripts/gpu-check-4bit.sh        (on the GPU machine; logs under $OUT)
-# 1. benchmarks/linear4bit.py (H100, bf16, the five Llama shapes, 1/16/128/2048 tokens)
-# 2. a per-call overhead probe of the decode path
-# 3. the GPU tests of the 4-bit kernels and modules
+# 1. the GPU tests of the 4-bit kernels and modules
+# 2. benchmarks/linear4bit.py (H100, bf16, the five Llama shapes, 1/16/128/2048 tokens)
+# 3. a per-call overhead probe of the decode path
 # The benchmark table is printed last.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -15,6 +15,10 @@ set +e
 export PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu --format=csv 2>&1 | tee "$OUT/gpu.txt"
+
+timeout "${TEST_TIMEOUT:-50}" "$PY" -m pytest -q -m gpu -x -p no:cacheprovider \
+  packages/bnb-nn/tests/test_linear4bit.py packages/bnb-kernels/tests/test_fourbit_matmul_triton.py 2>&1 | tail -25 | tee "$OUT/tests.log"
+
 
 timeout "${BENCH_TIMEOUT:-140}" "$PY" -m benchmarks.linear4bit --device cuda --no-plot \
   --json "$OUT/linear4bit-cuda.json" --md "$OUT/linear4bit-cuda.md" 2>&1 | tee "$OUT/bench.log"
@@ -57,10 +61,9 @@ with torch.inference_mode():
     print("do_bench m(x) ms", tt.do_bench(lambda: m(x), warmup=10, rep=50, return_mode="median"),
           "| dense ms", tt.do_bench(lambda: dense(x), warmup=10, rep=50, return_mode="median"))
     print("tuned:", {str(k[:4]): v for k, v in T.tuned_configs().items()})
+    plans = [p for p in T._TUNED.values()]
+    print("direct launch enabled:", T._FAST_LAUNCH)
 PY
-
-timeout "${TEST_TIMEOUT:-50}" "$PY" -m pytest -q -m gpu -x -p no:cacheprovider \
-  packages/bnb-nn/tests/test_linear4bit.py packages/bnb-kernels/tests/test_fourbit_matmul_triton.py 2>&1 | tail -25 | tee "$OUT/tests.log"
 
 echo "=== linear4bit benchmark (H100) ==="
 cat "$OUT/linear4bit-cuda.md" 2>/dev/null || tail -30 "$OUT/bench.log"
