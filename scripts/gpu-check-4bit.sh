@@ -61,7 +61,6 @@ with torch.inference_mode():
     print("do_bench m(x) ms", tt.do_bench(lambda: m(x), warmup=10, rep=50, return_mode="median"),
           "| dense ms", tt.do_bench(lambda: dense(x), warmup=10, rep=50, return_mode="median"))
     print("tuned:", {str(k[:4]): v for k, v in T.tuned_configs().items()})
-    plans = [p for p in T._TUNED.values()]
     print("direct launch enabled:", T._FAST_LAUNCH)
 PY
 
