@@ -1,7 +1,9 @@
 """Time the native CPU quantization kernels on 4096x4096 (the ANCHORS.md CPU cases).
 
 Usage: uv run python scripts/time-cpu-quant.py [--simd scalar|avx2|avx512] [--reps N]
-Prints the median wall time of each op; the op call includes allocating its output.
+Prints, per op, the median and the best wall time with torch's thread count, and the best
+CPU time with one thread (steadier when other work shares the machine). Calls without
+``.out`` include allocating their output, as a user's call does.
 """
 
 from __future__ import annotations
@@ -16,14 +18,29 @@ from bnb_kernels.backends.cpu import quant as cpu
 from bnb_quant.codebooks import create_dynamic_map
 
 
-def median_ms(fn, reps: int) -> float:
+def wall_ms(fn, reps: int) -> tuple[float, float]:
     fn()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return statistics.median(times), min(times)
+
+
+def cpu_ms_one_thread(fn, reps: int) -> float:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fn()
+        times = []
+        for _ in range(reps):
+            t0 = time.process_time()
+            fn()
+            times.append((time.process_time() - t0) * 1e3)
+        return min(times)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def main() -> None:
@@ -56,9 +73,12 @@ def main() -> None:
             codes, absmax8, code, 256, torch.float32, out_f32, simd=simd
         ),
     }
-    print(f"simd={cpu.simd_level(simd)} threads={torch.get_num_threads()}")
+    threads = torch.get_num_threads()
+    print(f"simd={cpu.simd_level(simd)}  4096x4096  (ms)")
+    print(f"{'case':40s} {'median':>8s} {'best':>8s}  (wall, {threads} threads)  {'cpu, 1 thread':>14s}")
     for name, fn in cases.items():
-        print(f"{name:40s} {median_ms(fn, args.reps):8.2f} ms")
+        median, best = wall_ms(fn, args.reps)
+        print(f"{name:40s} {median:8.2f} {best:8.2f}  {'':22s} {cpu_ms_one_thread(fn, max(3, args.reps // 3)):8.2f}")
 
 
 if __name__ == "__main__":

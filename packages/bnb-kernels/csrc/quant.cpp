@@ -103,13 +103,21 @@ void advise_huge_pages(void* p, int64_t bytes) {
 
 inline int64_t dtype_size(int32_t dtype) { return dtype == BNB_F32 ? 4 : 2; }
 
+// Blocks are handed out in chunks of about 64K values, dynamically: when another process
+// takes a core away from one thread, the others pick up its share instead of waiting.
 template <class F>
 void for_blocks(int64_t blocks, int64_t n, int32_t threads, F&& f) {
 #ifdef _OPENMP
   // Small tensors are not worth waking the thread pool.
   if (threads > 1 && blocks > 1 && n >= (int64_t(1) << 15)) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t b = 0; b < blocks; ++b) f(b);
+    const int64_t per_block = (n + blocks - 1) / blocks;
+    const int64_t chunk = std::max<int64_t>(1, (int64_t(1) << 16) / per_block);
+    const int64_t chunks = (blocks + chunk - 1) / chunk;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t end = std::min(blocks, (c + 1) * chunk);
+      for (int64_t b = c * chunk; b < end; ++b) f(b);
+    }
     return;
   }
 #else
