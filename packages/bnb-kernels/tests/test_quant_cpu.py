@@ -338,3 +338,21 @@ def test_large_inputs_take_the_search_table_path(dtype: torch.dtype) -> None:
             codes, absmax = cpu.quantize_blockwise_impl(x, code, 256, simd=simd)
             assert torch.equal(codes, ref_codes)
             assert same(absmax, ref_absmax)
+
+
+def test_out_variants_accept_non_contiguous_out() -> None:
+    A = torch.randn(64, 96)
+    code = _dynamic_map()
+    codes, absmax = cpu.quantize_blockwise_impl(A, code, 64)
+    out = torch.empty(96, 64).t()
+    cpu.dequantize_blockwise_out_impl(codes, absmax, code, 64, torch.float32, out)
+    assert torch.equal(out, ref.dequantize_blockwise(codes, absmax, code, 64, torch.float32))
+    packed, absmax4 = cpu.quantize_4bit_impl(A, 64, "nf4", torch.uint8)
+    out4 = torch.empty(96, 64, dtype=torch.bfloat16).t()
+    cpu.dequantize_4bit_out_impl(packed, absmax4, 64, "nf4", [64, 96], torch.bfloat16, out4)
+    assert torch.equal(out4, ref.dequantize_4bit(packed, absmax4, 64, "nf4", [64, 96], torch.bfloat16))
+    # Non-contiguous input is read in logical order.
+    At = torch.randn(96, 64).t()
+    assert torch.equal(
+        cpu.quantize_4bit_impl(At, 64, "fp4", torch.uint8)[0], ref.quantize_4bit(At, 64, "fp4", torch.uint8)[0]
+    )
