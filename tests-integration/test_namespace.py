@@ -154,10 +154,11 @@ def test_namespace_has_no_logic(path):
 
 
 def test_python_dash_m_bitsandbytes_runs_the_diagnostics():
+    """``python -m bitsandbytes`` is the bnb-diagnostics report of this very install."""
     import json
 
     out = subprocess.run(
-        [sys.executable, "-m", "bitsandbytes", "--json", "--device", "cpu"],
+        [sys.executable, "-m", "bitsandbytes", "--json", "--no-self-test"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -166,5 +167,6 @@ def test_python_dash_m_bitsandbytes_runs_the_diagnostics():
     doc = json.loads(out.stdout)
     assert out.returncode == doc["exit_code"] == 0, doc["errors"]
     assert doc["report"]["packages"]["versions"]["bitsandbytes"] == bnb.__version__
-    assert {r["status"] for r in doc["self_test"]} == {"pass"}, doc["self_test"]
+    assert doc["self_test"] is None  # the self-test itself is covered by bnb-diagnostics' tests
+    assert doc["report"]["packages"]["compatible"] is True
     assert doc["report"]["torch"]["version"] == torch.__version__
