@@ -19,7 +19,8 @@ block may be shorter):
    ``(T, order) = codebooks.codebook_search_table(code)``, ``code = order[#{j : s >= T_j}]``.
    ``T`` folds in a 16-bit grid: the release first rounds ``s`` to
    ``G = round((s + 1) * 32767.5)`` (exact arithmetic, clamped to 0..65535; the only exact
-   tie, ``s = ±0``, gives 32768) and then takes the code nearest to ``G / 32767.5 - 1``
+   tie, ``s = ±0``, gives 32768; equivalently ``G = floor(s * 32767.5) + 32768`` with the
+   product exact in float64) and then takes the code nearest to ``G / 32767.5 - 1``
    (ties to the upper of two sorted neighbours). ``T_j`` is the smallest float32 ``s`` whose
    grid point lies above the midpoint between sorted values ``j`` and ``j + 1`` (``-inf``
    or ``+inf`` when every or no grid point does). Consequence for the dynamic map: values in
