@@ -21,6 +21,7 @@ CONFIGS = [
     ("dot", 32, 32, 32, 4, 2),
     ("dot", 16, 16, 32, 4, 2, 3),  # split-K: fp32 partials added atomically
     ("dequant",),
+    ("dequant_chunked",),
 ]
 
 
@@ -92,6 +93,17 @@ def _interpreter_checks() -> None:
     flat = ref.decode_nested_absmax(extra[1], extra[0], extra[2], extra[3])
     if not torch.equal(W, ref.dequantize_weight(q, [8, 128], flat, T._lut("fp4", x.device), 32, torch.float16)):
         failures.append("dequantize kernel")
+    # chunked dequantize + matmul with several chunks (small chunk size for the test)
+    T.CHUNK_BYTES = 4096
+    for N, K, bs, nested in ((520, 64, 32, True), (64, 128, 64, False)):
+        _, x, bias, q, extra = _case(N, K, 3, bs, torch.float32, nested, "nf4", "cpu", seed=5)
+        meta = T._make_meta(extra[0], bs, T._lut("nf4", x.device), *extra[1:])
+        rows = T._chunk_rows(N, K, bs, nested)
+        out = torch.full((3, N), float("nan"))
+        T.launch(("dequant_chunked",), x, q.reshape(-1), meta, bias, out, N)
+        err = _rel(out, ref.gemm_4bit(x, q, [N, K], extra[0], bs, "nf4", bias, *extra[1:]))
+        if rows >= N or err > 1e-5:
+            failures.append(f"dequant_chunked N={N} K={K} rows={rows}: {err:.3g}")
     if failures:
         raise SystemExit("FAILED:\n" + "\n".join(failures))
     print("triton interpreter checks passed")

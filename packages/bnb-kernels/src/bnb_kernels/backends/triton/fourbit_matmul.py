@@ -20,6 +20,7 @@ kernel; there is no extra launch. Codes index the 16-entry table of ``quant_type
 
 # No `from __future__ import annotations` here: Triton 3.0's interpreter recognizes
 # `tl.constexpr` parameters only when the annotation is the object, not a string.
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -286,6 +287,8 @@ class _Plan:
                 BLOCKSIZE=bs, NESTED=meta.nested, HAS_BIAS=has_bias, ALIGNED=K % bs == 0,
                 BM=BM, BN=BN, BK=BK, SPLIT_K=split, num_warps=warps, num_stages=stages,
             )  # fmt: skip
+        elif kind == "dequant_chunked":
+            self.split = _chunk_rows(N, K, bs, meta.nested)
         elif kind != "dequant":  # pragma: no cover - configs come from this module
             raise ValueError(f"unknown 4-bit matmul path {kind!r}")
 
@@ -303,6 +306,19 @@ class _Plan:
                 args = (x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, acc, M, N, K, K, N)
                 self._launch(args, x, bias, acc)
                 out.copy_(acc)
+        elif self.kind == "dequant_chunked":
+            # Row chunks of the weight small enough to stay in L2 between the dequantize
+            # kernel that writes them and the cuBLAS matmul that reads them.
+            rows = self.split
+            buf = torch.empty((min(rows, N), K), dtype=x.dtype, device=x.device)
+            for n0 in range(0, N, rows):
+                n1 = min(N, n0 + rows)
+                Wc = dequantize_rows(w, meta, n0, n1, K, buf)
+                o = out[:, n0:n1]
+                if bias is not None:
+                    torch.addmm(bias[n0:n1], x, Wc.t(), out=o)
+                else:
+                    torch.mm(x, Wc.t(), out=o)
         else:
             W = dequantize(w, meta, N, K, x.dtype)
             if bias is not None:
@@ -411,6 +427,38 @@ def dequantize(w: torch.Tensor, meta: _Meta, N: int, K: int, dtype: torch.dtype)
     return W
 
 
+CHUNK_BYTES = 24 << 20  # about half of an H100's L2
+
+
+def _chunk_rows(N: int, K: int, blocksize: int, nested: bool) -> int:
+    """Rows per chunk: fits CHUNK_BYTES in 16-bit, starts every chunk on a quant block (and
+    on a group of 256 blocks when the absmax is nested)."""
+    unit = blocksize * (256 if nested else 1)
+    step = unit // math.gcd(K, unit)
+    rows = max(step, (CHUNK_BYTES // (2 * K)) // step * step)
+    return min(rows, N)
+
+
+def dequantize_rows(w: torch.Tensor, meta: _Meta, n0: int, n1: int, K: int, buf: torch.Tensor) -> torch.Tensor:
+    """Rows ``n0:n1`` of the weight in ``buf.dtype``, written into ``buf[: n1 - n0]``."""
+    bs = meta.blocksize
+    blk0 = n0 * K // bs
+    if meta.nested:
+        absmax, a8 = meta.absmax[blk0 // 256 :], meta.a8[blk0:]
+    else:
+        absmax = meta.absmax[blk0:]
+        a8 = absmax
+    n_bytes = (n1 - n0) * K // 2
+    out = buf[: n1 - n0]
+    SB = min(bs // 2, 256)
+    R = max(1, 2048 // SB)
+    _dequant_kernel[(triton.cdiv(n_bytes, R * SB),)](
+        w[n0 * K // 2 : n1 * K // 2], absmax, a8, meta.code2, meta.offset, meta.lut, out, n_bytes,
+        BLOCKSIZE=bs, NESTED=meta.nested, R=R, SB=SB, num_warps=4,
+    )  # fmt: skip
+    return out
+
+
 def _bucket(M: int) -> int:
     if M <= 4:
         return M
@@ -479,7 +527,13 @@ def candidates(M: int, dtype: torch.dtype) -> list[tuple]:
             ("dot", 128, 128, 64, 8, 3, 2),
             ("dequant",),
         ]
-    return [("dot", 128, 128, 64, 8, 3), ("dot", 128, 256, 64, 8, 3), ("dot", 128, 128, 128, 8, 3), ("dequant",)]
+    return [
+        ("dot", 128, 128, 64, 8, 3),
+        ("dot", 128, 256, 64, 8, 3),
+        ("dot", 128, 128, 128, 8, 3),
+        ("dequant",),
+        ("dequant_chunked",),
+    ]
 
 
 _TUNED: dict[tuple, tuple] = {}
