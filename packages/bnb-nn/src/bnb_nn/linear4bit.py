@@ -147,7 +147,9 @@ class Linear4bit(torch.nn.Linear):
         # Hot path: plain dict lookups only (Module.__getattr__ and tensor-subclass
         # properties cost microseconds each, a whole 1-token kernel on a GPU).
         params = self._parameters
-        weight = params["weight"]
+        weight = params.get("weight")
+        if weight is None:  # replaced by a wrapper (parametrization, FSDP, ...)
+            weight = self.weight
         qs = weight.__dict__.get("quant_state") if isinstance(weight, Params4bit) else None
         if qs is None:
             fix_4bit_weight_quant_state_from_module(self)
@@ -160,7 +162,7 @@ class Linear4bit(torch.nn.Linear):
             raise ValueError(f"Linear4bit expects inputs with {fast.in_features} features, got shape {tuple(x.shape)}")
         if x.device != fast.device:
             raise ValueError(f"Linear4bit: the input is on {x.device} but the 4-bit weight is on {fast.device}")
-        bias = params.get("bias")
+        bias = params["bias"] if "bias" in params else self.bias
         inp_dtype = x.dtype
         if bias is not None and bias.dtype != inp_dtype:
             bias.data = bias.data.to(inp_dtype)
