@@ -13,6 +13,7 @@ from bnb_kernels.compat import require
 
 require("bnb-optim", __version__, {"bnb_kernels": ("0.1", "0.2"), "bnb_quant": ("0.1", "0.2")})
 
+from . import functional  # noqa: E402
 from .adagrad import Adagrad, Adagrad8bit, Adagrad32bit  # noqa: E402
 from .adam import (  # noqa: E402
     Adam,
@@ -107,5 +108,6 @@ __all__ = [
     "SGD8bit",
     "SGD32bit",
     "__version__",
+    "functional",
     "get_optimizer_class",
 ]

@@ -327,7 +327,12 @@ class Optimizer8bit(torch.optim.Optimizer):
         numel = math.prod(shape)
         if not self.is_paged or numel < paged.PAGED_MIN_NUMEL:
             return torch.zeros(shape, dtype=dtype, device=p.device)
-        return paged.managed_empty(shape, dtype, p.device)
+        buf = paged.managed_empty(shape, dtype, p.device)
+        if paged.is_paged(buf):
+            from .functional import GlobalPageManager
+
+            GlobalPageManager.get_instance().paged_tensors.append(buf)
+        return buf
 
     def prefetch_state(self, p: torch.Tensor) -> None:
         if self.is_paged:

@@ -131,8 +131,11 @@ def is_paged(t: torch.Tensor) -> bool:
     return bool(getattr(t, "is_paged", False))
 
 
-def prefetch(t: torch.Tensor) -> None:
-    """Ask the driver to move a managed tensor to its GPU, ordered on the current stream."""
+def prefetch(t: torch.Tensor, to_cpu: bool = False) -> None:
+    """Ask the driver to move a managed tensor to its GPU (or to host memory with ``to_cpu``),
+    ordered on the current stream."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"prefetch needs a tensor, got {type(t).__name__}")
     if not is_paged(t):
         return
     lib = _find_cudart()
@@ -145,11 +148,13 @@ def prefetch(t: torch.Tensor) -> None:
         if _runtime_version >= 13000:
             fn = lib.cudaMemPrefetchAsync
             fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, _MemLocation, ctypes.c_uint, ctypes.c_void_p]
-            rc = fn(ptr, nbytes, _MemLocation(1, t.device.index or 0), 0, stream)
+            # cudaMemLocationTypeDevice = 1, cudaMemLocationTypeHost = 2
+            where = _MemLocation(2, 0) if to_cpu else _MemLocation(1, t.device.index or 0)
+            rc = fn(ptr, nbytes, where, 0, stream)
         else:
             fn = lib.cudaMemPrefetchAsync
             fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
-            rc = fn(ptr, nbytes, t.device.index or 0, stream)
+            rc = fn(ptr, nbytes, -1 if to_cpu else (t.device.index or 0), stream)  # -1: cudaCpuDeviceId
     except AttributeError:
         rc = -1
     if rc != 0:
