@@ -193,3 +193,25 @@ def test_cuda_paged_resume_and_speed_path():
     params[0].grad = torch.zeros_like(params[0])
     with pytest.raises(ValueError, match="changed from"):
         opt.step()
+
+
+def test_state_dict_of_paged_state_saves_with_weights_only():
+    """Paged tensors carry a handle to their managed memory; state_dict() must not leak it."""
+    import ctypes
+
+    from bnb_optim.paged import _ManagedBlock
+
+    model = _model()
+    opt = O.AdamW8bit(model.parameters(), lr=1e-3, min_8bit_size=64)
+    _step(model, opt, _batches(1)[0])
+    st = opt.state[model[0].weight]
+    handle = _ManagedBlock.__new__(_ManagedBlock)  # what a CUDA managed allocation attaches
+    handle.ptr = ctypes.c_void_p()
+    st["state1"].is_paged = True
+    st["state1"]._bnb_managed_block = handle
+    buf = io.BytesIO()
+    torch.save(opt.state_dict(), buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=True)
+    assert torch.equal(loaded["state"][0][QKEY]["state1"], st["state1"])
+    opt.load_state_dict(loaded)

@@ -210,6 +210,8 @@ class Optimizer8bit(torch.optim.Optimizer):
         packed = {}
         for k, v in sd["state"].items():
             if isinstance(v, dict):
+                # paged tensors go out as plain views (their memory handle is not picklable)
+                v = {kk: (vv.view(vv.shape) if paged.is_paged(vv) else vv) for kk, vv in v.items()}
                 inner = {kk: vv for kk, vv in v.items() if kk in self.non_castable_tensor_keys}
                 outer = {kk: vv for kk, vv in v.items() if kk not in self.non_castable_tensor_keys}
                 if inner:

@@ -95,6 +95,10 @@ class _ManagedBlock:
             "strides": None,
         }
 
+    # A deep copy of a paged tensor owns ordinary memory of its own: it needs no handle.
+    def __deepcopy__(self, memo: dict) -> None:
+        return None
+
     def __del__(self) -> None:
         if getattr(self, "ptr", None) is not None and self.ptr.value:
             try:
