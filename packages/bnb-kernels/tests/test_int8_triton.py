@@ -84,6 +84,11 @@ def check_all(device: str, shapes_quant, shapes_mm, dtypes) -> list[str]:
                 tol = 2e-3 if M > T.SMALL_M else 2e-2  # small M skips the activation quantization
                 if got.shape != exp.shape or _rel(got.cpu(), exp) > tol or _rel(got.cpu(), dense) > 3e-2:
                     fails.append(f"fused {M}x{N}x{K} {dt} t={t}: {_rel(got.cpu(), exp)} {_rel(got.cpu(), dense)}")
+                if M > T.SMALL_M:  # the weight-only kernel with row tiles (raced against the int8 path)
+                    got = T.w8a16_big(x, CB, SCB, bias)
+                    wdq = x.cpu().float() @ (CB.cpu().float() * SCB.cpu()[:, None] / 127).t() + bias.cpu().float()
+                    if got.shape != wdq.shape or _rel(got.cpu(), wdq) > 2e-3:
+                        fails.append(f"w8a16_big {M}x{N}x{K} {dt}: {_rel(got.cpu(), wdq)}")
                 if t > 0 and M > 1:
                     CA, SCA, cols = ref.row_quant(x.cpu(), t)
                     got, subA = T.int8_mixed_scaled_mm(x, CA.to(device), CB, SCA.to(device), SCB, cols.to(device), bias)

@@ -253,13 +253,18 @@ if HAS_TRITON:
         stride_om,
         HAS_BIAS: tl.constexpr,
         IEEE: tl.constexpr,
+        M_MAJOR: tl.constexpr,
         EVEN_K: tl.constexpr,
         BLOCK_M: tl.constexpr,
         BLOCK_N: tl.constexpr,
         BLOCK_K: tl.constexpr,
     ):
-        pid_n = tl.program_id(0)
-        pid_m = tl.program_id(1)
+        if M_MAJOR:  # consecutive programs share a weight tile (several row blocks): L2 reuse
+            pid_m = tl.program_id(0)
+            pid_n = tl.program_id(1)
+        else:
+            pid_n = tl.program_id(0)
+            pid_m = tl.program_id(1)
         rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         rk = tl.arange(0, BLOCK_K)
@@ -383,6 +388,19 @@ if HAS_TRITON:
         key=["M", "N", "K"],
     )(triton.heuristics({"EVEN_K": _even_k})(triton.jit(_w8a16_kernel.fn)))
 
+    # 17-1024 rows: the same kernel with row tiles of 64-128 (16-bit tensor-core matmul, the
+    # int8 weight converted in registers); raced against quantize + int8 GEMM per shape.
+    _W8A16_BIG = triton.autotune(
+        configs=[
+            triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=4, num_stages=4),
+            triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=8, num_stages=3),
+            triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 128}, num_warps=4, num_stages=4),
+            triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 64}, num_warps=4, num_stages=4),
+            triton.Config({"BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 64}, num_warps=8, num_stages=3),
+        ],
+        key=["M", "N", "K"],
+    )(triton.heuristics({"EVEN_K": _even_k})(triton.jit(_w8a16_kernel.fn)))
+
     _GEMV_TUNED = triton.autotune(
         configs=[
             triton.Config({"BLOCK_N": 8, "BLOCK_K": 1024}, num_warps=4, num_stages=1),
@@ -407,6 +425,8 @@ def _grid_fn(kind: str, M: int, N: int):
         return lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
     if kind == "w8a16":
         return lambda meta: (triton.cdiv(N, meta["BLOCK_N"]), triton.cdiv(M, 16))
+    if kind == "w8a16big":
+        return lambda meta: (triton.cdiv(M, meta["BLOCK_M"]), triton.cdiv(N, meta["BLOCK_N"]))
     return lambda meta: (triton.cdiv(N, meta["BLOCK_N"]),)
 
 
@@ -415,6 +435,8 @@ def _grid(kind: str, M: int, N: int, kw: dict) -> tuple:
         return (triton.cdiv(M, kw["BLOCK_M"]) * triton.cdiv(N, kw["BLOCK_N"]),)
     if kind == "w8a16":
         return (triton.cdiv(N, kw["BLOCK_N"]), triton.cdiv(M, 16))
+    if kind == "w8a16big":
+        return (triton.cdiv(M, kw["BLOCK_M"]), triton.cdiv(N, kw["BLOCK_N"]))
     return (triton.cdiv(N, kw["BLOCK_N"]),)
 
 
@@ -612,7 +634,7 @@ def w8a16(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.Tens
         out.zero_()
         return out if bias is None else out.add_(bias.to(out.dtype))
     args = (X, CB, SCB, bias if bias is not None else SCB, out, M, N, K, X.stride(0), CB.stride(0), out.stride(0))
-    flags = {"HAS_BIAS": bias is not None, "IEEE": X.dtype == torch.float32, "BLOCK_M": 16}
+    flags = {"HAS_BIAS": bias is not None, "IEEE": X.dtype == torch.float32, "M_MAJOR": False, "BLOCK_M": 16}
     with _OnDevice(X.device):
         if _INTERPRET:
             _launch_best("w8a16", _w8a16_kernel, ({"BLOCK_N": 16, "BLOCK_K": 32}, 4, 1), M, N, K, args, flags)
@@ -675,6 +697,67 @@ def _one_row(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.T
         use_gemv = _ONE_ROW[key] = t_gemv <= t_mma
         _TIMINGS[("one_row", *key)] = {"gemv": t_gemv, "w8a16": t_mma}
     return gemv(X, CB, SCB, bias) if use_gemv else w8a16(X, CB, SCB, bias)
+
+
+def w8a16_big(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Like :func:`w8a16` for more rows (row tiles of 64-128): one launch, no activation
+    quantization, every column (outlier or not) multiplied in 16-bit."""
+    M, K = X.shape
+    N = CB.shape[0]
+    out = torch.empty((M, N), device=X.device, dtype=X.dtype)
+    if M == 0 or N == 0 or K == 0:
+        return w8a16(X, CB, SCB, bias)
+    args = (X, CB, SCB, bias if bias is not None else SCB, out, M, N, K, X.stride(0), CB.stride(0), out.stride(0))
+    flags = {"HAS_BIAS": bias is not None, "IEEE": X.dtype == torch.float32, "M_MAJOR": True}
+    with _OnDevice(X.device):
+        if _INTERPRET:
+            kw = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32}
+            _launch_best("w8a16big", _w8a16_kernel, (kw, 4, 1), M, N, K, args, flags)
+        elif not AUTOTUNE:
+            kw = {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64}
+            _launch_best("w8a16big", _w8a16_kernel, (kw, 4, 4), M, N, K, args, flags)
+        else:
+            key = ("w8a16big", M, N, K, X.dtype, *flags.values())
+            best = _BEST.get(key)
+            if best is None:
+                _tune("w8a16big", _W8A16_BIG, key, M, N, args, flags)
+            else:
+                _launch_best("w8a16big", _w8a16_kernel, best, M, N, K, args, flags)
+    return out
+
+
+def _int8_path(A2: torch.Tensor, CB: torch.Tensor, scb: torch.Tensor, bias, threshold: float, dtype) -> torch.Tensor:
+    codes, row_stats, _flags, idx, count = row_quant(A2, threshold)
+    if threshold > 0.0:
+        return gemm(codes, CB, row_stats, scb, bias, dtype, A2, idx, count, True)
+    return gemm(codes, CB, row_stats, scb, bias, dtype)
+
+
+# Rows up to this many may take w8a16_big instead of quantize + int8 GEMM; which one is
+# decided per shape on the device at the first call, timing each path as a whole (launches
+# included: at a few hundred rows the host work of the two-kernel int8 path can dominate).
+MID_M = 1024
+_MID: dict[tuple, bool] = {}
+
+
+def _mid_rows(A2: torch.Tensor, CB: torch.Tensor, scb: torch.Tensor, bias, threshold: float) -> torch.Tensor:
+    dtype = A2.dtype
+    if _INTERPRET or not AUTOTUNE or dtype == torch.float32:
+        return _int8_path(A2, CB, scb, bias, threshold, dtype)
+    key = (_mbucket(A2.shape[0]), CB.shape[0], A2.shape[1], dtype, threshold > 0.0, bias is not None)
+    use_w8a16 = _MID.get(key)
+    if use_w8a16 is None:
+        from triton.testing import do_bench
+
+        w8a16_big(A2, CB, scb, bias)
+        _int8_path(A2, CB, scb, bias, threshold, dtype)
+        t_w = do_bench(lambda: w8a16_big(A2, CB, scb, bias), warmup=10, rep=50, return_mode="median")
+        t_q = do_bench(lambda: _int8_path(A2, CB, scb, bias, threshold, dtype), warmup=10, rep=50, return_mode="median")
+        use_w8a16 = _MID[key] = t_w < t_q
+        _TIMINGS[("mid_rows", *key)] = {"w8a16_big": t_w, "int8": t_q}
+    if use_w8a16:
+        return w8a16_big(A2, CB, scb, bias)
+    return _int8_path(A2, CB, scb, bias, threshold, dtype)
 
 
 def _read_count(count: torch.Tensor) -> int:
@@ -798,10 +881,8 @@ if HAS_TRITON:
             out = _one_row(A2, CB, scb, bias)
         elif M <= SMALL_M:
             out = w8a16(A2, CB, scb, bias)
+        elif M <= MID_M:
+            out = _mid_rows(A2, CB, scb, bias, threshold)
         else:
-            codes, row_stats, _flags, idx, count = row_quant(A2, threshold)
-            if threshold > 0.0:
-                out = gemm(codes, CB, row_stats, scb, bias, A.dtype, A2, idx, count, True)
-            else:
-                out = gemm(codes, CB, row_stats, scb, bias, A.dtype)
+            out = _int8_path(A2, CB, scb, bias, threshold, A.dtype)
         return out if A.dim() == 2 else out.reshape(*A.shape[:-1], N)
