@@ -42,12 +42,12 @@ def _target(threshold: float, M: int) -> Target | None:
     return None
 
 
-def _path(device: str, M: int) -> str:
+def _path(device: str, M: int, N: int, K: int, threshold: float) -> str:
     if device != "cuda":
         return "native int8"
     from bnb_kernels.backends.triton import int8 as T
 
-    return "w8a16 gemv" if M <= T.SMALL_M else "quant + int8 gemm"
+    return T.path_taken(M, N, K, torch.float16, threshold, False)
 
 
 def _quant(A: torch.Tensor, t: float):
@@ -158,7 +158,7 @@ def run_shape(bench: Bench, K: int, N: int, batches: Sequence[int], dense_dtypes
                 bytes_moved=N * K + 4 * N + 2 * M * (K + N),
                 target=_target(t, M) if dev == "cuda" else None,
                 rel_err_vs_dense=rel,
-                path=_path(dev, M),
+                path=_path(dev, M, N, K, t),
                 **extra,
             )
         del m
@@ -171,6 +171,7 @@ def run_shape(bench: Bench, K: int, N: int, batches: Sequence[int], dense_dtypes
         m = m.cuda()
         x = torch.randn(16, K, dtype=dense_dtypes[0], device=dev)
         saved, T.SMALL_M = T.SMALL_M, 0
+        saved_mid, T.MID_M = T.MID_M, 0
         try:
             with torch.inference_mode():
                 m(x)
@@ -181,6 +182,7 @@ def run_shape(bench: Bench, K: int, N: int, batches: Sequence[int], dense_dtypes
             print(f"int8path FAILED: {exc!r}"[:500], flush=True)
         finally:
             T.SMALL_M = saved
+            T.MID_M = saved_mid
         del m
     del dense, base
     if dev == "cuda":
@@ -201,6 +203,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         from bnb_kernels.backends.triton import int8 as T
 
         timings = T.tuning_timings()
+        for key, vals in timings.items():
+            if key[0] in ("one_row", "mid_rows"):
+                print("path race", key, vals)
         for key, cfg in T.best_configs().items():
             print("best config", key, cfg)
             for c, t in sorted(timings.get(key, {}).items(), key=lambda kv: kv[1] if isinstance(kv[1], float) else 0):

@@ -760,6 +760,20 @@ def _mid_rows(A2: torch.Tensor, CB: torch.Tensor, scb: torch.Tensor, bias, thres
     return _int8_path(A2, CB, scb, bias, threshold, dtype)
 
 
+def path_taken(M: int, N: int, K: int, dtype: torch.dtype, threshold: float, has_bias: bool) -> str:
+    """Which kernel path ``int8_linear_fused`` takes for this shape (after its first call)."""
+    if M == 1:
+        one = _ONE_ROW.get((N, K, dtype, has_bias), not AUTOTUNE or _INTERPRET)
+        return "gemv (1 row)" if one else "w8a16 (1 row)"
+    if M <= SMALL_M:
+        return "w8a16"
+    if M <= MID_M and dtype != torch.float32:
+        mid = _MID.get((_mbucket(M), N, K, dtype, threshold > 0.0, has_bias))
+        if mid:
+            return "w8a16 row tiles"
+    return "quant + int8 gemm"
+
+
 def _read_count(count: torch.Tensor) -> int:
     """The device-side int32 counter on the host: a non-blocking copy into pinned memory and a
     stream synchronization (cheaper than ``.item()``'s pageable copy)."""
