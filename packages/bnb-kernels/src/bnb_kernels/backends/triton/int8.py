@@ -1,11 +1,10 @@
 """Triton GPU kernels of the LLM.int8() ops.
 
-Three kernels do the work:
-
 - ``_row_quant_kernel``: one pass over the activations. Per row: the absmax of the
   non-outlier values, the int8 codes (outlier elements get 0) and, with a threshold, the
   outlier columns: a column flag plus a compact device-side list of the flagged columns
-  (atomics, no host synchronization).
+  (atomics, only in rows that hold an outlier; no host synchronization). Compiled without
+  fused multiply-add so the codes equal the reference's.
 - ``_int8_gemm_kernel``: int8 x int8 -> int32 on the tensor cores (``tl.dot``), with the
   dequantization (row scale x column scale x 1/127^2), the bias and the fp16 outlier
   columns applied in the epilogue. The outlier columns come from the device-side list, so
@@ -13,12 +12,16 @@ Three kernels do the work:
   columns the epilogue first removes their int8 contribution exactly (integer dot
   subtracted from the accumulator), then adds ``A[:, cols] @ dequant(CB[:, cols]).T`` in
   16-bit with float32 accumulation, which is the reference's mixed decomposition.
-- ``_w8a16_kernel``: for 1-16 rows, a GEMV-like kernel that reads each int8 weight byte
-  once, converts it to the activation dtype in registers and multiplies with the
-  activations as they are (no activation quantization: every column, outlier or not, is
-  exact). This is the memory-bound optimum for decoding.
+- ``_w8a16_kernel`` (weight-only): reads each int8 weight byte once, converts it to the
+  activation dtype in registers and multiplies the activations as they are (no activation
+  quantization: every column, outlier or not, is exact). Row tiles of 16 for 2-16 rows,
+  64-128 for 17-1024 rows.
+- ``_gemv_kernel``: one row, multiply-add on the CUDA cores (no padding to a tensor-core tile).
 
-``int8_linear_fused`` picks between them; the reference-schema ops reuse the same kernels.
+``int8_linear_fused`` picks: 1 row: gemv or w8a16, 2-16 rows: w8a16, 17-1024 rows: w8a16
+with row tiles or quantize + int8 GEMM, more: quantize + int8 GEMM. Where two candidates
+exist, the faster is timed once per shape on the device (whole path, launches included)
+and kept. The reference-schema ops reuse the same kernels.
 """
 
 # No `from __future__ import annotations` here: Triton 3.0's interpreter recognizes
