@@ -3,7 +3,11 @@ dequantization of its int32 result, and the mixed int8 + fp16-outlier matmul).
 
 Names and schemas are those of the reference release. ``int8_linear_fused`` is this
 project's own addition: the whole inference forward of an int8 linear layer in one op, so a
-backend can fuse it (and skip host synchronization) without changing the module code.
+backend can fuse it (and skip host synchronization) without changing the module code. Its
+reference is quantize + ``int8_scaled_mm`` / ``int8_mixed_scaled_mm``; a backend may instead
+multiply the 16-bit activations with the int8 weight dequantized in registers (weight-only,
+more exact) where that is faster (the Triton backend does for up to 1024 rows when measured
+faster on the device).
 
 Conventions shared by every backend:
 
