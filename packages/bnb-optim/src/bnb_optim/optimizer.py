@@ -248,7 +248,11 @@ class Optimizer8bit(torch.optim.Optimizer):
             out: dict[str, Any] = {}
             for k, v in value.items():
                 if isinstance(v, torch.Tensor):
-                    if k in self.non_castable_tensor_keys:
+                    if k in ("qmap1", "qmap2"):
+                        # share one codebook tensor per device (kernels cache tables per tensor)
+                        shared = self._qmap("dynamic" if k == "qmap1" else "udynamic", param.device)
+                        v = shared if torch.equal(v.to(shared.device), shared) else v.to(param.device)
+                    elif k in self.non_castable_tensor_keys:
                         v = v.to(param.device)
                         if self.is_paged and k in ("state1", "state2") and v.numel() >= paged.PAGED_MIN_NUMEL:
                             buf = paged.managed_empty(tuple(v.shape), v.dtype, param.device)

@@ -122,7 +122,7 @@ def codebook_tables(qmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int
     mid = (q[:-1] + q[1:]) * 0.5
     inf = torch.full((1,), float("inf"), dtype=torch.float32, device=q.device)
     mid_ext = torch.cat((-inf, mid, inf)).contiguous()
-    if len(_TABLES) > 64:
+    if len(_TABLES) > 1024:  # optimizers share one codebook per device; this only bounds misuse
         _TABLES.clear()
     _TABLES[key] = _Tables(weakref.ref(qmap), qmap._version, mid.contiguous(), mid_ext, kind)
     return mid.contiguous(), mid_ext, kind
