@@ -53,6 +53,13 @@ def _input(n: int, dtype: torch.dtype, g: torch.Generator, special: bool) -> tor
         x[n // 3] = -x[n // 3] * 1e-38  # a tiny (denormal in float32) value
         x[n // 4] = 0.0
         x[n // 4 + 1] = -0.0
+    if special and n > 1000:
+        # A block (for block sizes up to 128) of float32 denormals, zeros of both signs among
+        # them: 1 / absmax overflows, so s is +-inf or NaN (0 * inf) there.
+        tiny = torch.randn(270, generator=g) * 1e-39
+        tiny[::7] = 0.0
+        tiny[3::7] = -0.0
+        x[n // 2 + 140 : n // 2 + 410] = tiny
     return x.to(dtype)
 
 
@@ -86,8 +93,9 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def check_8bit(
-    device: str, n: int, dtype: torch.dtype, blocksize: int, code: torch.Tensor, tile: int | None
-) -> list[str]:
+    device: str, n: int, dtype: torch.dtype, blocksize: int, code: torch.Tensor, tile: int | None,
+    variant: str | None = None, knobs: dict | None = None,
+) -> list[str]:  # fmt: skip
     """Triton vs reference, both on ``device`` (the reference runs anywhere)."""
     from bnb_kernels.backends.reference import quant as R
     from bnb_kernels.backends.triton import quant as T
@@ -96,9 +104,9 @@ def check_8bit(
     g = torch.Generator().manual_seed(n * 7 + blocksize)
     A = _with_ties(_input(n, dtype, g, special=True), codebook_search_table(code)[0], blocksize).to(device)
     code = code.to(device)
-    where = f"8-bit n={n} {dtype} bs={blocksize} code={code.numel()} tile={tile}"
+    where = f"8-bit n={n} {dtype} bs={blocksize} code={code.numel()} tile={tile} variant={variant} {knobs}"
     fails = []
-    q, absmax = T.quantize_blockwise(A, code, blocksize, tile=tile)
+    q, absmax = T.quantize_blockwise(A, code, blocksize, tile=tile, variant=variant, **(knobs or {}))
     q_ref, absmax_ref = R.quantize_blockwise(A, code, blocksize)
     if not _same(absmax, absmax_ref):
         fails.append(f"{where}: absmax differs")
@@ -116,7 +124,7 @@ def check_8bit(
 
 def check_4bit(
     device: str, n: int, dtype: torch.dtype, blocksize: int, quant_type: str, storage: torch.dtype,
-    tile: int | None, lut: bool | None,
+    tile: int | None, lut: bool | None, variant: str | None = None, knobs: dict | None = None,
 ) -> list[str]:  # fmt: skip
     from bnb_kernels.backends.reference import quant as R
     from bnb_kernels.backends.triton import quant as T
@@ -125,9 +133,9 @@ def check_4bit(
     g = torch.Generator().manual_seed(n * 5 + blocksize)
     A = _with_ties(_input(n, dtype, g, special=True), fourbit_search_table(quant_type)[0], blocksize).to(device)
     n = A.numel()
-    where = f"4-bit n={n} {dtype} bs={blocksize} {quant_type} {storage} tile={tile} lut={lut}"
+    where = f"4-bit n={n} {dtype} bs={blocksize} {quant_type} {storage} tile={tile} lut={lut} variant={variant} {knobs}"
     fails = []
-    q, absmax = T.quantize_4bit(A, blocksize, quant_type, storage, tile=tile, lut=lut)
+    q, absmax = T.quantize_4bit(A, blocksize, quant_type, storage, tile=tile, lut=lut, variant=variant, **(knobs or {}))
     q_ref, absmax_ref = R.quantize_4bit(A, blocksize, quant_type, storage)
     if not _same(absmax, absmax_ref):
         fails.append(f"{where}: absmax differs")
@@ -254,7 +262,14 @@ def check_errors(device: str) -> list[str]:
     return fails
 
 
-def run_8bit(device: str, sizes: list[int], tiles: tuple[int | None, ...], seed: int) -> list[str]:
+# Kernel variants (see backends/triton/quant.py): every case runs each of them.
+VARIANTS_8BIT = ("grid", "tree")
+VARIANTS_4BIT = ("rows", "tiles")
+
+
+def run_8bit(
+    device: str, sizes: list[int], tiles: tuple[int | None, ...], seed: int, knobs: tuple[dict, ...] = ({},)
+) -> list[str]:
     rng = random.Random(seed)
     g = torch.Generator().manual_seed(seed)
     codes = _codes(g)
@@ -263,35 +278,46 @@ def run_8bit(device: str, sizes: list[int], tiles: tuple[int | None, ...], seed:
         dtype = FLOATS[i % 3]
         blocksize = rng.choice((64, 128, 256, 512, 1024, 2048, 4096))
         name = ("dynamic", "shuffled", "short")[i % 3] if i >= 3 else "dynamic"
-        fails += check_8bit(device, n, dtype, blocksize, codes[name], tiles[i % len(tiles)])
+        for variant in VARIANTS_8BIT:
+            extra = knobs[i % len(knobs)] if variant == "grid" else {}
+            fails += check_8bit(device, n, dtype, blocksize, codes[name], tiles[i % len(tiles)], variant, extra)
     return fails
 
 
-def run_4bit(device: str, sizes: list[int], tiles: tuple[int | None, ...], seed: int) -> list[str]:
+def run_4bit(
+    device: str, sizes: list[int], tiles: tuple[int | None, ...], seed: int, knobs: tuple[dict, ...] = ({},)
+) -> list[str]:
     rng = random.Random(seed)
     fails = []
     for i, n in enumerate(sizes):
         dtype = FLOATS[i % 3]
         blocksize = rng.choice((32, 64, 128, 256, 512, 1024, 2048, 4096))
-        quant_type = ("nf4", "fp4")[i % 2]
+        quant_type = ("nf4", "fp4")[i % 2] if i % 4 != 3 else "nf4"
         storage = STORAGES[(i // 2) % 4]
         while ((n + 1) // 2) % storage.itemsize:
             n += 1
+        tile = tiles[i % len(tiles)]
         fails += check_4bit(
-            device, n, dtype, blocksize, quant_type, storage, tiles[i % len(tiles)], (True, False)[(i // 4) % 2]
+            device, n, dtype, blocksize, quant_type, storage, tile, (True, False)[(i // 4) % 2], "tiles"
         )
+        if quant_type == "nf4":  # the "rows" variant serves NF4 (FP4 falls back to "tiles")
+            fails += check_4bit(
+                device, n, dtype, blocksize, quant_type, storage, tile, None, "rows", knobs[i % len(knobs)]
+            )
     return fails
 
 
 def _interpreted(part: str, seed: int) -> list[str]:
-    # Few programs per launch (the interpreter's cost is per program): large tiles, small n.
+    # Few programs per launch (the interpreter's cost is per program): large tiles, small n;
+    # the "rows" variants get small launch shapes so that their full-tile path runs.
     rng = random.Random(seed)
+    small = ({"num_warps": 1, "per_thread": 16}, {"num_warps": 2, "per_thread": 32}, {"num_warps": 1, "per_thread": 64})
     if part == "8bit":
         sizes = [1, 63, 4097] + [rng.randrange(2, 6000) for _ in range(4)]
-        return run_8bit("cpu", sizes, (4096, 512), seed)
+        return run_8bit("cpu", sizes, (4096, 512), seed, small)
     if part == "4bit":
         sizes = [1, 2, 31, 4097] + [rng.randrange(2, 6000) for _ in range(6)]
-        return run_4bit("cpu", sizes, (4096, 256), seed)
+        return run_4bit("cpu", sizes, (4096, 256), seed, small)
     return check_errors("cpu") + check_out_variants("cpu") + check_code_tables("cpu")
 
 
@@ -326,19 +352,48 @@ def test_registered_for_cuda() -> None:
 
 
 def test_nf4_bin_table_matches_reference() -> None:
-    """The NF4 bin table is accepted (it agrees with the reference on its check values)."""
+    """The NF4 bin tables are accepted (they agree with the reference on their check values)."""
     pytest.importorskip("triton")
     from bnb_kernels.backends.triton import quant as T
 
     assert T._fourbit_lut("nf4") is not None
+    assert T._rows4_entries("nf4") is not None
+
+
+def test_rows4_table_emulation_is_exact() -> None:
+    """The "rows" NF4 table, emulated as the kernel computes it, gives the reference codes on
+    fresh random values (all of [-1, 1], the thresholds' float32 neighbourhoods) and +-inf."""
+    pytest.importorskip("triton")
+    from bnb_kernels.backends.reference.quant import fourbit_codes
+    from bnb_kernels.backends.triton import quant as T
+    from bnb_kernels.codebooks import fourbit_search_table
+
+    entries = T._rows4_entries("nf4")
+    g = torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))
+    mids = fourbit_search_table("nf4")[0]
+    near = mids.view(torch.int32)[None, :] + torch.randint(-300, 301, (200, 15), generator=g, dtype=torch.int32)
+    s = torch.cat((torch.rand(200_000, generator=g) * 2 - 1, near.view(torch.float32).reshape(-1)))
+    s = torch.cat((s, torch.tensor([float("inf"), -float("inf"), 1.0, -1.0, 0.0, -0.0])))
+    assert torch.equal(T._emulate_rows4(s, entries), fourbit_codes(s, "nf4").long())
+
+
+def test_grid_table_needs_finite_codebook() -> None:
+    """The 8-bit "grid" path is refused for a codebook whose NaN/inf codes it cannot give."""
+    pytest.importorskip("triton")
+    from bnb_kernels.backends.triton import quant as T
+
+    assert T._code8_tables(_dynamic_code(), torch.device("cpu"))[2] is not None
+    wide = torch.tensor([-3.0, -0.5, 0.5, 3.0])  # -inf/+inf thresholds below/above the grid
+    assert T._code8_tables(wide, torch.device("cpu"))[2] is None
 
 
 @pytest.mark.gpu
 def test_gpu_8bit_full_size() -> None:
     seed = int.from_bytes(os.urandom(4), "little")
     sizes = [8192 * 8192 + 1000, 4096 * 4096, 1, 255, 1_000_003, 7 * 4096 + 5]
-    fails = run_8bit("cuda", sizes, (None,), seed)
-    fails += check_8bit("cuda", 64 * 2**20, torch.float32, 256, _dynamic_code(), None)
+    fails = run_8bit("cuda", sizes, (None,), seed, ({}, {"num_warps": 8}, {"per_thread": 32}))
+    for variant in VARIANTS_8BIT:
+        fails += check_8bit("cuda", 64 * 2**20, torch.float32, 256, _dynamic_code(), None, variant)
     assert not fails, f"seed {seed}: {fails}"
 
 
@@ -346,10 +401,11 @@ def test_gpu_8bit_full_size() -> None:
 def test_gpu_4bit_full_size() -> None:
     seed = int.from_bytes(os.urandom(4), "little")
     sizes = [8192 * 8192, 4096 * 4096 + 2, 1, 3, 1_000_001, 14336 * 4096, 33, 5 * 4096 + 7]
-    fails = run_4bit("cuda", sizes, (None,), seed)
+    fails = run_4bit("cuda", sizes, (None,), seed, ({}, {"num_warps": 8}, {"per_thread": 32}))
     for quant_type in ("nf4", "fp4"):
         for lut in (True, False):
-            fails += check_4bit("cuda", 8192 * 8192, torch.bfloat16, 64, quant_type, torch.uint8, None, lut)
+            fails += check_4bit("cuda", 8192 * 8192, torch.bfloat16, 64, quant_type, torch.uint8, None, lut, "tiles")
+    fails += check_4bit("cuda", 8192 * 8192, torch.bfloat16, 64, "nf4", torch.uint8, None, None, "rows")
     assert not fails, f"seed {seed}: {fails}"
 
 

@@ -23,14 +23,15 @@ function here synchronizes with the host, except building the 8-bit tables the f
 a codebook tensor is seen.
 """
 
+import os
 from collections import OrderedDict
 
 import torch
 
 from ..._registry import register
-from ...codebooks import codebook_search_table, fourbit_search_table, fourbit_table
+from ...codebooks import codebook_table, fourbit_search_table, fourbit_table
 from ...ops.quant import BLOCKSIZES_4BIT, BLOCKSIZES_8BIT, FLOAT_DTYPES, QUANT_STORAGE_DTYPES, num_blocks
-from ..reference.quant import fourbit_codes
+from ..reference.quant import fourbit_codes, search_codebook
 from ._common import available, check_device, device_guard, interpreting, tl, triton
 
 __all__ = [
@@ -53,9 +54,26 @@ __all__ = [
 #   dequantize_blockwise fp32 bs256           2711-2757 GB/s
 # The defaults below are the configurations the GPU tests checked, within 1% of the best.
 TUNING = {
-    "quantize_blockwise": {"tile": 2048, "num_warps": 4, "sel_levels": 2, "addr32": True},
+    "quantize_blockwise": {
+        "variant": "grid",
+        "tile": 2048,
+        "num_warps": 4,
+        "sel_levels": 2,
+        "addr32": True,
+        "grid_warps": 4,
+        "grid_per_thread": 64,
+        "grid_stream": True,
+    },
     "dequantize_blockwise": {"tile": 4096, "num_warps": 4},
-    "quantize_4bit": {"tile": 2048, "num_warps": 4, "lut": True, "addr32": True},
+    "quantize_4bit": {
+        "variant": "rows",
+        "tile": 2048,
+        "num_warps": 4,
+        "lut": True,
+        "addr32": True,
+        "rows_warps": 4,
+        "rows_per_thread": 64,
+    },
     "dequantize_4bit": {"tile": 4096, "num_warps": 4},
 }
 
@@ -344,6 +362,116 @@ def _dequantize_4bit_kernel(q_ptr, absmax_ptr, table_ptr, out_ptr, n, nblocks,
 
 
 # --------------------------------------------------------------------------------------
+# "rows" variants: one thread owns whole rows (or row chunks) of W * V elements
+# --------------------------------------------------------------------------------------
+#
+# A tile is indexed [W, R, G, V]: R rows (blocks) of BS = G * W * V elements; along a row, G
+# chunks of W * V contiguous elements, each chunk held by one thread as W vectors of V
+# contiguous elements (V = 16 bytes of input). Triton lays the lanes over G then R, so a
+# thread holds W * V elements of one row: the row maximum is mostly an in-thread reduction
+# (a shuffle only across the G lanes of a row), and 1 / absmax is computed once per W * V
+# elements instead of once per V. Loads stay 16 bytes wide; a warp's loads together cover
+# its rows contiguously.
+
+
+@triton.jit
+def _rows_offsets(BS: tl.constexpr, R: tl.constexpr, G: tl.constexpr, W: tl.constexpr, V: tl.constexpr):
+    w = tl.arange(0, W)[:, None, None, None]
+    r = tl.arange(0, R)[None, :, None, None]
+    g = tl.arange(0, G)[None, None, :, None]
+    v = tl.arange(0, V)[None, None, None, :]
+    return r * BS + g * (W * V) + w * V + v
+
+
+@triton.jit
+def _rows_absmax(x):
+    """[R] max |x| of a [W, R, G, V] tile (NaN when a row holds a NaN)."""
+    return tl.reduce(tl.reduce(tl.reduce(tl.abs(x), 3, _max_nan), 0, _max_nan), 1, _max_nan)
+
+
+@triton.jit
+def _nf4_rows_code(s, lut_ptr, ADDEND: tl.constexpr, CLAMP: tl.constexpr):
+    """Rank (= NF4 code) of each s from the 128-entry bin table (see ``_rows4_table``).
+
+    bin = the bits of fl(s * 256 + ADDEND) & 0x3F8 (8 * bin: the byte offset of the entry);
+    the entry holds a threshold t and the rank of the bin's lowest values: rank + (s > t).
+    The table is 1024-byte aligned, so OR-ing the offset into the low word of its address
+    is the address (one instruction instead of a 64-bit add). s is clamped to 2 (NaN kept)
+    so +inf lands in a bin of its own.
+    """
+    sc = tl.minimum(s, CLAMP, propagate_nan=tl.PropagateNan.ALL)
+    bits = tl.fma(sc, 256.0, ADDEND).to(tl.int32, bitcast=True)
+    base = lut_ptr.to(tl.int64)
+    lo = (bits & 0x3F8) | base.to(tl.int32)
+    e = tl.load(((base & -4294967296) | (lo.to(tl.int64) & 0xFFFFFFFF)).to(lut_ptr.dtype))
+    t = e.to(tl.int32).to(tl.float32, bitcast=True)
+    return (e >> 32).to(tl.int32) + (s > t).to(tl.int32)
+
+
+@triton.jit
+def _quantize_4bit_rows_kernel(a_ptr, lut_ptr, bins_ptr, out_ptr, out_words_ptr, absmax_ptr, n, nblocks,
+                               BS: tl.constexpr, R: tl.constexpr, G: tl.constexpr, W: tl.constexpr,
+                               ADDEND: tl.constexpr, CLAMP: tl.constexpr, L_SCALE: tl.constexpr,
+                               L_ADDEND: tl.constexpr, L_SIZE: tl.constexpr, EXACT_BF16: tl.constexpr):  # fmt: skip
+    """NF4 codes, 8 per int32 word (first element in the high nibble of the low byte)."""
+    pid = tl.program_id(0).to(tl.int64)
+    base = pid * (R * BS)
+    rem = n - base
+    if rem >= R * BS:
+        x = _to_f32(tl.load(a_ptr + base + _rows_offsets(BS, R, G, W, 8)), EXACT_BF16)
+        absmax = _rows_absmax(x)
+        s = x * _inverse(absmax)[None, :, None, None]
+        code = _nf4_rows_code(s, lut_ptr, ADDEND, CLAMP)
+        j = tl.arange(0, 8)[None, None, None, :]
+        word = tl.sum(code << ((j ^ 1) * 4), axis=3)  # [W, R, G]
+        # A row holding a NaN has s = NaN everywhere: code 0 whatever bits the NaN has.
+        word = tl.where((absmax == absmax)[None, :, None], word, 0)
+        rows = tl.arange(0, R)
+        tl.store(absmax_ptr + pid * R + rows, absmax)
+        woff = (tl.arange(0, R)[None, :, None] * (BS // 8) + tl.arange(0, G)[None, None, :] * W
+                + tl.arange(0, W)[:, None, None])  # fmt: skip
+        tl.store(out_words_ptr + pid * (R * BS // 8) + woff, word)
+    else:
+        _quantize_4bit_tile(a_ptr + base, bins_ptr, bins_ptr, out_ptr + base // 2, absmax_ptr, rem.to(tl.int32),
+                            nblocks, pid, BS, R, True, L_SCALE, L_ADDEND, L_SIZE, False, EXACT_BF16, True)  # fmt: skip
+
+
+@triton.jit
+def _grid_code(s, grid_mid_ptr):
+    """8-bit code of s through the 16-bit grid: G = floor(s * 32767.5) + 32768 exactly (the
+    float64 product of a float32 and 32767.5 is exact), code = grid_lut[G]. s is clamped to
+    [-1, 1] first (NaN -> -1: PTX max/min return the non-NaN operand); the host only picks
+    this path when that gives the codes of NaN and of +-inf."""
+    sc = tl.minimum(tl.maximum(s, -1.0), 1.0)
+    g = tl.math.floor(sc.to(tl.float64) * 32767.5).to(tl.int32)
+    return tl.load(grid_mid_ptr + g)
+
+
+@triton.jit
+def _quantize_blockwise_rows_kernel(a_ptr, grid_mid_ptr, tree_ptr, order_ptr, out_ptr, absmax_ptr, n, nblocks,
+                                    BS: tl.constexpr, R: tl.constexpr, G: tl.constexpr, W: tl.constexpr,
+                                    V: tl.constexpr, STREAM: tl.constexpr, EXACT_BF16: tl.constexpr):  # fmt: skip
+    pid = tl.program_id(0).to(tl.int64)
+    base = pid * (R * BS)
+    rem = n - base
+    if rem >= R * BS:
+        offs = _rows_offsets(BS, R, G, W, V)
+        if STREAM:  # keep the streamed input out of L1, where the 64 KiB grid table lives
+            x = tl.load(a_ptr + base + offs, cache_modifier=".cg")
+        else:
+            x = tl.load(a_ptr + base + offs)
+        x = _to_f32(x, EXACT_BF16)
+        absmax = _rows_absmax(x)
+        s = x * _inverse(absmax)[None, :, None, None]
+        q = _grid_code(s, grid_mid_ptr)
+        tl.store(absmax_ptr + pid * R + tl.arange(0, R), absmax)
+        tl.store(out_ptr + base + offs, q)
+    else:
+        _quantize_blockwise_tile(a_ptr + base, tree_ptr, order_ptr, out_ptr + base, absmax_ptr, rem.to(tl.int32),
+                                 nblocks, pid, BS, R, 2, False, EXACT_BF16, True)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
 # Host side: validation, launch shapes, registration
 # --------------------------------------------------------------------------------------
 
@@ -371,14 +499,17 @@ def _search_tree(thresholds: torch.Tensor, order: torch.Tensor, levels: int) -> 
     return _breadth_first(t, levels), o.to(torch.uint8)
 
 
-_CODE8_TABLES: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = OrderedDict()
+_CODE8_TABLES: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]] = OrderedDict()
 _CODE8_CACHE_SIZE = 16
 
 
-def _code8_tables(code: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Device search tables of the 8-bit rule for ``code``.
+def _code8_tables(code: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Device search tables of the 8-bit rule for ``code``: (tree, order, grid) where grid is
+    ``CodebookTable.grid_lut`` (uint8, code of each 16-bit grid index) sliced to start at
+    index 32768, or None when the grid path cannot give the codes of NaN and +-inf (see
+    ``_grid_code``; only for codebooks with values outside [-1, 1]).
 
-    Built on the host from ``codebooks.codebook_search_table`` (which reads the code's values:
+    Built on the host from ``codebooks.codebook_table`` (which reads the code's values:
     one synchronization) the first time a code tensor is seen, then cached by its storage,
     version counter and device. The cache keeps the tensor alive, so its memory cannot be
     reused by another tensor while cached; an in-place change bumps the version.
@@ -391,15 +522,20 @@ def _code8_tables(code: torch.Tensor, device: torch.device) -> tuple[torch.Tenso
     hit = _CODE8_TABLES.get(key) if version is not None else None
     if hit is not None:
         _CODE8_TABLES.move_to_end(key)
-        return hit[1], hit[2]
-    thresholds, order = codebook_search_table(code)
-    tree, order8 = _search_tree(thresholds, order, 8)
+        return hit[1], hit[2], hit[3]
+    table = codebook_table(code)
+    tree, order8 = _search_tree(table.thresholds, table.order, 8)
     tree, order8 = tree.to(device), order8.to(device)
+    grid = None
+    special = search_codebook(torch.tensor([float("nan"), -float("inf"), float("inf")]), code.detach().cpu())
+    lut = table.grid_lut
+    if int(special[0]) == int(lut[0]) and int(special[1]) == int(lut[0]) and int(special[2]) == int(lut[65535]):
+        grid = lut.to(device)[32768:]
     if version is not None:
-        _CODE8_TABLES[key] = (code, tree, order8)
+        _CODE8_TABLES[key] = (code, tree, order8, grid)
         if len(_CODE8_TABLES) > _CODE8_CACHE_SIZE:
             _CODE8_TABLES.popitem(last=False)
-    return tree, order8
+    return tree, order8, grid
 
 
 def _fits_addr32(t: torch.Tensor) -> bool:
@@ -459,6 +595,92 @@ def _lut_check_values(mids: torch.Tensor) -> torch.Tensor:
         [0.0, -0.0, 1.0, -1.0, 1e-30, -1e-30, 1e-45, -1e-45, float("inf"), -float("inf"), float("nan")]
     )
     return torch.cat((points, near, special))
+
+
+# "rows" NF4 table: bin = bits(fl(min(s, 2) * 256 + ROWS4_ADDEND)) & 0x3F8 >> 3; finite s in
+# [-1 - 2**-23, 1 + 2**-23] falls in bins 1..65 (half-open 1/32-wide bins), -inf and x86 NaN
+# in bin 0, NVIDIA's NaN (0x7FFFFFFF) in bin 127 and +inf (clamped to 2) in bin 97.
+ROWS4_ADDEND = 12582912.0 + 268.0
+ROWS4_CLAMP = 2.0
+_FLT_MAX_BITS = 0x7F7FFFFF
+
+
+def _rows4_bin(s: torch.Tensor) -> torch.Tensor:
+    """What ``_nf4_rows_code`` computes as the bin of float32 s (NaN: bin 0), on the CPU."""
+    s = s.to(torch.float32)
+    sc = torch.where(s.isnan(), torch.full_like(s, -float("inf")), torch.clamp(s, max=ROWS4_CLAMP))
+    v = sc * 256.0 + ROWS4_ADDEND
+    return (v.view(torch.int32) & 0x3F8) >> 3
+
+
+def _rows4_entries(quant_type: str) -> torch.Tensor | None:
+    """int64[128] entries ``threshold bits | rank << 32`` of the "rows" table for quant_type,
+    or None when it does not apply (codes not in value order, or two thresholds in a bin),
+    or when its emulation disagrees with the reference on the check values."""
+    mids, order = fourbit_search_table(quant_type)
+    if not torch.equal(order, torch.arange(order.numel())):
+        return None
+    kb = _rows4_bin(mids)
+    t_bits = torch.full((128,), _FLT_MAX_BITS, dtype=torch.int64)
+    rank = torch.zeros(128, dtype=torch.int64)
+    for k in range(1, 66):
+        inside = mids[kb == k]
+        if inside.numel() > 1:
+            return None
+        rank[k] = int((kb < k).sum())
+        if inside.numel():
+            t_bits[k] = int(inside.view(torch.int32)[0]) & 0xFFFFFFFF
+    top = int(_rows4_bin(torch.tensor([float("inf")]))[0])
+    if top in range(0, 66) or top == 127:
+        return None
+    rank[top] = order.numel() - 2  # +inf passes the FLT_MAX threshold: the last code
+    entries = t_bits | (rank << 32)
+    check = _rows4_check_values(mids)
+    if not torch.equal(_emulate_rows4(check, entries), fourbit_codes(check, quant_type).long()):
+        return None
+    return entries
+
+
+def _emulate_rows4(s: torch.Tensor, entries: torch.Tensor) -> torch.Tensor:
+    """What ``_nf4_rows_code`` computes, in torch on the CPU (NaN: code 0, the row rule)."""
+    e = entries[_rows4_bin(s).long()]
+    t = (e & 0xFFFFFFFF).to(torch.int32).view(torch.float32)
+    code = (e >> 32) + (s > t).long()
+    return torch.where(s.isnan(), torch.zeros_like(code), code)
+
+
+def _rows4_check_values(mids: torch.Tensor) -> torch.Tensor:
+    k8 = torch.arange(0, 67, dtype=torch.float32) * 8 - 268
+    edges = torch.cat((k8 - 0.5, k8, k8 + 0.5)) / 256  # bin edges and rounding ties around them
+    grid = torch.linspace(-1.0, 1.0, 40001, dtype=torch.float32)
+    one = torch.tensor([1.0, -1.0])
+    points = torch.cat((mids.float(), edges, grid, one))
+    bits = points.view(torch.int32)
+    near = torch.cat([(bits + d).view(torch.float32) for d in (-2, -1, 1, 2)])
+    values = torch.cat((points, near))
+    values = values[values.abs() <= 1 + 2**-22]  # |x * (1 / absmax)| <= 1 + 2**-23 when finite
+    special = torch.tensor([0.0, -0.0, 1e-30, -1e-30, 1e-45, -1e-45, float("inf"), -float("inf"), float("nan")])
+    return torch.cat((values, special))
+
+
+_ROWS4_TABLES: dict[tuple[str, torch.device], tuple[torch.Tensor, torch.Tensor] | None] = {}
+
+
+def _rows4_table(quant_type: str, device: torch.device) -> torch.Tensor | None:
+    """The "rows" table on ``device``, 1024-byte aligned (see ``_nf4_rows_code``), or None."""
+    key = (quant_type, device)
+    if key not in _ROWS4_TABLES:
+        entries = _rows4_entries(quant_type)
+        if entries is None:
+            _ROWS4_TABLES[key] = None
+        else:
+            backing = torch.zeros(256, dtype=torch.int64, device=device)
+            off = (-backing.data_ptr() % 1024) // 8
+            table = backing[off : off + 128]
+            table.copy_(entries.to(device))
+            _ROWS4_TABLES[key] = (backing, table)
+    hit = _ROWS4_TABLES[key]
+    return None if hit is None else hit[1]
 
 
 _FOURBIT_TABLES: dict[
@@ -552,6 +774,24 @@ def _write_out(out: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype, de
     return out.view(-1) if out.is_contiguous() else torch.empty(out.numel(), dtype=dtype, device=device)
 
 
+def _variant(op: str, variant: str | None, allowed: tuple[str, ...]) -> str:
+    """The kernel variant of ``op``: the argument, else $BNB_TRITON_<OP>_VARIANT, else TUNING."""
+    if variant is None:
+        variant = os.environ.get(f"BNB_TRITON_{op.upper()}_VARIANT") or TUNING[op]["variant"]
+    if variant not in allowed:
+        raise ValueError(f"variant for {op} must be one of {allowed}, got {variant!r}")
+    return variant
+
+
+def _rows_shape(blocksize: int, vec: int, per_thread: int, num_warps: int) -> tuple[int, int, int]:
+    """(R, G, W) of a "rows" tile: rows of G chunks of W vectors of ``vec`` elements, one
+    chunk per thread (about ``per_thread`` elements), R * G = threads (at least 1 row)."""
+    w = max(1, min(blocksize // vec, per_thread // vec))
+    g = blocksize // (w * vec)
+    r = max(1, 32 * num_warps // g)
+    return r, g, w
+
+
 @register("quantize_blockwise", "triton", "cuda", available=available)
 def quantize_blockwise(
     A: torch.Tensor,
@@ -562,25 +802,45 @@ def quantize_blockwise(
     num_warps: int | None = None,
     sel_levels: int | None = None,
     addr32: bool | None = None,
+    variant: str | None = None,
+    per_thread: int | None = None,
+    stream: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """8-bit blockwise codes of ``A`` and float32 absmax per block (``tile``.. tune launches)."""
+    """8-bit blockwise codes of ``A`` and float32 absmax per block.
+
+    ``variant``: "grid" (exact 16-bit grid index and one lookup, when the codebook allows it;
+    else "tree") or "tree" (binary search over the thresholds); the other keywords tune
+    launches (``tile``/``sel_levels``/``addr32`` for "tree", ``per_thread``/``stream`` for
+    "grid", ``num_warps`` for both)."""
     _check_float_input("A", A)
     _check_blocksize(blocksize, BLOCKSIZES_8BIT, "8-bit quantization")
     _check_code(code)
+    which = _variant("quantize_blockwise", variant, ("grid", "tree"))
     n = A.numel()
     blocks = num_blocks(n, blocksize)
     out = torch.empty(A.shape, dtype=torch.uint8, device=A.device)
     absmax = torch.empty(blocks, dtype=torch.float32, device=A.device)
     if n == 0:
         return out, absmax
-    tree, order = _code8_tables(code, A.device)
-    bpp, warps = _launch_shape("quantize_blockwise", blocksize, tile, num_warps)
+    tree, order, grid = _code8_tables(code, A.device)
     cfg = TUNING["quantize_blockwise"]
+    flat = A.contiguous().view(-1)
+    if which == "grid" and grid is not None:
+        warps = num_warps or cfg["grid_warps"]
+        vec = 16 // A.element_size()
+        r, g, w = _rows_shape(blocksize, vec, per_thread or cfg["grid_per_thread"], warps)
+        with device_guard(A.device):
+            _quantize_blockwise_rows_kernel[(triton.cdiv(blocks, r),)](
+                flat, grid, tree, order, out, absmax, n, blocks, BS=blocksize, R=r, G=g, W=w, V=vec,
+                STREAM=cfg["grid_stream"] if stream is None else stream, EXACT_BF16=interpreting(), num_warps=warps,
+            )  # fmt: skip
+        return out, absmax
+    bpp, warps = _launch_shape("quantize_blockwise", blocksize, tile, num_warps)
     levels = cfg["sel_levels"] if sel_levels is None else sel_levels
     use_addr32 = (cfg["addr32"] if addr32 is None else addr32) and _fits_addr32(tree)
     with device_guard(A.device):
         _quantize_blockwise_kernel[(triton.cdiv(blocks, bpp),)](
-            A.contiguous().view(-1), tree, order, out, absmax, n, blocks, BS=blocksize, BPP=bpp, SEL_LEVELS=levels,
+            flat, tree, order, out, absmax, n, blocks, BS=blocksize, BPP=bpp, SEL_LEVELS=levels,
             ADDR32=use_addr32, EXACT_BF16=interpreting(), num_warps=warps,
         )  # fmt: skip
     return out, absmax
@@ -661,14 +921,22 @@ def quantize_4bit(
     num_warps: int | None = None,
     lut: bool | None = None,
     addr32: bool | None = None,
+    variant: str | None = None,
+    per_thread: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Packed 4-bit codes (two per byte, first in the high nibble) viewed as ``quant_storage``
-    with shape ``[bytes / itemsize, 1]``, and float32 absmax per block."""
+    with shape ``[bytes / itemsize, 1]``, and float32 absmax per block.
+
+    ``variant``: "rows" (one thread per row chunk, 8 codes packed per int32 word; NF4 only,
+    else "tiles"), "tiles" (``lut`` picks the bin table or the search tree). The other
+    keywords tune launches (``tile``/``lut``/``addr32`` for "tiles", ``per_thread`` for
+    "rows", ``num_warps`` for both)."""
     _check_float_input("A", A)
     _check_blocksize(blocksize, BLOCKSIZES_4BIT, "4-bit quantization")
     _check_quant_type(quant_type)
     if quant_storage not in QUANT_STORAGE_DTYPES:
         raise TypeError(f"quant_storage must be one of {QUANT_STORAGE_DTYPES}, got {quant_storage}")
+    which = _variant("quantize_4bit", variant, ("rows", "tiles"))
     n = A.numel()
     nbytes = (n + 1) // 2
     if nbytes % quant_storage.itemsize:
@@ -677,21 +945,35 @@ def quantize_4bit(
             f"use quant_storage=torch.uint8 or a size whose packed bytes divide by {quant_storage.itemsize}"
         )
     blocks = num_blocks(n, blocksize)
-    packed = torch.empty(nbytes, dtype=torch.uint8, device=A.device)
+    # Padded to whole int32 words: the "rows" kernel stores 8 codes at a time.
+    buf = torch.empty((nbytes + 3) // 4 * 4, dtype=torch.uint8, device=A.device)
+    packed = buf[:nbytes]
     absmax = torch.empty(blocks, dtype=torch.float32, device=A.device)
     if n:
-        bpp, warps = _launch_shape("quantize_4bit", blocksize, tile, num_warps)
-        _, bins, tree, order = _fourbit_tables(quant_type, A.device)
         cfg = TUNING["quantize_4bit"]
-        use_lut = bins is not None and (cfg["lut"] if lut is None else lut)
-        table = bins if use_lut else tree
-        use_addr32 = (cfg["addr32"] if addr32 is None else addr32) and _fits_addr32(table)
-        with device_guard(A.device):
-            _quantize_4bit_kernel[(triton.cdiv(blocks, bpp),)](
-                A.contiguous().view(-1), table, order, packed, absmax, n, blocks, BS=blocksize, BPP=bpp, LUT=use_lut,
-                L_SCALE=LUT_SCALE, L_ADDEND=_lut_addend(), L_SIZE=LUT_SIZE, ADDR32=use_addr32,
-                EXACT_BF16=interpreting(), num_warps=warps,
-            )  # fmt: skip
+        _, bins, tree, order = _fourbit_tables(quant_type, A.device)
+        rows_table = _rows4_table(quant_type, A.device) if which == "rows" and bins is not None else None
+        flat = A.contiguous().view(-1)
+        if rows_table is not None:
+            warps = num_warps or cfg["rows_warps"]
+            r, g, w = _rows_shape(blocksize, 8, per_thread or cfg["rows_per_thread"], warps)
+            with device_guard(A.device):
+                _quantize_4bit_rows_kernel[(triton.cdiv(blocks, r),)](
+                    flat, rows_table, bins, packed, buf.view(torch.int32), absmax, n, blocks, BS=blocksize, R=r, G=g,
+                    W=w, ADDEND=ROWS4_ADDEND, CLAMP=ROWS4_CLAMP, L_SCALE=LUT_SCALE, L_ADDEND=_lut_addend(),
+                    L_SIZE=LUT_SIZE, EXACT_BF16=interpreting(), num_warps=warps,
+                )  # fmt: skip
+        else:
+            bpp, warps = _launch_shape("quantize_4bit", blocksize, tile, num_warps)
+            use_lut = bins is not None and (cfg["lut"] if lut is None else lut)
+            table = bins if use_lut else tree
+            use_addr32 = (cfg["addr32"] if addr32 is None else addr32) and _fits_addr32(table)
+            with device_guard(A.device):
+                _quantize_4bit_kernel[(triton.cdiv(blocks, bpp),)](
+                    flat, table, order, packed, absmax, n, blocks, BS=blocksize, BPP=bpp, LUT=use_lut,
+                    L_SCALE=LUT_SCALE, L_ADDEND=_lut_addend(), L_SIZE=LUT_SIZE, ADDR32=use_addr32,
+                    EXACT_BF16=interpreting(), num_warps=warps,
+                )  # fmt: skip
     return packed.view(quant_storage).unsqueeze(1), absmax
 
 
