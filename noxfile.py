@@ -187,7 +187,8 @@ def isolated(session: nox.Session, package: str) -> None:
     """One package alone in a fresh venv: its declared deps only; its tests pass; others absent."""
     closure = sibling_closure(package)
     absent = [p for p in PACKAGES if p not in closure]
-    test_tools = [r for r in test_requirements() if _req_name(r) in {"pytest", "pytest-xdist", "hypothesis", "numpy"}]
+    tools = {"pytest", "pytest-xdist", "hypothesis", "numpy", "safetensors"}  # safetensors reads the fixtures
+    test_tools = [r for r in test_requirements() if _req_name(r) in tools]
     install_local(session, closure, *test_tools, "--constraints", lock_constraints(session))
     absent_pairs = [(p, PACKAGES[p]) for p in absent] + [("bitsandbytes", "bitsandbytes")]
     check = Path(session.create_tmp()) / "check_isolated.py"
