@@ -8,6 +8,10 @@ from contextlib import contextmanager
 
 import torch
 
+# The flows run on the GPU when there is one (as transformers would pick), else on the CPU.
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+DEVICE_MAP = {"": DEVICE}
+
 
 def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
     got, want = got.float(), want.float()

@@ -11,6 +11,8 @@ import torch
 # pytest runs with --import-mode=importlib: make the shared helper module (_flows.py) importable.
 sys.path.insert(0, str(Path(__file__).parent))
 
+from _flows import DEVICE
+
 transformers = pytest.importorskip("transformers")
 
 VOCAB = 128
@@ -72,4 +74,4 @@ def tiny_model_dirs(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def input_ids() -> torch.Tensor:
-    return torch.randint(1, VOCAB, (2, 12), generator=torch.Generator().manual_seed(1))
+    return torch.randint(1, VOCAB, (2, 12), generator=torch.Generator().manual_seed(1)).to(DEVICE)

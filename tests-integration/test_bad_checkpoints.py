@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 import torch
-from _flows import transformers_log
+from _flows import DEVICE_MAP, transformers_log
 
 transformers = pytest.importorskip("transformers")
 bnb = pytest.importorskip("bitsandbytes")
@@ -24,7 +24,7 @@ TARGET = "model.layers.0.mlp.up_proj.weight"
 def saved_4bit(tiny_model_dirs, tmp_path_factory):
     config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
     model = AutoModelForCausalLM.from_pretrained(
-        tiny_model_dirs["llama"], quantization_config=config, dtype=torch.bfloat16
+        tiny_model_dirs["llama"], quantization_config=config, dtype=torch.bfloat16, device_map=DEVICE_MAP
     )
     path = tmp_path_factory.mktemp("q4")
     model.save_pretrained(path)
@@ -35,7 +35,7 @@ def saved_4bit(tiny_model_dirs, tmp_path_factory):
 def saved_8bit(tiny_model_dirs, tmp_path_factory):
     config = BitsAndBytesConfig(load_in_8bit=True)
     model = AutoModelForCausalLM.from_pretrained(
-        tiny_model_dirs["llama"], quantization_config=config, dtype=torch.float16
+        tiny_model_dirs["llama"], quantization_config=config, dtype=torch.float16, device_map=DEVICE_MAP
     )
     path = tmp_path_factory.mktemp("q8")
     model.save_pretrained(path)
@@ -58,7 +58,7 @@ def tampered_copy(src, dst, edit_tensors=None, edit_config=None):
 def assert_load_fails_naming(path, *words):
     """Loading raises, and what the user is shown names the tensor and the problem."""
     with transformers_log() as log, pytest.raises((RuntimeError, ValueError)) as exc:
-        AutoModelForCausalLM.from_pretrained(path)
+        AutoModelForCausalLM.from_pretrained(path, device_map=DEVICE_MAP)
     shown = str(exc.value) + "\n" + "\n".join(log)
     assert TARGET in shown, shown[-2000:]
     for word in words:
@@ -100,7 +100,7 @@ def test_truncated_int8_scales(saved_8bit, tmp_path):
         t[TARGET.replace(".weight", ".SCB")] = t[TARGET.replace(".weight", ".SCB")][:-1].clone()
 
     with transformers_log() as log, pytest.raises((RuntimeError, ValueError)) as exc:
-        AutoModelForCausalLM.from_pretrained(tampered_copy(saved_8bit, tmp_path / "m", cut))
+        AutoModelForCausalLM.from_pretrained(tampered_copy(saved_8bit, tmp_path / "m", cut), device_map=DEVICE_MAP)
     shown = str(exc.value) + "\n" + "\n".join(log)
     assert TARGET.replace(".weight", "") in shown and "SCB" in shown, shown[-2000:]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _flows import DEVICE, DEVICE_MAP
 
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
@@ -20,7 +21,9 @@ def load_qlora_base(path):
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16,
     )
-    model = AutoModelForCausalLM.from_pretrained(path, quantization_config=config, dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, quantization_config=config, dtype=torch.bfloat16, device_map=DEVICE_MAP
+    )
     return peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
 
@@ -37,7 +40,7 @@ def test_qlora_trains_with_paged_adamw8bit_and_adapters_reload(tiny_model_dirs, 
 
     # min_8bit_size small enough that the LoRA matrices (8 x 64, 128 x 8, ...) get 8-bit state.
     optimizer = bnb.optim.PagedAdamW8bit(trainable, lr=1e-2, min_8bit_size=256)
-    data = torch.randint(1, 128, (4, 16), generator=torch.Generator().manual_seed(3))
+    data = torch.randint(1, 128, (4, 16), generator=torch.Generator().manual_seed(3)).to(DEVICE)
     losses = []
     model.train()
     for _ in range(10):

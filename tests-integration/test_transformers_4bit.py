@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _flows import named_modules_of, rel_err
+from _flows import DEVICE_MAP, named_modules_of, rel_err
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
@@ -32,14 +32,14 @@ def load_4bit(path, quant_type: str, double_quant: bool, dtype: torch.dtype):
         bnb_4bit_use_double_quant=double_quant,
         bnb_4bit_compute_dtype=dtype,
     )
-    return AutoModelForCausalLM.from_pretrained(path, quantization_config=config, dtype=dtype)
+    return AutoModelForCausalLM.from_pretrained(path, quantization_config=config, dtype=dtype, device_map=DEVICE_MAP)
 
 
 @pytest.mark.parametrize(("kind", "quant_type", "double_quant", "dtype"), CASES, ids=str)
 def test_load_4bit_matches_dense_and_generates(tiny_model_dirs, input_ids, kind, quant_type, double_quant, dtype):
     path = tiny_model_dirs[kind]
     model = load_4bit(path, quant_type, double_quant, dtype)
-    dense = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    dense = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map=DEVICE_MAP)
 
     layers = named_modules_of(model, bnb.nn.Linear4bit)
     assert len(layers) == LINEARS_PER_MODEL[kind]
@@ -95,7 +95,7 @@ def test_4bit_save_pretrained_round_trip(tiny_model_dirs, input_ids, tmp_path, k
         expected |= {f"{name}.weight.nested_absmax", f"{name}.weight.nested_quant_map"}
     assert expected <= keys, expected - keys
 
-    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path, device_map=DEVICE_MAP)
     assert reloaded.is_loaded_in_4bit
     with torch.no_grad():
         assert torch.equal(model(input_ids).logits, reloaded(input_ids).logits)

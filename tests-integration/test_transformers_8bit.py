@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _flows import named_modules_of, rel_err
+from _flows import DEVICE_MAP, named_modules_of, rel_err
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
@@ -16,13 +16,13 @@ LINEARS_PER_MODEL = {"llama": 2 * 7, "opt": 2 * 6}
 
 def load_8bit(path, threshold: float, dtype: torch.dtype = torch.float16):
     config = BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=threshold)
-    return AutoModelForCausalLM.from_pretrained(path, quantization_config=config, dtype=dtype)
+    return AutoModelForCausalLM.from_pretrained(path, quantization_config=config, dtype=dtype, device_map=DEVICE_MAP)
 
 
 @pytest.mark.parametrize("kind", ["llama", "opt"])
 def test_load_8bit_with_and_without_outlier_threshold(tiny_model_dirs, input_ids, kind):
     path = tiny_model_dirs[kind]
-    dense = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float16)
+    dense = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float16, device_map=DEVICE_MAP)
     with torch.no_grad():
         want = dense(input_ids).logits
     errors = {}
@@ -62,7 +62,7 @@ def test_8bit_save_pretrained_round_trip(tiny_model_dirs, input_ids, tmp_path, k
         assert f.get_tensor(f"{name}.SCB").dtype == torch.float32
         assert f"{name}.weight_format" in set(f.keys())
 
-    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path, device_map=DEVICE_MAP)
     assert reloaded.is_loaded_in_8bit
     with torch.no_grad():
         assert torch.equal(model(input_ids).logits, reloaded(input_ids).logits)

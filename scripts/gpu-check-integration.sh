@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# What a transformers/PEFT user sees, on the GPU machine (no network, no uv): the diagnostics,
+# the tests-integration flows (tiny models load on CUDA there) and the demo, logs in $OUT.
+#   run(command="bash scripts/gpu-check-integration.sh", carry=[".device"], timeout_s=600)
+# peft and accelerate (pure Python) must be importable there: if they are not, they are
+# installed from the carried wheels in .device/wheels (scripts/fetch-device-wheels.sh), e.g.
+#   python3 -m pip download --no-deps --only-binary=:all: -d .device/wheels peft accelerate
+set -o pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+OUT="${OUT:-/tmp/bnb-integration-out}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python3}"
+export PYTHON="$PY"
+# shellcheck source=scripts/gpu-env.sh
+source "$ROOT/scripts/gpu-env.sh" 2>&1 | tee "$OUT/setup.txt"
+export PYTHONPATH="$ROOT/src:$ROOT/packages/bnb-kernels/src:$ROOT/packages/bnb-quant/src:$ROOT/packages/bnb-nn/src:$ROOT/packages/bnb-optim/src:$ROOT/packages/bnb-diagnostics/src:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+if ! "$PY" -c "import peft, accelerate" 2>/dev/null && [ -d "$ROOT/.device/wheels" ]; then
+  "$PY" -m pip install --quiet --no-index --find-links "$ROOT/.device/wheels" --no-deps peft accelerate 2>&1 | tail -3
+fi
+"$PY" -c "import transformers, peft, accelerate; print('transformers', transformers.__version__, '| peft', peft.__version__, '| accelerate', accelerate.__version__)" 2>&1 | tee -a "$OUT/setup.txt"
+"$PY" -m bitsandbytes 2>&1 | tee "$OUT/diagnostics.txt"
+echo "diagnostics exit: ${PIPESTATUS[0]}" | tee -a "$OUT/diagnostics.txt"
+timeout 330 "$PY" -m pytest tests-integration -ra -q -p no:cacheprovider --durations=10 2>&1 | tail -80 | tee "$OUT/integration.txt"
+timeout 180 "$PY" scripts/demo.py --quiet --out /tmp/bnb-demo 2>&1 | tee "$OUT/demo.txt"
+echo "demo exit: ${PIPESTATUS[0]}" | tee -a "$OUT/demo.txt"
