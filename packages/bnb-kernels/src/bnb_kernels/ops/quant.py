@@ -34,6 +34,11 @@ define_op(
 )
 
 
+def _check_blocksize(blocksize: int) -> None:
+    # torch._check_is_size is deprecated on newer torch; a plain positivity check serves every version.
+    torch._check(blocksize > 0, lambda: f"blocksize must be positive, got {blocksize}")
+
+
 def num_blocks(n: int, blocksize: int) -> int:
     return -(n // -blocksize)
 
@@ -45,14 +50,14 @@ def packed_4bit_shape(n: int, quant_storage: torch.dtype) -> tuple[int, int]:
 
 @torch.library.register_fake("bitsandbytes::quantize_blockwise")
 def _(A: torch.Tensor, code: torch.Tensor, blocksize: int) -> tuple[torch.Tensor, torch.Tensor]:
-    torch._check_is_size(blocksize)
+    _check_blocksize(blocksize)
     absmax = A.new_empty((num_blocks(A.numel(), blocksize),), dtype=torch.float32)
     return torch.empty_like(A, dtype=torch.uint8), absmax
 
 
 @torch.library.register_fake("bitsandbytes::dequantize_blockwise")
 def _(A: torch.Tensor, absmax: torch.Tensor, code: torch.Tensor, blocksize: int, dtype: torch.dtype) -> torch.Tensor:
-    torch._check_is_size(blocksize)
+    _check_blocksize(blocksize)
     torch._check(A.dtype == torch.uint8, lambda: f"A must be uint8, got {A.dtype}")
     return torch.empty_like(A, dtype=dtype)
 
@@ -61,7 +66,7 @@ def _(A: torch.Tensor, absmax: torch.Tensor, code: torch.Tensor, blocksize: int,
 def _(
     A: torch.Tensor, absmax: torch.Tensor, code: torch.Tensor, blocksize: int, dtype: torch.dtype, out: torch.Tensor
 ) -> None:
-    torch._check_is_size(blocksize)
+    _check_blocksize(blocksize)
     torch._check(A.dtype == torch.uint8, lambda: f"A must be uint8, got {A.dtype}")
     torch._check(out.shape == A.shape, lambda: f"Expected out.shape == {A.shape}, got {out.shape}")
     torch._check(out.dtype == dtype, lambda: f"Expected out.dtype == {dtype}, got {out.dtype}")
@@ -71,8 +76,12 @@ def _(
 def _(
     A: torch.Tensor, blocksize: int, quant_type: str, quant_storage: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    torch._check_is_size(blocksize)
+    _check_blocksize(blocksize)
     n = A.numel()
+    torch._check(
+        ((n + 1) // 2) % quant_storage.itemsize == 0,
+        lambda: f"{n} elements pack into {(n + 1) // 2} bytes, not a whole number of {quant_storage} values",
+    )
     absmax = A.new_empty((num_blocks(n, blocksize),), dtype=torch.float32)
     return A.new_empty(packed_4bit_shape(n, quant_storage), dtype=quant_storage), absmax
 
@@ -81,7 +90,7 @@ def _(
 def _(
     A: torch.Tensor, absmax: torch.Tensor, blocksize: int, quant_type: str, shape: Sequence[int], dtype: torch.dtype
 ) -> torch.Tensor:
-    torch._check_is_size(blocksize)
+    _check_blocksize(blocksize)
     return A.new_empty(tuple(shape), dtype=dtype)
 
 
@@ -95,6 +104,6 @@ def _(
     dtype: torch.dtype,
     out: torch.Tensor,
 ) -> None:
-    torch._check_is_size(blocksize)
+    _check_blocksize(blocksize)
     torch._check(tuple(out.shape) == tuple(shape), lambda: f"Expected out.shape == {tuple(shape)}, got {out.shape}")
     torch._check(out.dtype == dtype, lambda: f"Expected out.dtype == {dtype}, got {out.dtype}")
