@@ -290,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     again, _ = generate(reloaded, tok, FT_PROMPT, len(FINE_TUNE_TEXT) - len(FT_PROMPT), device)
     print(f"   reloaded model continues {FT_PROMPT!r} as {again!r}")
     check(again == tuned_text, "the reloaded model generates the same text")
-    check(isinstance(reloaded_base.model.layers[0].mlp.up_proj, bnb.nn.Linear4bit), "the reloaded base is 4-bit")
+    n4 = sum(isinstance(m, bnb.nn.Linear4bit) for m in reloaded_base.modules())
+    check(n4 == 7 * config.num_hidden_layers, f"the reloaded base is 4-bit ({n4} Linear4bit layers)")
 
     print(f"\n{'all checks passed' if not failures else f'{len(failures)} check(s) failed: ' + '; '.join(failures)}")
     return 0 if not failures else 1
