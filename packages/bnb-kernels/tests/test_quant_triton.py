@@ -231,6 +231,10 @@ def check_errors(device: str) -> list[str]:
         ("quant_storage", TypeError, lambda: T.quantize_4bit(A, 64, "nf4", torch.int32)),
         ("storage size", ValueError, lambda: T.quantize_4bit(A[:10], 64, "nf4", torch.float32)),
         ("code length", ValueError, lambda: T.quantize_blockwise(A, torch.zeros(300, device=device), 64)),
+        ("8-bit variant", ValueError, lambda: T.quantize_blockwise(A, code, 64, variant="fast")),
+        ("4-bit variant", ValueError, lambda: T.quantize_4bit(A, 64, "nf4", torch.uint8, variant="grid")),
+        ("per_thread", ValueError, lambda: T.quantize_4bit(A, 64, "nf4", torch.uint8, variant="rows", per_thread=48)),
+        ("num_warps", ValueError, lambda: T.quantize_blockwise(A, code, 64, variant="grid", num_warps=3)),
         ("code dtype", TypeError, lambda: T.quantize_blockwise(A, torch.zeros(256, dtype=torch.int32, device=device), 64)),
         ("float codes", TypeError, lambda: T.dequantize_blockwise(A, absmax, code, 64, torch.float32)),
         ("short absmax", ValueError, lambda: T.dequantize_blockwise(q, absmax[:2], code, 64, torch.float32)),
@@ -265,6 +269,22 @@ def check_errors(device: str) -> list[str]:
 # Kernel variants (see backends/triton/quant.py): every case runs each of them.
 VARIANTS_8BIT = ("grid", "tree")
 VARIANTS_4BIT = ("rows", "tiles")
+# Launch shapes that scripts/gpu-check-quant.sh times (the GPU tests check each at full size).
+ROWS_SHAPES = (
+    {},
+    {"num_warps": 8, "per_thread": 64},
+    {"num_warps": 4, "per_thread": 32},
+    {"num_warps": 8, "per_thread": 32},
+    {"num_warps": 2, "per_thread": 64},
+)
+GRID_SHAPES = (
+    {},
+    {"num_warps": 4, "per_thread": 64, "stream": False},
+    {"num_warps": 8, "per_thread": 64},
+    {"num_warps": 4, "per_thread": 32},
+    {"num_warps": 8, "per_thread": 32},
+    {"num_warps": 2, "per_thread": 64},
+)
 
 
 def run_8bit(
@@ -387,25 +407,44 @@ def test_grid_table_needs_finite_codebook() -> None:
     assert T._code8_tables(wide, torch.device("cpu"))[2] is None
 
 
+def test_variant_selection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argument first, then $BNB_TRITON_<OP>_VARIANT, then TUNING; unknown names raise."""
+    pytest.importorskip("triton")
+    from bnb_kernels.backends.triton import quant as T
+
+    monkeypatch.delenv("BNB_TRITON_QUANTIZE_4BIT_VARIANT", raising=False)
+    assert T._variant("quantize_4bit", None, ("rows", "tiles")) == T.TUNING["quantize_4bit"]["variant"]
+    monkeypatch.setenv("BNB_TRITON_QUANTIZE_4BIT_VARIANT", "tiles")
+    assert T._variant("quantize_4bit", None, ("rows", "tiles")) == "tiles"
+    assert T._variant("quantize_4bit", "rows", ("rows", "tiles")) == "rows"
+    monkeypatch.setenv("BNB_TRITON_QUANTIZE_4BIT_VARIANT", "bogus")
+    with pytest.raises(ValueError, match="variant"):
+        T._variant("quantize_4bit", None, ("rows", "tiles"))
+
+
 @pytest.mark.gpu
 def test_gpu_8bit_full_size() -> None:
     seed = int.from_bytes(os.urandom(4), "little")
-    sizes = [8192 * 8192 + 1000, 4096 * 4096, 1, 255, 1_000_003, 7 * 4096 + 5]
+    sizes = [4096 * 4096 + 1000, 255, 1_000_003]
     fails = run_8bit("cuda", sizes, (None,), seed, ({}, {"num_warps": 8}, {"per_thread": 32}))
-    for variant in VARIANTS_8BIT:
-        fails += check_8bit("cuda", 64 * 2**20, torch.float32, 256, _dynamic_code(), None, variant)
+    # The anchor case with every launch shape scripts/gpu-check-quant.sh times.
+    fails += check_8bit("cuda", 64 * 2**20, torch.float32, 256, _dynamic_code(), None, "tree")
+    for knobs in GRID_SHAPES:
+        fails += check_8bit("cuda", 64 * 2**20, torch.float32, 256, _dynamic_code(), None, "grid", knobs)
     assert not fails, f"seed {seed}: {fails}"
 
 
 @pytest.mark.gpu
 def test_gpu_4bit_full_size() -> None:
     seed = int.from_bytes(os.urandom(4), "little")
-    sizes = [8192 * 8192, 4096 * 4096 + 2, 1, 3, 1_000_001, 14336 * 4096, 33, 5 * 4096 + 7]
+    sizes = [4096 * 4096 + 2, 3, 1_000_001, 5 * 4096 + 7]
     fails = run_4bit("cuda", sizes, (None,), seed, ({}, {"num_warps": 8}, {"per_thread": 32}))
+    # The anchor case with every variant and launch shape scripts/gpu-check-quant.sh times.
     for quant_type in ("nf4", "fp4"):
         for lut in (True, False):
             fails += check_4bit("cuda", 8192 * 8192, torch.bfloat16, 64, quant_type, torch.uint8, None, lut, "tiles")
-    fails += check_4bit("cuda", 8192 * 8192, torch.bfloat16, 64, "nf4", torch.uint8, None, None, "rows")
+    for knobs in ROWS_SHAPES:
+        fails += check_4bit("cuda", 8192 * 8192, torch.bfloat16, 64, "nf4", torch.uint8, None, None, "rows", knobs)
     assert not fails, f"seed {seed}: {fails}"
 
 

@@ -18,6 +18,26 @@ reference's own functions, in one of two layouts (``_tree_search``, ``_lut_code`
 
 Each program handles a tile of ``BPP`` whole blocks (``[BPP, blocksize]``), so absmax is a
 row reduction in registers; full tiles run unmasked (vectorized), the last one masked.
+
+Quantizing has two variants per op (``variant=`` argument, else the environment variable
+``BNB_TRITON_QUANTIZE_4BIT_VARIANT`` / ``BNB_TRITON_QUANTIZE_BLOCKWISE_VARIANT``, else
+``TUNING``); both give the same bytes:
+
+- 4-bit "tiles" (the layouts above) and "rows" (NF4; FP4 and any table that does not fit
+  fall back to "tiles"): each thread owns a chunk of 64 consecutive elements of one block, so
+  the block maximum and ``1 / absmax`` cost little per element; the bin comes from the float
+  bits of ``s * 256 + c``, already shifted to the byte offset of a 1024-byte aligned table
+  (one LOP3 gives the address), one 8-byte gather gives a threshold and a rank, the code is
+  ``rank + (s > t)``, and 8 codes are packed into one int32 store. SASS (sm_90, Triton 3.9)
+  of the unmasked path: ~13.3 instructions per element against ~22 for "tiles".
+- 8-bit "tree" (the Eytzinger search: 7 dependent gathers, ~49 instructions per element) and
+  "grid": ``G = floor(float64(s) * 32767.5) + 32768`` is the exact 16-bit grid index of the
+  reference rule (the float64 product is exact), and one gather from the 64 KiB
+  ``CodebookTable.grid_lut`` gives the code (~12 instructions per element, one gather; the
+  streamed input bypasses L1 so that the table stays there). Codebooks whose NaN / +-inf
+  codes the clamped grid cannot give (values outside [-1, 1]) use "tree".
+
+The last, partial tile of a "rows"/"grid" launch runs the masked "tiles"/"tree" code.
 Offsets are 64-bit at the tile base, so tensors of more than 2**31 elements work. No
 function here synchronizes with the host, except building the 8-bit tables the first time
 a codebook tensor is seen.
@@ -53,6 +73,9 @@ __all__ = [
 #                                              ADDR32, 1891 with 1 scalar level, 1678-1937 other tiles)
 #   dequantize_blockwise fp32 bs256           2711-2757 GB/s
 # The defaults below are the configurations the GPU tests checked, within 1% of the best.
+# "rows" (4-bit) and "grid" (8-bit) are new and not yet timed on a GPU: the defaults are the
+# expected winners (fewer instructions per element, one gather instead of up to seven
+# dependent ones); scripts/gpu-check-quant.sh times every variant and launch shape.
 TUNING = {
     "quantize_blockwise": {
         "variant": "grid",
@@ -785,7 +808,17 @@ def _variant(op: str, variant: str | None, allowed: tuple[str, ...]) -> str:
 
 def _rows_shape(blocksize: int, vec: int, per_thread: int, num_warps: int) -> tuple[int, int, int]:
     """(R, G, W) of a "rows" tile: rows of G chunks of W vectors of ``vec`` elements, one
-    chunk per thread (about ``per_thread`` elements), R * G = threads (at least 1 row)."""
+    chunk per thread (about ``per_thread`` elements), R * G = threads (at least 1 row).
+    More than 64 elements per thread spill registers (sm_90)."""
+    if (
+        isinstance(per_thread, bool)
+        or not isinstance(per_thread, int)
+        or per_thread < 1
+        or per_thread & (per_thread - 1)
+    ):
+        raise ValueError(f"per_thread must be a power of two, got {per_thread!r}")
+    if isinstance(num_warps, bool) or not isinstance(num_warps, int) or num_warps not in (1, 2, 4, 8, 16):
+        raise ValueError(f"num_warps must be 1, 2, 4, 8 or 16, got {num_warps!r}")
     w = max(1, min(blocksize // vec, per_thread // vec))
     g = blocksize // (w * vec)
     r = max(1, 32 * num_warps // g)
