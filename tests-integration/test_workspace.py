@@ -131,6 +131,22 @@ def test_source_imports_follow_the_rule(dist: str) -> None:
         assert sibling in declared, f"{dist} imports {module} ({', '.join(where)}) without declaring {sibling}"
 
 
+@pytest.mark.parametrize("dist", list(MODULES))
+def test_package_tests_import_only_what_the_package_may(dist: str) -> None:
+    # `nox -s isolated` runs each package's tests with only that package and its declared
+    # siblings installed, so its tests may import nothing else of the workspace either.
+    imports = _imported_modules(ROOT / "packages" / dist / "tests")
+    declared = set(_declared_siblings(dist))
+    for module, where in imports.items():
+        sibling = SIBLING_MODULES.get(module)
+        if sibling is None or module == MODULES[dist]:
+            continue
+        assert sibling in declared, (
+            f"{dist}'s tests import {module} ({', '.join(where)}), which {dist} does not depend on: "
+            f"they fail when {dist} is installed alone"
+        )
+
+
 def test_nn_and_optim_never_import_each_other() -> None:
     nn = _imported_modules(ROOT / "packages" / "bnb-nn" / "src")
     optim = _imported_modules(ROOT / "packages" / "bnb-optim" / "src")
