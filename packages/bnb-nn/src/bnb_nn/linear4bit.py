@@ -19,7 +19,7 @@ import torch
 
 from bnb_quant import QuantState
 
-from .autograd_4bit import MatMul4Bit, build_runner, check_quant_state
+from .autograd_4bit import MatMul4Bit, build_runner, check_quant_state, traceable_linear_4bit
 from .params4bit import Params4bit, fix_4bit_weight_quant_state_from_module
 
 __all__ = ["Linear4bit", "LinearFP4", "LinearNF4"]
@@ -143,7 +143,27 @@ class Linear4bit(torch.nn.Linear):
         super()._load_from_state_dict(rest, prefix, local_metadata, strict, inner_missing, unexpected_keys, error_msgs)
         missing_keys.extend(k for k in inner_missing if k != wkey)
 
+    def _forward_compiled(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight
+        qs = weight.quant_state
+        if qs is None:
+            raise RuntimeError("Linear4bit: the 4-bit weight was never quantized; move the module to a device first")
+        bias = self.bias
+        inp_dtype = x.dtype
+        if not self.compute_type_is_set:
+            self.set_compute_type(x)
+            self.compute_type_is_set = True
+        compute_dtype = self.compute_dtype
+        if compute_dtype is not None and compute_dtype != inp_dtype:
+            x = x.to(compute_dtype)
+        if bias is not None and bias.dtype != x.dtype:
+            bias = bias.to(x.dtype)
+        out = traceable_linear_4bit(x, weight, qs, bias)
+        return out if out.dtype == inp_dtype else out.to(inp_dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():
+            return self._forward_compiled(x)
         # Hot path: plain dict lookups only (Module.__getattr__ and tensor-subclass
         # properties cost microseconds each, a whole 1-token kernel on a GPU).
         params = self._parameters

@@ -67,17 +67,6 @@ class Params4bit(torch.nn.Parameter):
         self.module = module
         return self
 
-    # ``param.data = x`` (nn.Module._apply does this on .to/.cuda) swaps the storage in
-    # place: forget the launch cache that aliases the old storage.
-    @property
-    def data(self) -> torch.Tensor:  # type: ignore[override]
-        return torch.Tensor.data.__get__(self)  # type: ignore[attr-defined]
-
-    @data.setter
-    def data(self, value: torch.Tensor) -> None:
-        self.__dict__.pop("_bnb_fast", None)
-        torch.Tensor.data.__set__(self, value)  # type: ignore[attr-defined]
-
     def __getstate__(self) -> dict[str, Any]:
         state = {k: v for k, v in self.__dict__.items() if k != "_bnb_fast"}
         state["data"] = self.data
@@ -133,6 +122,20 @@ class Params4bit(torch.nn.Parameter):
         if data.dtype not in QUANT_STORAGE_DTYPES:
             raise TypeError(f"packed 4-bit data must be one of {list(QUANT_STORAGE_DTYPES)}, got {data.dtype}")
         quant_state = QuantState.from_dict(qs_dict=quantized_stats, device=device)
+        configured = getattr(module, "weight", None) if module is not None else None
+        if isinstance(configured, Params4bit):
+            # A checkpoint of another format than the layer was built for is a wrong model
+            # waiting to happen (the reference release loads it silently): refuse it.
+            if configured.quant_type != quant_state.quant_type:
+                raise ValueError(
+                    f"the checkpoint's weight is quantized as {quant_state.quant_type}, but the layer is "
+                    f"configured for {configured.quant_type}"
+                )
+            if configured.blocksize != quant_state.blocksize:
+                raise ValueError(
+                    f"the checkpoint's weight has block size {quant_state.blocksize}, but the layer is "
+                    f"configured for block size {configured.blocksize}"
+                )
         expected = (quant_state.shape.numel() + 1) // 2
         if data.numel() * data.element_size() != expected:
             raise ValueError(

@@ -8,6 +8,7 @@ from __future__ import annotations
 from .blockwise import dequantize_blockwise, quantize_blockwise
 from .codebooks import create_dynamic_map, create_fp8_map, create_linear_map, create_normal_map, get_4bit_type
 from .fourbit import dequantize_4bit, dequantize_fp4, dequantize_nf4, quantize_4bit, quantize_fp4, quantize_nf4
+from .fourbit_matmul import gemv_4bit
 from .int8 import (
     get_colrow_absmax,
     get_row_absmax,
@@ -30,6 +31,7 @@ __all__ = [
     "dequantize_blockwise",
     "dequantize_fp4",
     "dequantize_nf4",
+    "gemv_4bit",
     "get_4bit_type",
     "get_colrow_absmax",
     "get_row_absmax",
