@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     device, dtype = args.device, torch.bfloat16
-    pretrain_steps, finetune_steps = (30, 15) if args.quick else (150, 60)
+    pretrain_steps, finetune_steps = (20, 16) if args.quick else (150, 60)
+    sample_len = 24 if args.quick else 60
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     failures: list[str] = []
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     dense = AutoModelForCausalLM.from_pretrained(dense_dir, dtype=dtype, device_map=device)
     with torch.no_grad():
         ref_logits = dense(probe).logits.float()
-    text, ms = generate(dense, tok, PROMPT, 60, device)
+    text, ms = generate(dense, tok, PROMPT, sample_len, device)
     rows = [Row("bf16 (dense)", footprint_mib(dense), ms, None, text)]
     variants = {
         "NF4 + double quant": BitsAndBytesConfig(
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             logits = qmodel(probe).logits.float()
         err = float((logits - ref_logits).norm() / ref_logits.norm())
-        text, ms = generate(qmodel, tok, PROMPT, 60, device)
+        text, ms = generate(qmodel, tok, PROMPT, sample_len, device)
         rows.append(Row(name, footprint_mib(qmodel), ms, err, text))
         del qmodel
     print(f"   {'model':20} {'memory':>10} {'ms/token':>9} {'logits err':>11}   greedy continuation of {PROMPT!r}")
@@ -266,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
             bar.update()
     print(f"   loss {losses[0]:.2f} -> {losses[-1]:.2f}")
-    check(sum(losses[-5:]) < (0.8 if args.quick else 0.3) * sum(losses[:5]), "fine-tuning loss fell")
+    check(sum(losses[-4:]) < (0.9 if args.quick else 0.3) * sum(losses[:4]), "fine-tuning loss fell")
     qlora.eval()
     tuned_text, _ = generate(qlora, tok, FT_PROMPT, len(FINE_TUNE_TEXT) - len(FT_PROMPT), device)
     print(f"   after fine-tuning, {FT_PROMPT!r} continues as {tuned_text!r}")

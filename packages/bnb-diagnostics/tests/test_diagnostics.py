@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
+import runpy
 import sys
 
 import pytest
@@ -158,8 +158,13 @@ def test_installed_metadata_is_consistent():
     assert packages.check_compatibility() == []
 
 
-def test_console_script_and_module_entry_points():
-    for cmd in ([sys.executable, "-m", "bnb_diagnostics", "--help"],):
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-        assert out.returncode == 0, out.stderr
-        assert "--require-native" in out.stdout
+def test_console_script_and_module_entry_points(monkeypatch, capsys):
+    from importlib import metadata
+
+    scripts = {e.name: e.value for e in metadata.entry_points(group="console_scripts")}
+    assert scripts["bnb-diagnostics"] == "bnb_diagnostics.cli:console_main"
+    monkeypatch.setattr(sys, "argv", ["bnb_diagnostics", "--help"])
+    with pytest.raises(SystemExit) as exc:
+        runpy.run_module("bnb_diagnostics", run_name="__main__")
+    assert exc.value.code == 0
+    assert "--require-native" in capsys.readouterr().out
