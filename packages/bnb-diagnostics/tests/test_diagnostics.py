@@ -152,6 +152,26 @@ def test_compatibility_reports_each_broken_requirement():
     assert packages.check_compatibility({"bnb-kernels": "0.1.0", "bnb-nn": "0.1.0"}, requirements) == []
 
 
+def test_source_tree_packages_report_their_module_version(monkeypatch):
+    real = packages.metadata.version
+
+    def no_metadata(name):
+        if name.startswith("bnb-") or name == "bitsandbytes":
+            raise packages.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(packages.metadata, "version", no_metadata)
+    found = packages.installed_versions(("bnb-kernels", "bitsandbytes", "torch"))
+    import bitsandbytes
+    import bnb_kernels
+
+    assert found == {
+        "bnb-kernels": bnb_kernels.__version__,
+        "bitsandbytes": bitsandbytes.__version__,
+        "torch": real("torch"),
+    }
+
+
 def test_installed_metadata_is_consistent():
     spec = packages.requirements_of("bnb-diagnostics")["bnb-kernels"]
     assert sorted(spec.split(",")) == ["<0.2", ">=0.1"]

@@ -8,6 +8,7 @@ pins ``bnb-nn==0.1.0``) and the versions actually installed. Only the standard l
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -42,8 +43,21 @@ def installed_versions(names: tuple[str, ...] = BNB_DISTRIBUTIONS + THIRD_PARTY)
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            found[name] = None
+            found[name] = _source_tree_version(name)
     return found
+
+
+def _source_tree_version(dist: str) -> str | None:
+    """``__version__`` of a bnb package importable without installed metadata (a source tree
+    on PYTHONPATH, as on the offline GPU machine); None for anything else."""
+    if dist not in BNB_DISTRIBUTIONS:
+        return None
+    try:
+        module = importlib.import_module(dist.replace("-", "_"))
+    except Exception:
+        return None
+    version = getattr(module, "__version__", None)
+    return version if isinstance(version, str) else None
 
 
 def requirements_of(dist: str) -> dict[str, str]:
