@@ -272,18 +272,22 @@ VARIANTS_4BIT = ("rows", "tiles")
 # Launch shapes that scripts/gpu-check-quant.sh times (the GPU tests check each at full size).
 ROWS_SHAPES = (
     {},
-    {"num_warps": 8, "per_thread": 64},
-    {"num_warps": 4, "per_thread": 32},
-    {"num_warps": 8, "per_thread": 32},
-    {"num_warps": 2, "per_thread": 64},
+    {"num_warps": 4, "per_thread": 64, "pair": False},
+    {"num_warps": 8, "per_thread": 64, "pair": False},
+    {"num_warps": 2, "per_thread": 64, "pair": False},
+    {"num_warps": 4, "per_thread": 32, "pair": False},
+    {"num_warps": 4, "per_thread": 64, "pair": True},
+    {"num_warps": 8, "per_thread": 64, "pair": True},
 )
 GRID_SHAPES = (
     {},
-    {"num_warps": 4, "per_thread": 64, "stream": False},
-    {"num_warps": 8, "per_thread": 64},
-    {"num_warps": 4, "per_thread": 32},
-    {"num_warps": 8, "per_thread": 32},
-    {"num_warps": 2, "per_thread": 64},
+    {"num_warps": 4, "per_thread": 64, "pair": True, "stream": True},
+    {"num_warps": 4, "per_thread": 64, "pair": True, "stream": False},
+    {"num_warps": 4, "per_thread": 64, "pair": False, "stream": True},
+    {"num_warps": 4, "per_thread": 64, "pair": False, "stream": False},
+    {"num_warps": 8, "per_thread": 64, "pair": True, "stream": True},
+    {"num_warps": 2, "per_thread": 64, "pair": True, "stream": True},
+    {"num_warps": 4, "per_thread": 32, "pair": True, "stream": True},
 )
 
 
@@ -331,7 +335,12 @@ def _interpreted(part: str, seed: int) -> list[str]:
     # Few programs per launch (the interpreter's cost is per program): large tiles, small n;
     # the "rows" variants get small launch shapes so that their full-tile path runs.
     rng = random.Random(seed)
-    small = ({"num_warps": 1, "per_thread": 16}, {"num_warps": 2, "per_thread": 32}, {"num_warps": 1, "per_thread": 64})
+    small = (
+        {"num_warps": 1, "per_thread": 16, "pair": False},
+        {"num_warps": 2, "per_thread": 32, "pair": True},
+        {"num_warps": 1, "per_thread": 64, "pair": False},
+        {"num_warps": 1, "per_thread": 16, "pair": True},
+    )
     if part == "8bit":
         sizes = [1, 63, 4097] + [rng.randrange(2, 6000) for _ in range(4)]
         return run_8bit("cpu", sizes, (4096, 512), seed, small)
@@ -426,7 +435,7 @@ def test_variant_selection(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_gpu_8bit_full_size() -> None:
     seed = int.from_bytes(os.urandom(4), "little")
     sizes = [4096 * 4096 + 1000, 255, 1_000_003]
-    fails = run_8bit("cuda", sizes, (None,), seed, ({}, {"num_warps": 8}, {"per_thread": 32}))
+    fails = run_8bit("cuda", sizes, (None,), seed, ({}, {"num_warps": 8, "pair": False}, {"per_thread": 32}))
     # The anchor case with every launch shape scripts/gpu-check-quant.sh times.
     fails += check_8bit("cuda", 64 * 2**20, torch.float32, 256, _dynamic_code(), None, "tree")
     for knobs in GRID_SHAPES:
@@ -438,7 +447,7 @@ def test_gpu_8bit_full_size() -> None:
 def test_gpu_4bit_full_size() -> None:
     seed = int.from_bytes(os.urandom(4), "little")
     sizes = [4096 * 4096 + 2, 3, 1_000_001, 5 * 4096 + 7]
-    fails = run_4bit("cuda", sizes, (None,), seed, ({}, {"num_warps": 8}, {"per_thread": 32}))
+    fails = run_4bit("cuda", sizes, (None,), seed, ({}, {"num_warps": 8, "pair": True}, {"per_thread": 32}))
     # The anchor case with every variant and launch shape scripts/gpu-check-quant.sh times.
     for quant_type in ("nf4", "fp4"):
         for lut in (True, False):

@@ -86,6 +86,7 @@ TUNING = {
         "grid_warps": 4,
         "grid_per_thread": 64,
         "grid_stream": True,
+        "pair": True,
     },
     "dequantize_blockwise": {"tile": 4096, "num_warps": 4},
     "quantize_4bit": {
@@ -96,6 +97,7 @@ TUNING = {
         "addr32": True,
         "rows_warps": 4,
         "rows_per_thread": 64,
+        "pair": False,
     },
     "dequantize_4bit": {"tile": 4096, "num_warps": 4},
 }
@@ -388,28 +390,31 @@ def _dequantize_4bit_kernel(q_ptr, absmax_ptr, table_ptr, out_ptr, n, nblocks,
 # "rows" variants: one thread owns whole rows (or row chunks) of W * V elements
 # --------------------------------------------------------------------------------------
 #
-# A tile is indexed [W, R, G, V]: R rows (blocks) of BS = G * W * V elements; along a row, G
-# chunks of W * V contiguous elements, each chunk held by one thread as W vectors of V
-# contiguous elements (V = 16 bytes of input). Triton lays the lanes over G then R, so a
-# thread holds W * V elements of one row: the row maximum is mostly an in-thread reduction
-# (a shuffle only across the G lanes of a row), and 1 / absmax is computed once per W * V
-# elements instead of once per V. Loads stay 16 bytes wide; a warp's loads together cover
-# its rows contiguously.
+# A tile is indexed [W, R, G, H, V]: R rows (blocks) of BS = G * W * H * V elements; along a
+# row, G chunks of W * H * V contiguous elements, each chunk held by H (1 or 2) lanes as W
+# vectors of V contiguous elements (V = 16 bytes of input), the H lanes' vectors interleaved
+# (with H = 2 each load instruction reads whole 32-byte sectors). Triton lays the lanes over
+# H, G then R, so a thread holds W * V elements of one row: the row maximum is mostly an
+# in-thread reduction (shuffles only across the G * H lanes of a row), and 1 / absmax is
+# computed once per W * V elements instead of once per V.
 
 
 @triton.jit
-def _rows_offsets(BS: tl.constexpr, R: tl.constexpr, G: tl.constexpr, W: tl.constexpr, V: tl.constexpr):
-    w = tl.arange(0, W)[:, None, None, None]
-    r = tl.arange(0, R)[None, :, None, None]
-    g = tl.arange(0, G)[None, None, :, None]
-    v = tl.arange(0, V)[None, None, None, :]
-    return r * BS + g * (W * V) + w * V + v
+def _rows_offsets(BS: tl.constexpr, R: tl.constexpr, G: tl.constexpr, W: tl.constexpr, H: tl.constexpr,
+                  V: tl.constexpr):  # fmt: skip
+    w = tl.arange(0, W)[:, None, None, None, None]
+    r = tl.arange(0, R)[None, :, None, None, None]
+    g = tl.arange(0, G)[None, None, :, None, None]
+    h = tl.arange(0, H)[None, None, None, :, None]
+    v = tl.arange(0, V)[None, None, None, None, :]
+    return r * BS + g * (W * H * V) + w * (H * V) + h * V + v
 
 
 @triton.jit
 def _rows_absmax(x):
-    """[R] max |x| of a [W, R, G, V] tile (NaN when a row holds a NaN)."""
-    return tl.reduce(tl.reduce(tl.reduce(tl.abs(x), 3, _max_nan), 0, _max_nan), 1, _max_nan)
+    """[R] max |x| of a [W, R, G, H, V] tile (NaN when a row holds a NaN)."""
+    m = tl.reduce(tl.reduce(tl.abs(x), 4, _max_nan), 0, _max_nan)  # [R, G, H], in-thread
+    return tl.reduce(tl.reduce(m, 2, _max_nan), 1, _max_nan)
 
 
 @triton.jit
@@ -434,25 +439,24 @@ def _nf4_rows_code(s, lut_ptr, ADDEND: tl.constexpr, CLAMP: tl.constexpr):
 @triton.jit
 def _quantize_4bit_rows_kernel(a_ptr, lut_ptr, bins_ptr, out_ptr, out_words_ptr, absmax_ptr, n, nblocks,
                                BS: tl.constexpr, R: tl.constexpr, G: tl.constexpr, W: tl.constexpr,
-                               ADDEND: tl.constexpr, CLAMP: tl.constexpr, L_SCALE: tl.constexpr,
+                               H: tl.constexpr, ADDEND: tl.constexpr, CLAMP: tl.constexpr, L_SCALE: tl.constexpr,
                                L_ADDEND: tl.constexpr, L_SIZE: tl.constexpr, EXACT_BF16: tl.constexpr):  # fmt: skip
     """NF4 codes, 8 per int32 word (first element in the high nibble of the low byte)."""
     pid = tl.program_id(0).to(tl.int64)
     base = pid * (R * BS)
     rem = n - base
     if rem >= R * BS:
-        x = _to_f32(tl.load(a_ptr + base + _rows_offsets(BS, R, G, W, 8)), EXACT_BF16)
+        x = _to_f32(tl.load(a_ptr + base + _rows_offsets(BS, R, G, W, H, 8)), EXACT_BF16)
         absmax = _rows_absmax(x)
-        s = x * _inverse(absmax)[None, :, None, None]
+        s = x * _inverse(absmax)[None, :, None, None, None]
         code = _nf4_rows_code(s, lut_ptr, ADDEND, CLAMP)
-        j = tl.arange(0, 8)[None, None, None, :]
-        word = tl.sum(code << ((j ^ 1) * 4), axis=3)  # [W, R, G]
+        j = tl.arange(0, 8)[None, None, None, None, :]
+        word = tl.sum(code << ((j ^ 1) * 4), axis=4)  # [W, R, G, H]
         # A row holding a NaN has s = NaN everywhere: code 0 whatever bits the NaN has.
-        word = tl.where((absmax == absmax)[None, :, None], word, 0)
-        rows = tl.arange(0, R)
-        tl.store(absmax_ptr + pid * R + rows, absmax)
-        woff = (tl.arange(0, R)[None, :, None] * (BS // 8) + tl.arange(0, G)[None, None, :] * W
-                + tl.arange(0, W)[:, None, None])  # fmt: skip
+        word = tl.where((absmax == absmax)[None, :, None, None], word, 0)
+        tl.store(absmax_ptr + pid * R + tl.arange(0, R), absmax)
+        woff = (tl.arange(0, R)[None, :, None, None] * (BS // 8) + tl.arange(0, G)[None, None, :, None] * (W * H)
+                + tl.arange(0, W)[:, None, None, None] * H + tl.arange(0, H)[None, None, None, :])  # fmt: skip
         tl.store(out_words_ptr + pid * (R * BS // 8) + woff, word)
     else:
         _quantize_4bit_tile(a_ptr + base, bins_ptr, bins_ptr, out_ptr + base // 2, absmax_ptr, rem.to(tl.int32),
@@ -473,19 +477,19 @@ def _grid_code(s, grid_mid_ptr):
 @triton.jit
 def _quantize_blockwise_rows_kernel(a_ptr, grid_mid_ptr, tree_ptr, order_ptr, out_ptr, absmax_ptr, n, nblocks,
                                     BS: tl.constexpr, R: tl.constexpr, G: tl.constexpr, W: tl.constexpr,
-                                    V: tl.constexpr, STREAM: tl.constexpr, EXACT_BF16: tl.constexpr):  # fmt: skip
+                                    H: tl.constexpr, V: tl.constexpr, STREAM: tl.constexpr, EXACT_BF16: tl.constexpr):  # fmt: skip
     pid = tl.program_id(0).to(tl.int64)
     base = pid * (R * BS)
     rem = n - base
     if rem >= R * BS:
-        offs = _rows_offsets(BS, R, G, W, V)
+        offs = _rows_offsets(BS, R, G, W, H, V)
         if STREAM:  # keep the streamed input out of L1, where the 64 KiB grid table lives
             x = tl.load(a_ptr + base + offs, cache_modifier=".cg")
         else:
             x = tl.load(a_ptr + base + offs)
         x = _to_f32(x, EXACT_BF16)
         absmax = _rows_absmax(x)
-        s = x * _inverse(absmax)[None, :, None, None]
+        s = x * _inverse(absmax)[None, :, None, None, None]
         q = _grid_code(s, grid_mid_ptr)
         tl.store(absmax_ptr + pid * R + tl.arange(0, R), absmax)
         tl.store(out_ptr + base + offs, q)
@@ -806,10 +810,11 @@ def _variant(op: str, variant: str | None, allowed: tuple[str, ...]) -> str:
     return variant
 
 
-def _rows_shape(blocksize: int, vec: int, per_thread: int, num_warps: int) -> tuple[int, int, int]:
-    """(R, G, W) of a "rows" tile: rows of G chunks of W vectors of ``vec`` elements, one
-    chunk per thread (about ``per_thread`` elements), R * G = threads (at least 1 row).
-    More than 64 elements per thread spill registers (sm_90)."""
+def _rows_shape(blocksize: int, vec: int, per_thread: int, num_warps: int, pair: bool) -> tuple[int, int, int, int]:
+    """(R, G, W, H) of a "rows" tile: rows of G chunks, each of H lanes (2 with ``pair``)
+    holding W vectors of ``vec`` elements (about ``per_thread`` elements per thread),
+    R * G * H = threads (at least 1 row). More than 64 elements per thread spill registers
+    (sm_90)."""
     if (
         isinstance(per_thread, bool)
         or not isinstance(per_thread, int)
@@ -819,10 +824,11 @@ def _rows_shape(blocksize: int, vec: int, per_thread: int, num_warps: int) -> tu
         raise ValueError(f"per_thread must be a power of two, got {per_thread!r}")
     if isinstance(num_warps, bool) or not isinstance(num_warps, int) or num_warps not in (1, 2, 4, 8, 16):
         raise ValueError(f"num_warps must be 1, 2, 4, 8 or 16, got {num_warps!r}")
-    w = max(1, min(blocksize // vec, per_thread // vec))
-    g = blocksize // (w * vec)
-    r = max(1, 32 * num_warps // g)
-    return r, g, w
+    h = 2 if pair and blocksize >= 2 * vec else 1
+    w = max(1, min(blocksize // (h * vec), per_thread // vec))
+    g = blocksize // (w * h * vec)
+    r = max(1, 32 * num_warps // (g * h))
+    return r, g, w, h
 
 
 @register("quantize_blockwise", "triton", "cuda", available=available)
@@ -838,6 +844,7 @@ def quantize_blockwise(
     variant: str | None = None,
     per_thread: int | None = None,
     stream: bool | None = None,
+    pair: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """8-bit blockwise codes of ``A`` and float32 absmax per block.
 
@@ -861,10 +868,12 @@ def quantize_blockwise(
     if which == "grid" and grid is not None:
         warps = num_warps or cfg["grid_warps"]
         vec = 16 // A.element_size()
-        r, g, w = _rows_shape(blocksize, vec, per_thread or cfg["grid_per_thread"], warps)
+        r, g, w, h = _rows_shape(
+            blocksize, vec, per_thread or cfg["grid_per_thread"], warps, cfg["pair"] if pair is None else pair
+        )
         with device_guard(A.device):
             _quantize_blockwise_rows_kernel[(triton.cdiv(blocks, r),)](
-                flat, grid, tree, order, out, absmax, n, blocks, BS=blocksize, R=r, G=g, W=w, V=vec,
+                flat, grid, tree, order, out, absmax, n, blocks, BS=blocksize, R=r, G=g, W=w, H=h, V=vec,
                 STREAM=cfg["grid_stream"] if stream is None else stream, EXACT_BF16=interpreting(), num_warps=warps,
             )  # fmt: skip
         return out, absmax
@@ -956,6 +965,7 @@ def quantize_4bit(
     addr32: bool | None = None,
     variant: str | None = None,
     per_thread: int | None = None,
+    pair: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Packed 4-bit codes (two per byte, first in the high nibble) viewed as ``quant_storage``
     with shape ``[bytes / itemsize, 1]``, and float32 absmax per block.
@@ -989,11 +999,13 @@ def quantize_4bit(
         flat = A.contiguous().view(-1)
         if rows_table is not None:
             warps = num_warps or cfg["rows_warps"]
-            r, g, w = _rows_shape(blocksize, 8, per_thread or cfg["rows_per_thread"], warps)
+            r, g, w, h = _rows_shape(
+                blocksize, 8, per_thread or cfg["rows_per_thread"], warps, cfg["pair"] if pair is None else pair
+            )
             with device_guard(A.device):
                 _quantize_4bit_rows_kernel[(triton.cdiv(blocks, r),)](
                     flat, rows_table, bins, packed, buf.view(torch.int32), absmax, n, blocks, BS=blocksize, R=r, G=g,
-                    W=w, ADDEND=ROWS4_ADDEND, CLAMP=ROWS4_CLAMP, L_SCALE=LUT_SCALE, L_ADDEND=_lut_addend(),
+                    W=w, H=h, ADDEND=ROWS4_ADDEND, CLAMP=ROWS4_CLAMP, L_SCALE=LUT_SCALE, L_ADDEND=_lut_addend(),
                     L_SIZE=LUT_SIZE, EXACT_BF16=interpreting(), num_warps=warps,
                 )  # fmt: skip
         else:
