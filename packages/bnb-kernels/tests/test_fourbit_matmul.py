@@ -8,7 +8,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import bnb_quant.functional as F
 from bnb_kernels import _native
 from bnb_kernels.backends.cpu import fourbit_matmul as cpu
 from bnb_kernels.backends.reference import fourbit_matmul as ref
@@ -26,35 +25,43 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12)).item()
 
 
+# An 8-bit codebook for the nested absmax (any sorted 256 values serve these tests).
+CODE8 = torch.linspace(-1.0, 1.0, 256)
+
+
 def _weight(N, K, dtype, blocksize, quant_type, nested, storage=torch.uint8, seed=0):
+    """Quantize with the ops alone (these tests must not need bnb-quant). Returns the dense
+    weight, the packed weight, the flat float32 absmax and the gemm_4bit absmax arguments."""
     g = torch.Generator().manual_seed(seed)
     W = torch.randn(N, K, generator=g).to(dtype)
-    q, state = F.quantize_4bit(
-        W, blocksize=blocksize, quant_type=quant_type, compress_statistics=nested, quant_storage=storage
-    )
+    q, absmax = torch.ops.bitsandbytes.quantize_4bit(W, blocksize, quant_type, storage)
     if nested:
-        extra = (state.state2.absmax, state.absmax, state.state2.code, state.offset)
+        offset = absmax.mean()
+        a8, absmax2 = torch.ops.bitsandbytes.quantize_blockwise(absmax - offset, CODE8, 256)
+        flat = ref.decode_nested_absmax(a8, absmax2, CODE8, offset)
+        extra = (absmax2, a8, CODE8, offset)
     else:
-        extra = (state.absmax, None, None, None)
-    return W, q, state, extra
+        flat = absmax
+        extra = (absmax, None, None, None)
+    return W, q, flat, extra
 
 
 def test_reference_matches_dense_dequantize_then_matmul() -> None:
-    _, q, state, extra = _weight(48, 160, torch.float32, 64, "nf4", True)
+    _, q, flat, extra = _weight(48, 160, torch.float32, 64, "nf4", True)
     x = torch.randn(5, 160)
     bias = torch.randn(48)
     got = ref.gemm_4bit(x, q, [48, 160], extra[0], 64, "nf4", bias, *extra[1:])
-    W = F.dequantize_4bit(q, state)  # the functional API: an independent path
+    W = torch.ops.bitsandbytes.dequantize_4bit(q, flat, 64, "nf4", [48, 160], torch.float32)  # an independent path
     expected = x @ W.T + bias
     assert _rel(got, expected) < 1e-6
 
 
 def test_reference_gemv_uses_the_given_codebook() -> None:
-    _, q, state, _ = _weight(32, 64, torch.float16, 32, "fp4", False)
+    _, q, flat, _ = _weight(32, 64, torch.float16, 32, "fp4", False)
     x = torch.randn(1, 64, dtype=torch.float16)
-    got = ref.gemv_4bit(x, q, [32, 64], state.absmax, state.code, 32)
-    expected = torch.nn.functional.linear(x, F.dequantize_4bit(q, state))
-    assert torch.equal(got, expected)
+    got = ref.gemv_4bit(x, q, [32, 64], flat, fourbit_table("fp4"), 32)
+    W = torch.ops.bitsandbytes.dequantize_4bit(q, flat, 32, "fp4", [32, 64], torch.float16)
+    assert torch.equal(got, torch.nn.functional.linear(x, W))
 
 
 @needs_native
@@ -112,17 +119,18 @@ def test_ops_dispatch_to_native_on_cpu_and_keep_shapes() -> None:
 
     assert selected_backend("gemm_4bit", "cpu") == "cpu"
     assert selected_backend("gemv_4bit", "cpu") == "cpu"
-    _, q, state, _ = _weight(24, 64, torch.bfloat16, 64, "nf4", False)
+    _, q, absmax, _ = _weight(24, 64, torch.bfloat16, 64, "nf4", False)
+    code = fourbit_table("nf4")
     x = torch.randn(2, 3, 64, dtype=torch.bfloat16)
-    out = torch.ops.bitsandbytes.gemm_4bit(x, q, [24, 64], state.absmax, 64, "nf4")
+    out = torch.ops.bitsandbytes.gemm_4bit(x, q, [24, 64], absmax, 64, "nf4")
     assert out.shape == (2, 3, 24)
     v = torch.randn(1, 1, 64, dtype=torch.bfloat16)
-    g = torch.ops.bitsandbytes.gemv_4bit(v, q, [24, 64], state.absmax, state.code, 64)
+    g = torch.ops.bitsandbytes.gemv_4bit(v, q, [24, 64], absmax, code, 64)
     assert g.shape == (1, 1, 24)
-    expected = ref.gemv_4bit(v, q, [24, 64], state.absmax, state.code, 64)
+    expected = ref.gemv_4bit(v, q, [24, 64], absmax, code, 64)
     assert _rel(g, expected) < _tol(torch.bfloat16)
     out2 = torch.full((1, 1, 24), float("nan"), dtype=torch.bfloat16)
-    torch.ops.bitsandbytes.gemv_4bit.out(v, q, [24, 64], state.absmax, state.code, 64, out=out2)
+    torch.ops.bitsandbytes.gemv_4bit.out(v, q, [24, 64], absmax, code, 64, out=out2)
     assert torch.equal(out2, g)
 
 
@@ -140,37 +148,22 @@ def test_bad_input_is_rejected(backend: str) -> None:
     if backend == "cpu" and not _native.available():
         pytest.skip("native CPU library not built")
     fn = ref.gemm_4bit if backend == "reference" else cpu.gemm_4bit
-    _, q, state, _ = _weight(16, 64, torch.float32, 64, "nf4", False)
+    _, q, absmax, _ = _weight(16, 64, torch.float32, 64, "nf4", False)
     x = torch.randn(2, 64)
     with pytest.raises(ValueError, match="features"):
-        fn(torch.randn(2, 63), q, [16, 64], state.absmax, 64, "nf4")
+        fn(torch.randn(2, 63), q, [16, 64], absmax, 64, "nf4")
     with pytest.raises(ValueError, match="blocksize"):
-        fn(x, q, [16, 64], state.absmax, 48, "nf4")
+        fn(x, q, [16, 64], absmax, 48, "nf4")
     with pytest.raises(ValueError, match="quant_type"):
-        fn(x, q, [16, 64], state.absmax, 64, "int4")
+        fn(x, q, [16, 64], absmax, 64, "int4")
     with pytest.raises(ValueError, match="bytes"):
-        fn(x, q[:-1], [16, 64], state.absmax, 64, "nf4")
+        fn(x, q[:-1], [16, 64], absmax, 64, "nf4")
     with pytest.raises(ValueError, match="absmax"):
-        fn(x, q, [16, 64], state.absmax[:-1], 64, "nf4")
+        fn(x, q, [16, 64], absmax[:-1], 64, "nf4")
     with pytest.raises(TypeError, match="A must be"):
-        fn(x.to(torch.int32), q, [16, 64], state.absmax, 64, "nf4")
+        fn(x.to(torch.int32), q, [16, 64], absmax, 64, "nf4")
     with pytest.raises(ValueError, match="bias"):
-        fn(x, q, [16, 64], state.absmax, 64, "nf4", torch.zeros(15))
+        fn(x, q, [16, 64], absmax, 64, "nf4", torch.zeros(15))
     if torch.device("meta") != x.device:
         with pytest.raises(ValueError, match="one device"):
-            fn(x, q, [16, 64], state.absmax.to("meta"), 64, "nf4")
-
-
-def test_functional_gemv_4bit() -> None:
-    W = torch.randn(40, 96, dtype=torch.bfloat16)
-    q, state = F.quantize_4bit(W, quant_type="nf4", compress_statistics=True)
-    x = torch.randn(1, 1, 96, dtype=torch.bfloat16)
-    expected = x @ F.dequantize_4bit(q, state).T
-    got = F.gemv_4bit(x, q.t(), state=state)
-    assert got.shape == (1, 1, 40) and _rel(got, expected) < _tol(torch.bfloat16)
-    out = torch.empty(1, 1, 40, dtype=torch.bfloat16)
-    assert F.gemv_4bit(x, q.t(), out=out, state=state) is out and _rel(out, expected) < _tol(torch.bfloat16)
-    with pytest.raises(ValueError, match="state"):
-        F.gemv_4bit(x, q)
-    with pytest.raises(ValueError, match="leading dimensions"):
-        F.gemv_4bit(torch.randn(2, 96, dtype=torch.bfloat16), q, state=state)
+            fn(x, q, [16, 64], absmax.to("meta"), 64, "nf4")

@@ -30,14 +30,19 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _case(N, K, M, blocksize, dtype, nested, quant_type, device, seed=0):
-    import bnb_quant.functional as F
-
+    """Quantized with the ops alone (bnb-kernels tests must not need bnb-quant)."""
     g = torch.Generator().manual_seed(seed)
     W = torch.randn(N, K, generator=g).to(dtype).to(device)
     x = torch.randn(M, K, generator=g).to(dtype).to(device)
     bias = torch.randn(N, generator=g).to(dtype).to(device)
-    q, st = F.quantize_4bit(W, blocksize=blocksize, quant_type=quant_type, compress_statistics=nested)
-    extra = (st.state2.absmax, st.absmax, st.state2.code, st.offset) if nested else (st.absmax, None, None, None)
+    q, absmax = torch.ops.bitsandbytes.quantize_4bit(W, blocksize, quant_type, torch.uint8)
+    if nested:
+        code8 = torch.linspace(-1.0, 1.0, 256, device=device)
+        offset = absmax.mean()
+        a8, absmax2 = torch.ops.bitsandbytes.quantize_blockwise(absmax - offset, code8, 256)
+        extra = (absmax2, a8, code8, offset)
+    else:
+        extra = (absmax, None, None, None)
     return W, x, bias, q, extra
 
 
