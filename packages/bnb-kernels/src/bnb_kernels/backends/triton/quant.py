@@ -418,7 +418,7 @@ def _rows_absmax(x):
 
 
 @triton.jit
-def _nf4_rows_code(s, lut_ptr, ADDEND: tl.constexpr, CLAMP: tl.constexpr):
+def _nf4_rows_code(s, lut_ptr, ADDEND: tl.constexpr, CLAMP: tl.constexpr, PTR_BITS: tl.constexpr):
     """Rank (= NF4 code) of each s from the 128-entry bin table (see ``_rows4_table``).
 
     bin = the bits of fl(s * 256 + ADDEND) & 0x3F8 (8 * bin: the byte offset of the entry);
@@ -429,9 +429,12 @@ def _nf4_rows_code(s, lut_ptr, ADDEND: tl.constexpr, CLAMP: tl.constexpr):
     """
     sc = tl.minimum(s, CLAMP, propagate_nan=tl.PropagateNan.ALL)
     bits = tl.fma(sc, 256.0, ADDEND).to(tl.int32, bitcast=True)
-    base = lut_ptr.to(tl.int64)
-    lo = (bits & 0x3F8) | base.to(tl.int32)
-    e = tl.load(((base & -4294967296) | (lo.to(tl.int64) & 0xFFFFFFFF)).to(lut_ptr.dtype))
+    if PTR_BITS:
+        base = lut_ptr.to(tl.int64)
+        lo = (bits & 0x3F8) | base.to(tl.int32)
+        e = tl.load(((base & -4294967296) | (lo.to(tl.int64) & 0xFFFFFFFF)).to(lut_ptr.dtype))
+    else:  # old interpreters get pointer <-> integer casts wrong: plain indexing, same entry
+        e = tl.load(lut_ptr + ((bits & 0x3F8) >> 3))
     t = e.to(tl.int32).to(tl.float32, bitcast=True)
     return (e >> 32).to(tl.int32) + (s > t).to(tl.int32)
 
@@ -439,7 +442,7 @@ def _nf4_rows_code(s, lut_ptr, ADDEND: tl.constexpr, CLAMP: tl.constexpr):
 @triton.jit
 def _quantize_4bit_rows_kernel(a_ptr, lut_ptr, bins_ptr, out_ptr, out_words_ptr, absmax_ptr, n, nblocks,
                                BS: tl.constexpr, R: tl.constexpr, G: tl.constexpr, W: tl.constexpr,
-                               H: tl.constexpr, ADDEND: tl.constexpr, CLAMP: tl.constexpr, L_SCALE: tl.constexpr,
+                               H: tl.constexpr, PTR_BITS: tl.constexpr, ADDEND: tl.constexpr, CLAMP: tl.constexpr, L_SCALE: tl.constexpr,
                                L_ADDEND: tl.constexpr, L_SIZE: tl.constexpr, EXACT_BF16: tl.constexpr):  # fmt: skip
     """NF4 codes, 8 per int32 word (first element in the high nibble of the low byte)."""
     pid = tl.program_id(0).to(tl.int64)
@@ -449,7 +452,7 @@ def _quantize_4bit_rows_kernel(a_ptr, lut_ptr, bins_ptr, out_ptr, out_words_ptr,
         x = _to_f32(tl.load(a_ptr + base + _rows_offsets(BS, R, G, W, H, 8)), EXACT_BF16)
         absmax = _rows_absmax(x)
         s = x * _inverse(absmax)[None, :, None, None, None]
-        code = _nf4_rows_code(s, lut_ptr, ADDEND, CLAMP)
+        code = _nf4_rows_code(s, lut_ptr, ADDEND, CLAMP, PTR_BITS)
         j = tl.arange(0, 8)[None, None, None, None, :]
         word = tl.sum(code << ((j ^ 1) * 4), axis=4)  # [W, R, G, H]
         # A row holding a NaN has s = NaN everywhere: code 0 whatever bits the NaN has.
@@ -563,6 +566,18 @@ def _code8_tables(code: torch.Tensor, device: torch.device) -> tuple[torch.Tenso
         if len(_CODE8_TABLES) > _CODE8_CACHE_SIZE:
             _CODE8_TABLES.popitem(last=False)
     return tree, order8, grid
+
+
+def _ptr_bits_ok() -> bool:
+    """Whether kernels may build addresses from pointer bits (``_load32``, ``_nf4_rows_code``):
+    always on a GPU; under the interpreter only from Triton 3.4 (Triton 3.0's interpreter
+    casts pointers to integers wrongly), older ones index plainly (the same entries)."""
+    if not interpreting():
+        return True
+    try:
+        return tuple(int(v) for v in triton.__version__.split(".")[:2]) >= (3, 4)
+    except ValueError:  # pragma: no cover - unusual version strings
+        return False
 
 
 def _fits_addr32(t: torch.Tensor) -> bool:
@@ -879,7 +894,7 @@ def quantize_blockwise(
         return out, absmax
     bpp, warps = _launch_shape("quantize_blockwise", blocksize, tile, num_warps)
     levels = cfg["sel_levels"] if sel_levels is None else sel_levels
-    use_addr32 = (cfg["addr32"] if addr32 is None else addr32) and _fits_addr32(tree)
+    use_addr32 = (cfg["addr32"] if addr32 is None else addr32) and _fits_addr32(tree) and _ptr_bits_ok()
     with device_guard(A.device):
         _quantize_blockwise_kernel[(triton.cdiv(blocks, bpp),)](
             flat, tree, order, out, absmax, n, blocks, BS=blocksize, BPP=bpp, SEL_LEVELS=levels,
@@ -1005,14 +1020,14 @@ def quantize_4bit(
             with device_guard(A.device):
                 _quantize_4bit_rows_kernel[(triton.cdiv(blocks, r),)](
                     flat, rows_table, bins, packed, buf.view(torch.int32), absmax, n, blocks, BS=blocksize, R=r, G=g,
-                    W=w, H=h, ADDEND=ROWS4_ADDEND, CLAMP=ROWS4_CLAMP, L_SCALE=LUT_SCALE, L_ADDEND=_lut_addend(),
+                    W=w, H=h, PTR_BITS=_ptr_bits_ok(), ADDEND=ROWS4_ADDEND, CLAMP=ROWS4_CLAMP, L_SCALE=LUT_SCALE, L_ADDEND=_lut_addend(),
                     L_SIZE=LUT_SIZE, EXACT_BF16=interpreting(), num_warps=warps,
                 )  # fmt: skip
         else:
             bpp, warps = _launch_shape("quantize_4bit", blocksize, tile, num_warps)
             use_lut = bins is not None and (cfg["lut"] if lut is None else lut)
             table = bins if use_lut else tree
-            use_addr32 = (cfg["addr32"] if addr32 is None else addr32) and _fits_addr32(table)
+            use_addr32 = (cfg["addr32"] if addr32 is None else addr32) and _fits_addr32(table) and _ptr_bits_ok()
             with device_guard(A.device):
                 _quantize_4bit_kernel[(triton.cdiv(blocks, bpp),)](
                     flat, table, order, packed, absmax, n, blocks, BS=blocksize, BPP=bpp, LUT=use_lut,
