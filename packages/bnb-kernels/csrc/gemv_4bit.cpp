@@ -7,6 +7,9 @@
 // even flat index in the high nibble. Scales: float32 absmax per block of `blocksize`, or
 // nested: code2[absmax8[b]] * absmax[b / nested_bs] + offset.
 //
+// Work is handed out dynamically (a thread preempted on a busy machine does not hold the
+// others at the barrier).
+//
 // Paths, chosen at run time:
 //   - AVX-512 GEMV (M <= 2, any activation dtype): nibbles -> vpermps on the 16-entry table,
 //     FMA against the even/odd input features in fp32; the block scale is applied once per
@@ -43,10 +46,38 @@ struct Scales {
   const float* code2;
   float offset;
   int64_t nested_bs;
+  int nested_shift;  // log2(nested_bs), or -1 when it is not a power of two
 
   inline float operator()(int64_t b) const {
-    if (absmax8) return code2[absmax8[b]] * absmax[b / nested_bs] + offset;
+    if (absmax8) {
+      const int64_t g = nested_shift >= 0 ? (b >> nested_shift) : b / nested_bs;
+      return code2[absmax8[b]] * absmax[g] + offset;
+    }
     return absmax[b];
+  }
+};
+
+// The block segments of row n, in bytes of the row (K even): for (BlockWalk w(n, K, bs);
+// w.next();) uses [w.j, w.je) with block w.b. Rows that start on a block boundary need no
+// division per block. (A struct, not a lambda: lambdas do not inherit target attributes.)
+struct BlockWalk {
+  int64_t n, K, bs, H, j, je, b;
+  bool aligned;
+  BlockWalk(int64_t n_, int64_t K_, int64_t bs_)
+      : n(n_), K(K_), bs(bs_), H(K_ / 2), j(0), je(0), b(0), aligned(K_ % bs_ == 0) {
+    if (aligned) b = n * (K / bs) - 1;
+  }
+  inline bool next() {
+    j = je;
+    if (j >= H) return false;
+    if (aligned) {
+      b++;
+      je = std::min(H, j + bs / 2);
+    } else {
+      b = (n * K + 2 * j) / bs;
+      je = std::min(H, ((b + 1) * bs - n * K) / 2);
+    }
+    return true;
   }
 };
 
@@ -150,7 +181,7 @@ __attribute__((target("avx2,fma"))) void gemm_avx2_impl(const Problem& p) {
 #pragma omp parallel num_threads(p.threads)
   {
     std::vector<float> w(K);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
     for (int64_t n = 0; n < N; n++) {
       decode_row_f32<DT>(p, n, w.data());
       const float* wr = w.data();
@@ -193,51 +224,47 @@ BNB_AVX512 void gemv_avx512(const Problem& p) {
   }
   const __m512 lutv = _mm512_loadu_ps(p.lut);
   const __m512i low4 = _mm512_set1_epi32(15);
-#pragma omp parallel for schedule(static) num_threads(p.threads)
+#pragma omp parallel for schedule(dynamic, 32) num_threads(p.threads)
   for (int64_t n = 0; n < N; n++) {
     const uint8_t* row = p.W + n * H;
-    __m512 tot[MT];
-    for (int m = 0; m < MT; m++) tot[m] = _mm512_setzero_ps();
-    int64_t j = 0;
-    while (j < H) {
-      const int64_t b = (n * K + 2 * j) / bs;
-      const int64_t je = std::min(H, ((b + 1) * bs - n * K) / 2);
-      __m512 ah[MT], al[MT], bh[MT], bl[MT];
-      for (int m = 0; m < MT; m++) ah[m] = al[m] = bh[m] = bl[m] = _mm512_setzero_ps();
+    // Four independent accumulation chains per row of A; the block scale is folded into
+    // the 16-entry table (one multiply per block) so segments need no reduction.
+    __m512 a0[MT], a1[MT], a2[MT], a3[MT];
+    for (int m = 0; m < MT; m++) a0[m] = a1[m] = a2[m] = a3[m] = _mm512_setzero_ps();
+    for (BlockWalk blk(n, K, bs); blk.next();) {
+      const int64_t j = blk.j, je = blk.je;
+      const __m512 tab = _mm512_mul_ps(lutv, _mm512_set1_ps(p.scale(blk.b)));
       int64_t i = j;
       for (; i + 32 <= je; i += 32) {
         __m512i v0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i)));
         __m512i v1 = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i + 16)));
-        __m512 wh0 = _mm512_permutexvar_ps(_mm512_srli_epi32(v0, 4), lutv);
-        __m512 wl0 = _mm512_permutexvar_ps(_mm512_and_si512(v0, low4), lutv);
-        __m512 wh1 = _mm512_permutexvar_ps(_mm512_srli_epi32(v1, 4), lutv);
-        __m512 wl1 = _mm512_permutexvar_ps(_mm512_and_si512(v1, low4), lutv);
+        __m512 wh0 = _mm512_permutexvar_ps(_mm512_srli_epi32(v0, 4), tab);
+        __m512 wl0 = _mm512_permutexvar_ps(_mm512_and_si512(v0, low4), tab);
+        __m512 wh1 = _mm512_permutexvar_ps(_mm512_srli_epi32(v1, 4), tab);
+        __m512 wl1 = _mm512_permutexvar_ps(_mm512_and_si512(v1, low4), tab);
         for (int m = 0; m < MT; m++) {
-          ah[m] = _mm512_fmadd_ps(wh0, _mm512_loadu_ps(xe[m] + i), ah[m]);
-          al[m] = _mm512_fmadd_ps(wl0, _mm512_loadu_ps(xo[m] + i), al[m]);
-          bh[m] = _mm512_fmadd_ps(wh1, _mm512_loadu_ps(xe[m] + i + 16), bh[m]);
-          bl[m] = _mm512_fmadd_ps(wl1, _mm512_loadu_ps(xo[m] + i + 16), bl[m]);
+          a0[m] = _mm512_fmadd_ps(wh0, _mm512_loadu_ps(xe[m] + i), a0[m]);
+          a1[m] = _mm512_fmadd_ps(wl0, _mm512_loadu_ps(xo[m] + i), a1[m]);
+          a2[m] = _mm512_fmadd_ps(wh1, _mm512_loadu_ps(xe[m] + i + 16), a2[m]);
+          a3[m] = _mm512_fmadd_ps(wl1, _mm512_loadu_ps(xo[m] + i + 16), a3[m]);
         }
       }
       for (; i < je; i += 16) {
         const __mmask16 mk = (je - i >= 16) ? static_cast<__mmask16>(0xffff)
                                              : static_cast<__mmask16>((1u << (je - i)) - 1u);
         __m512i v0 = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, row + i));
-        __m512 wh0 = _mm512_permutexvar_ps(_mm512_srli_epi32(v0, 4), lutv);
-        __m512 wl0 = _mm512_permutexvar_ps(_mm512_and_si512(v0, low4), lutv);
+        __m512 wh0 = _mm512_permutexvar_ps(_mm512_srli_epi32(v0, 4), tab);
+        __m512 wl0 = _mm512_permutexvar_ps(_mm512_and_si512(v0, low4), tab);
         for (int m = 0; m < MT; m++) {
-          ah[m] = _mm512_fmadd_ps(wh0, _mm512_maskz_loadu_ps(mk, xe[m] + i), ah[m]);
-          al[m] = _mm512_fmadd_ps(wl0, _mm512_maskz_loadu_ps(mk, xo[m] + i), al[m]);
+          a0[m] = _mm512_fmadd_ps(wh0, _mm512_maskz_loadu_ps(mk, xe[m] + i), a0[m]);
+          a1[m] = _mm512_fmadd_ps(wl0, _mm512_maskz_loadu_ps(mk, xo[m] + i), a1[m]);
         }
       }
-      const __m512 s = _mm512_set1_ps(p.scale(b));
-      for (int m = 0; m < MT; m++) {
-        __m512 seg = _mm512_add_ps(_mm512_add_ps(ah[m], al[m]), _mm512_add_ps(bh[m], bl[m]));
-        tot[m] = _mm512_fmadd_ps(seg, s, tot[m]);
-      }
-      j = je;
     }
-    for (int m = 0; m < MT; m++) finish(p, m, n, _mm512_reduce_add_ps(tot[m]));
+    for (int m = 0; m < MT; m++) {
+      __m512 t = _mm512_add_ps(_mm512_add_ps(a0[m], a1[m]), _mm512_add_ps(a2[m], a3[m]));
+      finish(p, m, n, _mm512_reduce_add_ps(t));
+    }
   }
 }
 
@@ -252,11 +279,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16"))) inline 
   const uint8_t* row = p.W + n * H;
   const __m512 lutv = _mm512_loadu_ps(p.lut);
   const __m512i low4 = _mm512_set1_epi32(15);
-  int64_t j = 0;
-  while (j < H) {
-    const int64_t b = (n * K + 2 * j) / bs;
-    const int64_t je = std::min(H, ((b + 1) * bs - n * K) / 2);
-    __m512 scaled = _mm512_mul_ps(lutv, _mm512_set1_ps(p.scale(b)));
+  for (BlockWalk blk(n, K, bs); blk.next();) {
+    const int64_t j = blk.j, je = blk.je;
+    __m512 scaled = _mm512_mul_ps(lutv, _mm512_set1_ps(p.scale(blk.b)));
     __m512i tab = _mm512_cvtepu16_epi32((__m256i)(_mm512_cvtneps_pbh(scaled)));
     for (int64_t i = j; i < je; i += 16) {
       const __mmask16 mk = (je - i >= 16) ? static_cast<__mmask16>(0xffff)
@@ -267,7 +292,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16"))) inline 
       __m512i pairs = _mm512_or_si512(h, _mm512_slli_epi32(l, 16));
       _mm512_mask_storeu_epi32(dst + 2 * i, mk, pairs);
     }
-    j = je;
   }
 }
 
@@ -310,7 +334,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16"))) void ge
 #pragma omp parallel num_threads(p.threads)
   {
     std::vector<uint16_t> w(NT * Kp, 0);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 2)
     for (int64_t t = 0; t < tiles; t++) {
       const int64_t n0 = t * NT;
       const int nt = static_cast<int>(std::min<int64_t>(NT, N - n0));
@@ -388,7 +412,7 @@ BNB_AVX512 void gemm_f32_avx512(const Problem& p) {
 #pragma omp parallel num_threads(p.threads)
   {
     std::vector<float> w(NT * Kp, 0.f);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 2)
     for (int64_t t = 0; t < tiles; t++) {
       const int64_t n0 = t * NT;
       const int nt = static_cast<int>(std::min<int64_t>(NT, N - n0));
@@ -416,8 +440,11 @@ BNB_API int32_t bnb_gemm_4bit(const void* A, int32_t dtype, int64_t M, int64_t K
   if (blocksize < 32 || (blocksize & (blocksize - 1)) != 0) return BNB_EBLOCKSIZE;
   if (absmax8 && (!code2 || nested_bs <= 0)) return BNB_EINVAL;
   if (M == 0 || N == 0) return BNB_OK;
-  Problem p{A, dtype, M, K, lda, W, N, Scales{absmax, absmax8, code2, offset, nested_bs}, lut, blocksize, bias, out,
-            ldo, threads > 0 ? threads : 1};
+  int shift = -1;
+  for (int s = 0; s < 62; s++)
+    if ((int64_t{1} << s) == nested_bs) shift = s;
+  Problem p{A,         dtype, M,   K,   lda, W, N, Scales{absmax, absmax8, code2, offset, nested_bs, shift},
+            lut,       blocksize, bias, out, ldo, threads > 0 ? threads : 1};
   if (K % 2 != 0 || path == 1) {
     gemm_scalar(p);
     return BNB_OK;
