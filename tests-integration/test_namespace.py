@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import re
 import subprocess
 import sys
 import types
@@ -14,7 +15,6 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-import tomllib
 import torch
 
 import bitsandbytes as bnb
@@ -89,8 +89,13 @@ def test_namespace_objects_are_the_package_objects():
 def test_versions_agree_and_satisfy_the_integrations():
     from bnb_kernels.compat import parse_version
 
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    assert bnb.__version__ == pyproject == metadata.version("bitsandbytes")
+    text = (ROOT / "pyproject.toml").read_text()
+    pyproject = re.search(r'^\[project\][^\[]*?^version = "([^"]+)"', text, re.M | re.S).group(1)
+    assert bnb.__version__ == pyproject
+    try:
+        assert metadata.version("bitsandbytes") == pyproject
+    except metadata.PackageNotFoundError:  # a source tree on PYTHONPATH (the offline GPU machine)
+        pass
     # Minimums the integrations check, read from their installed source where possible.
     minimums = {
         "accelerate 4-bit": "0.39.0",
