@@ -2,9 +2,10 @@
 # What a transformers/PEFT user sees, on the GPU machine (no network, no uv): the diagnostics,
 # the tests-integration flows (tiny models load on CUDA there) and the demo, logs in $OUT.
 #   run(command="bash scripts/gpu-check-integration.sh", carry=[".device"], timeout_s=600)
-# peft and accelerate (pure Python) must be importable there: if they are not, they are
-# installed from the carried wheels in .device/wheels (scripts/fetch-device-wheels.sh), e.g.
-#   python3 -m pip download --no-deps --only-binary=:all: -d .device/wheels peft accelerate
+# peft and accelerate must be importable there: if they are not, they are installed from the
+# carried wheels in .device/wheels, fetched on a machine with PyPI with
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --platform manylinux_2_28_x86_64 -d .device/wheels peft accelerate psutil
 set -o pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -16,6 +17,7 @@ export PYTHON="$PY"
 source "$ROOT/scripts/gpu-env.sh" 2>&1 | tee "$OUT/setup.txt"
 export PYTHONPATH="$ROOT/src:$ROOT/packages/bnb-kernels/src:$ROOT/packages/bnb-quant/src:$ROOT/packages/bnb-nn/src:$ROOT/packages/bnb-optim/src:$ROOT/packages/bnb-diagnostics/src:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 if ! "$PY" -c "import peft, accelerate" 2>/dev/null && [ -d "$ROOT/.device/wheels" ]; then
+  "$PY" -c "import psutil" 2>/dev/null || "$PY" -m pip install --quiet --no-index --find-links "$ROOT/.device/wheels" psutil 2>&1 | tail -3
   "$PY" -m pip install --quiet --no-index --find-links "$ROOT/.device/wheels" --no-deps peft accelerate 2>&1 | tail -3
 fi
 "$PY" -c "import transformers, peft, accelerate; print('transformers', transformers.__version__, '| peft', peft.__version__, '| accelerate', accelerate.__version__)" 2>&1 | tee -a "$OUT/setup.txt"
