@@ -269,26 +269,10 @@ def check_errors(device: str) -> list[str]:
 # Kernel variants (see backends/triton/quant.py): every case runs each of them.
 VARIANTS_8BIT = ("grid", "tree")
 VARIANTS_4BIT = ("rows", "tiles")
-# Launch shapes that scripts/gpu-check-quant.sh times (the GPU tests check each at full size).
-ROWS_SHAPES = (
-    {},
-    {"num_warps": 4, "per_thread": 64, "pair": False},
-    {"num_warps": 8, "per_thread": 64, "pair": False},
-    {"num_warps": 2, "per_thread": 64, "pair": False},
-    {"num_warps": 4, "per_thread": 32, "pair": False},
-    {"num_warps": 4, "per_thread": 64, "pair": True},
-    {"num_warps": 8, "per_thread": 64, "pair": True},
-)
-GRID_SHAPES = (
-    {},
-    {"num_warps": 4, "per_thread": 64, "pair": True, "stream": True},
-    {"num_warps": 4, "per_thread": 64, "pair": True, "stream": False},
-    {"num_warps": 4, "per_thread": 64, "pair": False, "stream": True},
-    {"num_warps": 4, "per_thread": 64, "pair": False, "stream": False},
-    {"num_warps": 8, "per_thread": 64, "pair": True, "stream": True},
-    {"num_warps": 2, "per_thread": 64, "pair": True, "stream": True},
-    {"num_warps": 4, "per_thread": 32, "pair": True, "stream": True},
-)
+# Launch shapes the GPU tests check at the anchor sizes besides the defaults (the other shapes
+# scripts/gpu-bench-quant.py times are checked there, bit for bit, on the timed outputs).
+ROWS_SHAPES = ({}, {"pair": True, "num_warps": 8}, {"pair": False, "per_thread": 32})
+GRID_SHAPES = ({}, {"pair": False, "stream": False}, {"num_warps": 8, "per_thread": 32})
 
 
 def run_8bit(
@@ -436,7 +420,7 @@ def test_gpu_8bit_full_size() -> None:
     seed = int.from_bytes(os.urandom(4), "little")
     sizes = [4096 * 4096 + 1000, 255, 1_000_003]
     fails = run_8bit("cuda", sizes, (None,), seed, ({}, {"num_warps": 8, "pair": False}, {"per_thread": 32}))
-    # The anchor case with every launch shape scripts/gpu-check-quant.sh times.
+    # The anchor case, several launch shapes.
     fails += check_8bit("cuda", 64 * 2**20, torch.float32, 256, _dynamic_code(), None, "tree")
     for knobs in GRID_SHAPES:
         fails += check_8bit("cuda", 64 * 2**20, torch.float32, 256, _dynamic_code(), None, "grid", knobs)
@@ -448,7 +432,7 @@ def test_gpu_4bit_full_size() -> None:
     seed = int.from_bytes(os.urandom(4), "little")
     sizes = [4096 * 4096 + 2, 3, 1_000_001, 5 * 4096 + 7]
     fails = run_4bit("cuda", sizes, (None,), seed, ({}, {"num_warps": 8, "pair": True}, {"per_thread": 32}))
-    # The anchor case with every variant and launch shape scripts/gpu-check-quant.sh times.
+    # The anchor case, every variant, several launch shapes.
     for quant_type in ("nf4", "fp4"):
         for lut in (True, False):
             fails += check_4bit("cuda", 8192 * 8192, torch.bfloat16, 64, quant_type, torch.uint8, None, lut, "tiles")
