@@ -16,6 +16,21 @@ export PYTHON="$PY"
 # shellcheck source=scripts/gpu-env.sh
 source "$ROOT/scripts/gpu-env.sh" 2>&1 | tee "$OUT/setup.txt"
 export PYTHONPATH="$ROOT/src:$ROOT/packages/bnb-kernels/src:$ROOT/packages/bnb-quant/src:$ROOT/packages/bnb-nn/src:$ROOT/packages/bnb-optim/src:$ROOT/packages/bnb-diagnostics/src:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+# accelerate (and transformers, partly) read the bitsandbytes version from installed metadata:
+# give the source trees minimal dist-info records, as an install would.
+"$PY" - "$ROOT" <<'PYEOF'
+import pathlib, sys, tomllib
+root = pathlib.Path(sys.argv[1])
+meta = root / "build" / "dist-info"
+for pyproject in [root / "pyproject.toml", *sorted(root.glob("packages/*/pyproject.toml"))]:
+    project = tomllib.loads(pyproject.read_text())["project"]
+    info = meta / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    lines = ["Metadata-Version: 2.1", f"Name: {project['name']}", f"Version: {project['version']}"]
+    lines += [f"Requires-Dist: {d}" for d in project.get("dependencies", [])]
+    (info / "METADATA").write_text("\n".join(lines) + "\n")
+PYEOF
+export PYTHONPATH="$ROOT/build/dist-info:$PYTHONPATH"
 if ! "$PY" -c "import peft, accelerate" 2>/dev/null && [ -d "$ROOT/.device/wheels" ]; then
   "$PY" -c "import psutil" 2>/dev/null || "$PY" -m pip install --quiet --no-index --find-links "$ROOT/.device/wheels" psutil 2>&1 | tail -3
   "$PY" -m pip install --quiet --no-index --find-links "$ROOT/.device/wheels" --no-deps peft accelerate 2>&1 | tail -3
