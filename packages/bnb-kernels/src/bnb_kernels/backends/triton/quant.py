@@ -1003,9 +1003,7 @@ def quantize_4bit(
             f"use quant_storage=torch.uint8 or a size whose packed bytes divide by {quant_storage.itemsize}"
         )
     blocks = num_blocks(n, blocksize)
-    # Padded to whole int32 words: the "rows" kernel stores 8 codes at a time.
-    buf = torch.empty((nbytes + 3) // 4 * 4, dtype=torch.uint8, device=A.device)
-    packed = buf[:nbytes]
+    packed = torch.empty(nbytes, dtype=torch.uint8, device=A.device)
     absmax = torch.empty(blocks, dtype=torch.float32, device=A.device)
     if n:
         cfg = TUNING["quantize_4bit"]
@@ -1013,13 +1011,15 @@ def quantize_4bit(
         rows_table = _rows4_table(quant_type, A.device) if which == "rows" and bins is not None else None
         flat = A.contiguous().view(-1)
         if rows_table is not None:
+            # Full tiles store 8 codes per int32 word and end at or before word n // 8.
+            words = packed[: nbytes // 4 * 4].view(torch.int32)
             warps = num_warps or cfg["rows_warps"]
             r, g, w, h = _rows_shape(
                 blocksize, 8, per_thread or cfg["rows_per_thread"], warps, cfg["pair"] if pair is None else pair
             )
             with device_guard(A.device):
                 _quantize_4bit_rows_kernel[(triton.cdiv(blocks, r),)](
-                    flat, rows_table, bins, packed, buf.view(torch.int32), absmax, n, blocks, BS=blocksize, R=r, G=g,
+                    flat, rows_table, bins, packed, words, absmax, n, blocks, BS=blocksize, R=r, G=g,
                     W=w, H=h, PTR_BITS=_ptr_bits_ok(), ADDEND=ROWS4_ADDEND, CLAMP=ROWS4_CLAMP, L_SCALE=LUT_SCALE, L_ADDEND=_lut_addend(),
                     L_SIZE=LUT_SIZE, EXACT_BF16=interpreting(), num_warps=warps,
                 )  # fmt: skip
