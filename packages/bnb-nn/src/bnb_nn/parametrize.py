@@ -87,8 +87,13 @@ def _disable_cache(module: torch.nn.Module, inputs: tuple[Any, ...], output: Any
 
 
 def _register_hooks(module: torch.nn.Module, param_name: str) -> None:
+    hook = partial(_state_dict_post_hook, param_name=param_name)
     if hasattr(module, "register_state_dict_post_hook"):
-        module.register_state_dict_post_hook(partial(_state_dict_post_hook, param_name=param_name))
+        module.register_state_dict_post_hook(hook)
+    else:
+        # torch < 2.5 has only the private form; same hook signature, and returning None keeps
+        # the state dict being written.
+        module._register_state_dict_hook(hook)
     # Dequantize once per forward even when the parameter is read several times.
     module.register_forward_pre_hook(_enable_cache)
     module.register_forward_hook(_disable_cache)
