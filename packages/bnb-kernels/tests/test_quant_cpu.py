@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ctypes
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from safetensors.torch import load_file
 
 from bnb_kernels import _native, selected_backend
 from bnb_kernels.backends.reference import quant as ref
@@ -31,10 +33,27 @@ SIMD_PATHS = ("scalar", "avx2", "avx512")
 HYP = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _dynamic_map() -> torch.Tensor:
-    from bnb_quant.codebooks import create_dynamic_map
+FIXTURE_DIR = Path(__file__).resolve().parents[3] / "fixtures" / "upstream-0.50.2"
 
-    return create_dynamic_map()
+
+def _dynamic_map() -> torch.Tensor:
+    """The release's default 8-bit code, from its fixtures (bnb-quant's tests check that its
+    create_dynamic_map() equals it), so these tests need bnb-kernels only."""
+    return load_file(FIXTURE_DIR / "blockwise8_float32_bs64.safetensors")["code"]
+
+
+def _linear_map() -> torch.Tensor:
+    """255 evenly spaced values in [-1, 1] with a second zero in the middle (a repeated value)."""
+    values = torch.linspace(-1.0, 1.0, 255)
+    return torch.cat((values[:127], torch.zeros(1), values[127:]))
+
+
+def _e4m3_map() -> torch.Tensor:
+    """Every float8 e4m3 value scaled to [-1, 1], its two NaNs as zeros: a sorted code dense
+    near zero with four zeros."""
+    values = torch.arange(256, dtype=torch.uint8).view(torch.float8_e4m3fn).float()
+    values = torch.where(values.isnan(), torch.zeros(()), values)
+    return (values / values.max()).sort().values
 
 
 def same(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -322,8 +341,6 @@ def test_grid_lut_matches_thresholds() -> None:
 def test_large_inputs_take_the_search_table_path(dtype: torch.dtype) -> None:
     """From 65536 values on, the AVX-512 8-bit kernel searches a 16-bit table built from the
     grid table (sorted codebooks) instead of looking codes up; unsorted ones keep the lookups."""
-    from bnb_quant.codebooks import create_fp8_map, create_linear_map
-
     g = torch.Generator().manual_seed(5)
     x = torch.randn(70001, generator=g) * 3
     x[5] = float("nan")
@@ -332,7 +349,7 @@ def test_large_inputs_take_the_search_table_path(dtype: torch.dtype) -> None:
     x[1000:1010] = 1e-42  # a block whose absmax is denormal in float32
     x = x.to(dtype)
     shuffled = _dynamic_map()[torch.randperm(256, generator=g)]
-    for code in (_dynamic_map(), create_linear_map(), create_fp8_map(), shuffled):
+    for code in (_dynamic_map(), _linear_map(), _e4m3_map(), shuffled):
         ref_codes, ref_absmax = ref.quantize_blockwise(x, code, 256)
         for simd in ("avx512",) if code is not shuffled else SIMD_PATHS:
             codes, absmax = cpu.quantize_blockwise_impl(x, code, 256, simd=simd)

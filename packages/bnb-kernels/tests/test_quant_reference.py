@@ -24,6 +24,20 @@ def _blocksize(name: str) -> int:
     return int(name.rsplit("_bs", 1)[1])
 
 
+def _dynamic_map() -> torch.Tensor:
+    """The release's default 8-bit code (its dynamic map), as stored in its fixtures; built
+    here from the fixtures, so these tests need bnb-kernels only (bnb-quant's tests check
+    that its create_dynamic_map() equals it)."""
+    return load_file(FIXTURE_DIR / f"{BLOCKWISE[0]}.safetensors")["code"]
+
+
+def _linear_map() -> torch.Tensor:
+    """255 evenly spaced values in [-1, 1] with a second zero in the middle: a sorted code
+    with a repeated value."""
+    values = torch.linspace(-1.0, 1.0, 255)
+    return torch.cat((values[:127], torch.zeros(1), values[127:]))
+
+
 def test_fixture_lists_are_complete() -> None:
     assert len(BLOCKWISE) == 9 and len(FOURBIT) == 12
 
@@ -69,11 +83,12 @@ def test_quant4_fixture(name: str, path: str) -> None:
     assert torch.equal(out.reshape(d["dequantized"].shape), d["dequantized"])
 
 
-def test_dynamic_map_equals_the_fixture_code() -> None:
-    from bnb_quant.codebooks import create_dynamic_map
-
-    d = load_file(FIXTURE_DIR / f"{BLOCKWISE[0]}.safetensors")
-    assert torch.equal(create_dynamic_map(), d["code"])
+def test_every_blockwise_fixture_uses_the_same_dynamic_map() -> None:
+    code = _dynamic_map()
+    assert code.shape == (256,) and code.dtype == torch.float32
+    assert bool((code.diff() >= 0).all()) and code.abs().max() == 1
+    for name in BLOCKWISE:
+        assert torch.equal(load_file(FIXTURE_DIR / f"{name}.safetensors")["code"], code)
 
 
 # --------------------------------------------------------------------------------------
@@ -82,12 +97,10 @@ def test_dynamic_map_equals_the_fixture_code() -> None:
 
 
 def test_8bit_rule_is_nearest_code_to_the_16bit_grid_point() -> None:
-    from bnb_quant.codebooks import create_dynamic_map, create_linear_map
-
     g = torch.Generator().manual_seed(0)
     s = torch.cat((torch.rand(20000, generator=g) * 2 - 1, torch.randn(20000, generator=g) * 0.01)).clamp(-1, 1)
     s = s[s.abs() > 1e-6]  # away from zero, (s + 1) * 32767.5 is exact in float64
-    for code in (create_dynamic_map(), create_linear_map()):
+    for code in (_dynamic_map(), _linear_map()):
         grid = torch.floor((s.double() + 1) * 32767.5 + 0.5).clamp(0, 65535) / 32767.5 - 1
         cd = code.double()
         sorted_values, order = cd.sort(stable=True)
@@ -97,9 +110,7 @@ def test_8bit_rule_is_nearest_code_to_the_16bit_grid_point() -> None:
 
 
 def test_8bit_rule_near_zero_and_non_finite() -> None:
-    from bnb_quant.codebooks import create_dynamic_map
-
-    code = create_dynamic_map()
+    code = _dynamic_map()
     s = torch.tensor([0.0, -0.0, 1e-30, -1e-30, 1.5e-5, -1.5e-5, 3.1e-5, -3.1e-5, 1.0, -1.0, 1.0000001, float("nan")])
     got = ref.search_codebook(s, code).tolist()
     assert got == [131, 131, 131, 123, 131, 123, 132, 122, 255, 0, 255, 0]
@@ -133,17 +144,15 @@ def test_fp4_zero_bucket_and_nan() -> None:
 
 
 def test_non_finite_blocks() -> None:
-    from bnb_quant.codebooks import create_dynamic_map
-
     x = torch.randn(4, 64)
     x[1, 5] = float("nan")
     x[2] = 0.0
     x[3, 7] = float("inf")
-    codes, absmax = ref.quantize_blockwise(x, create_dynamic_map(), 64)
+    codes, absmax = ref.quantize_blockwise(x, _dynamic_map(), 64)
     assert absmax[1].isnan() and absmax[2] == 0 and absmax[3].isinf() and absmax[0].isfinite()
-    out = ref.dequantize_blockwise(codes, absmax, create_dynamic_map(), 64, torch.float32)
+    out = ref.dequantize_blockwise(codes, absmax, _dynamic_map(), 64, torch.float32)
     assert out[1].isnan().all() and (out[2] == 0).all() and not out[3].isfinite().all()
-    assert out[0].isfinite().all() and torch.equal(codes[0], ref.quantize_blockwise(x[0], create_dynamic_map(), 64)[0])
+    assert out[0].isfinite().all() and torch.equal(codes[0], ref.quantize_blockwise(x[0], _dynamic_map(), 64)[0])
     packed, absmax4 = ref.quantize_4bit(x, 64, "nf4", torch.uint8)
     out4 = ref.dequantize_4bit(packed, absmax4, 64, "nf4", [4, 64], torch.float32)
     assert out4[1].isnan().all() and (out4[2] == 0).all() and out4[0].isfinite().all()
