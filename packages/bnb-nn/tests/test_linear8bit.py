@@ -88,6 +88,25 @@ def test_copies_keep_the_quantized_weight(upstream_fixtures) -> None:
     assert isinstance(q, Int8Params) and q.CB is not None and torch.equal(q.data, p.data) and torch.equal(q.SCB, p.SCB)
 
 
+def test_int8_params_accept_only_one_float32_scale_per_row() -> None:
+    # transformers builds Int8Params(int8 weight, SCB=...) straight from a checkpoint.
+    CB = torch.randint(-127, 128, (6, 10), dtype=torch.int8)
+    p = Int8Params(CB, requires_grad=False, SCB=torch.rand(6) + 0.5)
+    assert p.SCB is not None and p.SCB.shape == (6,)
+    bad = {
+        "rows": torch.rand(5),
+        "dtype": torch.rand(6, dtype=torch.float16),
+        "2-d": torch.rand(6, 1),
+    }
+    for SCB in bad.values():
+        with pytest.raises(ValueError, match=r"SCB must be float32 of shape \[6\].*\[6, 10\]"):
+            Int8Params(CB, requires_grad=False, SCB=SCB)
+    with pytest.raises(ValueError, match="2-d"):
+        Int8Params(CB.reshape(60), requires_grad=False, SCB=torch.rand(60))
+    with pytest.raises(TypeError, match="SCB must be a tensor"):
+        Int8Params(CB, requires_grad=False, SCB=[1.0] * 6)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("threshold", [0.0, 6.0])

@@ -46,6 +46,8 @@ class Int8Params(torch.nn.Parameter):
             data = torch.empty(0)
         if not isinstance(data, torch.Tensor):
             raise TypeError(f"data must be a tensor, got {type(data).__name__}")
+        if data.dtype == torch.int8 and SCB is not None:
+            _check_scales(data, SCB)
         obj = torch.Tensor._make_subclass(cls, data, requires_grad)
         obj.CB = CB
         obj.SCB = SCB
@@ -103,6 +105,20 @@ class Int8Params(torch.nn.Parameter):
             if self.SCB is not None and self.SCB.device.type != "meta":
                 new.SCB = self.SCB.to(device) if device is not None else self.SCB
         return new
+
+
+def _check_scales(weight: torch.Tensor, SCB: Any) -> None:
+    """An int8 weight [out, in] comes with float32 SCB [out]: one scale per output row."""
+    if not isinstance(SCB, torch.Tensor):
+        raise TypeError(f"Int8Params: SCB must be a tensor, got {type(SCB).__name__}")
+    if weight.dim() != 2:
+        raise ValueError(f"Int8Params: an int8 weight with SCB must be 2-d [out, in], got shape {list(weight.shape)}")
+    rows = weight.shape[0]
+    if SCB.dtype != torch.float32 or tuple(SCB.shape) != (rows,):
+        raise ValueError(
+            f"Int8Params: SCB must be float32 of shape [{rows}] (one scale per output row of the int8 weight of "
+            f"shape {list(weight.shape)}), got {SCB.dtype} of shape {list(SCB.shape)}"
+        )
 
 
 def _rebuild_int8_params(
