@@ -14,7 +14,7 @@ set +e
 PY="${PYTHON:-python3}"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format=csv,noheader | tee "$OUT/gpu.txt"
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
-  timeout "${TEST_TIMEOUT:-150}" "$PY" -m pytest -m gpu -q -p no:cacheprovider 2>&1 | tail -30 > "$OUT/gpu-tests.log"
+  timeout -s INT "${TEST_TIMEOUT:-150}" "$PY" -m pytest -m gpu -q -rfE -p no:cacheprovider ${GPU_TEST_PATHS:-} > "$OUT/gpu-tests.log" 2>&1
   tail -12 "$OUT/gpu-tests.log"
 fi
 if [ -f .device/bench/anchor_gpu.py ]; then
