@@ -11,9 +11,9 @@ import shutil
 
 import pytest
 import torch
-from _flows import DEVICE_MAP, transformers_log
+from _flows import DEVICE_MAP, importorskip_transformers, transformers_log
 
-transformers = pytest.importorskip("transformers")
+transformers = importorskip_transformers()
 bnb = pytest.importorskip("bitsandbytes")
 from safetensors.torch import load_file, save_file  # noqa: E402
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig  # noqa: E402

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _flows import DEVICE, DEVICE_MAP
+from _flows import DEVICE, DEVICE_MAP, importorskip_transformers
 
-transformers = pytest.importorskip("transformers")
+transformers = importorskip_transformers()
 bnb = pytest.importorskip("bitsandbytes")
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig  # noqa: E402
 

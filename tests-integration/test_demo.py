@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from _flows import importorskip_transformers
 
-pytest.importorskip("transformers")
+importorskip_transformers()
 pytest.importorskip("peft")
 
 DEMO = Path(__file__).resolve().parents[1] / "scripts" / "demo.py"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _flows import importorskip_transformers
 
 import bitsandbytes as bnb
 
@@ -102,7 +103,7 @@ def test_versions_agree_and_satisfy_the_integrations():
         "accelerate 8-bit": "0.37.2",
         "bnb 0.45 API (int8_vectorwise_*)": "0.45.0",
     }
-    transformers = pytest.importorskip("transformers")
+    transformers = importorskip_transformers()
     from transformers.utils import import_utils
 
     minimums["transformers"] = import_utils.BITSANDBYTES_MIN_VERSION
@@ -112,7 +113,7 @@ def test_versions_agree_and_satisfy_the_integrations():
 
 
 def test_integrations_accept_the_namespace():
-    pytest.importorskip("transformers")
+    importorskip_transformers()
     accelerate_imports = pytest.importorskip("accelerate.utils.imports")
     peft_imports = pytest.importorskip("peft.import_utils")
     from transformers.integrations.bitsandbytes import validate_bnb_backend_availability

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _flows import DEVICE_MAP, named_modules_of, rel_err
+from _flows import DEVICE_MAP, importorskip_transformers, named_modules_of, rel_err
 
-transformers = pytest.importorskip("transformers")
+transformers = importorskip_transformers()
 pytest.importorskip("accelerate")
 bnb = pytest.importorskip("bitsandbytes")
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig  # noqa: E402
