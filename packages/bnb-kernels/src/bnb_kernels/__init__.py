@@ -4,10 +4,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import backends, compat, ops  # noqa: E402  (defines the ops, then registers implementations)
-from ._native import cpu_features, native_status  # noqa: E402
-from ._registry import backends as backend_table  # noqa: E402
-from ._registry import implementations, selected_backend  # noqa: E402
+from . import backends, compat, ops  # defines the ops, then registers implementations
+from ._native import cpu_features, native_status
+from ._registry import backends as backend_table
+from ._registry import implementations, selected_backend
 
 __all__ = [
     "__version__",
