@@ -81,7 +81,10 @@ def check_all(device: str, shapes_quant, shapes_mm, dtypes) -> list[str]:
                 got = T.int8_linear_fused(x, CB, SCB, bias, t)
                 exp = ref.int8_linear_fused(x.cpu(), CB.cpu(), SCB.cpu(), bias.cpu(), t)
                 dense = x.cpu().float() @ W.cpu().t() + bias.cpu().float()
-                tol = 2e-3 if M > T.SMALL_M else 2e-2  # small M skips the activation quantization
+                # small M skips the activation quantization; with outliers the fp16/bf16 outlier
+                # product is rounded to the activation dtype in the reference but not in the fused
+                # epilogue, so bf16 (unit roundoff 3.9e-3) differs by up to about one rounding
+                tol = (5e-3 if dt == torch.bfloat16 and t > 0 else 2e-3) if M > T.SMALL_M else 2e-2
                 if got.shape != exp.shape or _rel(got.cpu(), exp) > tol or _rel(got.cpu(), dense) > 3e-2:
                     fails.append(f"fused {M}x{N}x{K} {dt} t={t}: {_rel(got.cpu(), exp)} {_rel(got.cpu(), dense)}")
                 if M > T.SMALL_M:  # the weight-only kernel with row tiles (raced against the int8 path)
@@ -93,8 +96,9 @@ def check_all(device: str, shapes_quant, shapes_mm, dtypes) -> list[str]:
                     CA, SCA, cols = ref.row_quant(x.cpu(), t)
                     got, subA = T.int8_mixed_scaled_mm(x, CA.to(device), CB, SCA.to(device), SCB, cols.to(device), bias)
                     exp, subA2 = ref.int8_mixed_scaled_mm(x.cpu(), CA, CB.cpu(), SCA, SCB.cpu(), cols, bias.cpu())
-                    if _rel(got.cpu(), exp) > 2e-3 or not torch.equal(subA.cpu(), subA2):
-                        fails.append(f"mixed {M}x{N}x{K} {dt}")
+                    mixed_tol = 5e-3 if dt == torch.bfloat16 else 2e-3
+                    if _rel(got.cpu(), exp) > mixed_tol or not torch.equal(subA.cpu(), subA2):
+                        fails.append(f"mixed {M}x{N}x{K} {dt}: {_rel(got.cpu(), exp)}")
     return fails
 
 

@@ -502,7 +502,7 @@ def candidates(M: int, dtype: torch.dtype) -> list[tuple]:
             ("dot", 16, 16, 512, 4, 3),
             ("dot", 16, 32, 256, 4, 3),
             ("dot", 16, 32, 512, 4, 3),
-            ("dot", 64, 64, 256, 4, 3),
+            ("dot", 64, 64, 128, 4, 3),
             ("dequant",),
         ]
     if M <= 16:
@@ -512,8 +512,8 @@ def candidates(M: int, dtype: torch.dtype) -> list[tuple]:
             ("dot", 16, 32, 256, 4, 3),
             ("dot", 16, 64, 256, 4, 3),
             ("dot", 16, 64, 256, 4, 3, 2),
-            ("dot", 64, 64, 256, 4, 3),
             ("dot", 64, 64, 128, 4, 3),
+            ("dot", 64, 32, 128, 4, 3),
             ("dequant",),
         ]
     if M <= 64:

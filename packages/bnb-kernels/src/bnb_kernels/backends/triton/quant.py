@@ -85,8 +85,10 @@ TUNING = {
         "addr32": True,
         "grid_warps": 4,
         "grid_per_thread": 64,
-        "grid_stream": True,
-        "pair": True,
+        # H100 run 2026-11-25 (scripts/gpu-check-quant.sh): nopair nostream 2428 GB/s,
+        # nopair stream 2399, pair nostream 2298, pair stream 2182.
+        "grid_stream": False,
+        "pair": False,
     },
     "dequantize_blockwise": {"tile": 4096, "num_warps": 4},
     "quantize_4bit": {
@@ -97,7 +99,8 @@ TUNING = {
         "addr32": True,
         "rows_warps": 4,
         "rows_per_thread": 64,
-        "pair": False,
+        # H100 run 2026-11-25: rows w4 pair 2284 GB/s, w4 pt32 2253, w4 pt64 2132, tiles 1798.
+        "pair": True,
     },
     "dequantize_4bit": {"tile": 4096, "num_warps": 4},
 }
