@@ -256,10 +256,18 @@ class Linear8bitLt(nn.Linear):
         self.state.reset_grads()
 
     def init_8bit_state(self) -> None:
-        self.state.CB = self.weight.CB
-        self.state.SCB = self.weight.SCB
-        self.weight.CB = None
-        self.weight.SCB = None
+        weight = self.weight
+        CB, SCB = weight.CB, weight.SCB
+        # Module._apply (.cuda(), .to() of a parent) moves weight.data but leaves the
+        # attributes where they were: the moved int8 data are the codes, SCB follows them.
+        if CB is not None and CB.device != weight.device and weight.dtype == torch.int8:
+            CB = weight.data
+        if SCB is not None and SCB.device != weight.device:
+            SCB = SCB.to(weight.device)
+        self.state.CB = CB
+        self.state.SCB = SCB
+        weight.CB = None
+        weight.SCB = None
 
     def to(self, *args: Any, **kwargs: Any) -> Linear8bitLt:
         result = super().to(*args, **kwargs)
@@ -286,6 +294,11 @@ class Linear8bitLt(nn.Linear):
         CB = state.CB
         if x.shape[-1] != self.in_features:
             raise ValueError(f"input has {x.shape[-1]} features in its last dimension, expected {self.in_features}")
+        if CB is not None and CB.device != x.device and weight.device == x.device and weight.dtype == torch.int8:
+            # moved by Module._apply after the state was built: the int8 data are the codes
+            CB = state.CB = weight.data
+            if state.SCB is not None:
+                state.SCB = state.SCB.to(x.device)
         if CB is not None and CB.device != x.device:
             raise ValueError(
                 f"the int8 weight is on {CB.device} but the input is on {x.device}; call module.to({str(x.device)!r})"

@@ -24,6 +24,19 @@ __all__ = [
 QUANT_TYPES = ("nf4", "fp4")
 NESTED_BLOCKSIZE = 256
 
+_FOURBIT_CODES: dict[tuple[str, torch.device], torch.Tensor] = {}
+
+
+def _fourbit_code(quant_type: str, device: torch.device) -> torch.Tensor:
+    """The 16-value codebook on ``device``; a host-to-device copy per call would make every
+    quantize_4bit wait for the GPU, so the device copy is cached and each state gets a clone
+    (states must not share storage: safetensors refuses shared tensors)."""
+    key = (quant_type, device)
+    code = _FOURBIT_CODES.get(key)
+    if code is None:
+        code = _FOURBIT_CODES[key] = get_4bit_type(quant_type, device=device)
+    return code.clone()
+
 
 def quantize_4bit(
     A: torch.Tensor,
@@ -54,7 +67,7 @@ def quantize_4bit(
     _checks.same_device(A=A, absmax=absmax, out=out)
 
     packed, _absmax = torch.ops.bitsandbytes.quantize_4bit(A.contiguous(), blocksize, quant_type, quant_storage)
-    code = get_4bit_type(quant_type, device=A.device)
+    code = _fourbit_code(quant_type, A.device)
     if compress_statistics:
         offset = _absmax.mean()
         qabsmax, state2 = quantize_blockwise(_absmax - offset, blocksize=NESTED_BLOCKSIZE)
