@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole GPU check in one device call (the lead's acceptance run):
 #   1. every GPU test (pytest -m gpu) of every package,
-#   2. ../shared/bench/anchor_gpu.py on this project's `bitsandbytes` (carried in .device/bench),
+#   2. ../shared/bench/anchor_gpu.py on this project's `bitsandbytes`. ../shared does not travel to
+#      the device: first `mkdir -p .device/bench && cp ../shared/bench/anchor_gpu.py .device/bench/`
+#      (git-ignored) and pass `carry: [".device"]`; without it this part is skipped,
 #   3. the Triton quantize variants (scripts/gpu-check-quant.sh).
 # Logs land under $OUT. Time limits per part come from the environment.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
