@@ -24,6 +24,7 @@ from ..._registry import register
 from ...codebooks import codebook_table, fourbit_search_table, fourbit_table
 from ...ops.quant import FLOAT_DTYPES, QUANT_STORAGE_DTYPES, num_blocks
 from ..reference import quant as reference
+from ._alloc import empty_output
 
 __all__ = [
     "SIMD_ENV",
@@ -188,7 +189,7 @@ def dequantize_blockwise_impl(
     _check_float_dtype("dtype", dtype)
     if not _check_dequantize_blockwise(A, absmax, code, blocksize):
         return reference.dequantize_blockwise(A, absmax, code, blocksize, dtype)
-    out = torch.empty(A.shape, dtype=dtype)
+    out = empty_output(A.shape, dtype)
     _dequantize_blockwise_into(A, absmax, code, blocksize, out, simd)
     return out
 
@@ -322,7 +323,7 @@ def dequantize_4bit_impl(
     n, packed, absmax32 = _check_dequantize_4bit(A, absmax, blocksize, quant_type, shape)
     if not _native_blocksize(blocksize):
         return reference.dequantize_4bit(A, absmax, blocksize, quant_type, shape, dtype)
-    out = torch.empty(tuple(shape), dtype=dtype)
+    out = empty_output(tuple(shape), dtype)
     _dequantize_4bit_into(packed, absmax32, n, blocksize, quant_type, out, simd)
     return out
 
