@@ -102,6 +102,62 @@ def check_all(device: str, shapes_quant, shapes_mm, dtypes) -> list[str]:
     return fails
 
 
+def check_direct_launch() -> list[str]:
+    """The per-shape plans of the module path (``prepare_int8_linear``), launched directly
+    from their flat argument tuples, against the reference: under the interpreter the direct
+    launch is emulated by handing the tuple back to the kernel, which checks that every
+    path builds its arguments in signature order."""
+    from bnb_kernels.backends.reference import int8 as ref
+    from bnb_kernels.backends.triton import int8 as T
+
+    launched: list[object] = []
+
+    def fake_direct(ck, grid, stream, args):
+        launched.append(ck)
+        ck[grid](*args)
+
+    def slow(self, args):
+        self.kernel[self.grid](*args, **self.kw)
+        if self.ck is None:
+            self.ck = self.kernel
+            self.consts = tuple(self.kw[n] for n in self.kernel.arg_names[len(args) :])
+
+    T._Step.slow = slow
+    T.direct_launch = fake_direct
+    T._DIRECT = True
+    T._DIRECT_DEVICES = ("cuda", "cpu")
+    T._stream_of = lambda index: 0
+    fails: list[str] = []
+    N, K = 24, 40
+    _W, CB, SCB = _weight(N, K, "cpu", 3)
+    for M, t, kind in (
+        (1, 0.0, "gemv"),
+        (5, 6.0, "w8a16"),
+        (20, 0.0, "int8"),
+        (20, 6.0, "int8"),
+        (18, 6.0, "w8a16big"),
+    ):
+        for dt in (torch.float16, torch.float32):
+            if kind == "w8a16big":
+                if dt == torch.float32:
+                    continue  # float32 always takes the int8 path from 17 rows on
+                T._MID[(T._mbucket(M), N, K, dt, True, True)] = True
+            run = T.prepare_int8_linear(CB, SCB)
+            bias = torch.randn(N, dtype=dt)
+            n0 = len(launched)
+            for seed in range(3):
+                x = _activations(M, K, dt, "cpu", seed, outliers=t > 0)
+                got = run(x, bias, t)
+                exp = ref.int8_linear_fused(x, CB, SCB, bias, t)
+                tol = 2e-3 if kind == "int8" else 2e-2
+                if got.shape != exp.shape or _rel(got, exp) > tol:
+                    fails.append(f"direct {kind} M={M} t={t} {dt} call {seed}: {_rel(got, exp)}")
+            plan = next(iter(run.plans.values()))
+            if plan.kind != kind or not plan.fast or len(launched) == n0:
+                fails.append(f"direct {kind} M={M} t={t} {dt}: plan {plan.kind} fast={plan.fast}")
+    return fails
+
+
 def _interpreter_main() -> int:
     # The interpreter's bf16 tl.dot is broken: bf16 is checked on the quantization kernel only.
     fails = check_all(
@@ -110,6 +166,7 @@ def _interpreter_main() -> int:
         shapes_mm=[(1, 24, 40), (5, 24, 40), (20, 33, 70), (17, 16, 64)],
         dtypes=(torch.float16, torch.float32),
     )
+    fails += check_direct_launch()
     for f in fails:
         print("FAIL", f)
     return 1 if fails else 0

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bnb_kernels.ops.int8 import prepare_int8_linear
 from bnb_quant.int8 import int8_vectorwise_quant
 
 from .autograd_8bit import MatmulLtState, _forward, matmul
@@ -280,6 +281,30 @@ class Linear8bitLt(nn.Linear):
         return result
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Inference hot path: the runner bound to this layer's int8 weight (kept from an
+        # earlier call while the state still holds the same CB/SCB), plain dict lookups only.
+        d = self.__dict__
+        fast = d.get("_bnb_int8_fast")
+        if fast is not None and isinstance(x, torch.Tensor) and not torch.compiler.is_compiling():
+            run, cb, scb, index, K = fast
+            state = d["state"]
+            params = self._parameters
+            bias = params.get("bias")
+            if (
+                state.CB is cb
+                and state.SCB is scb
+                and x.get_device() == index
+                and x.dtype in _FLOAT
+                and x.shape[-1] == K
+                and params["weight"].__dict__.get("CB") is None
+                and not (torch.is_grad_enabled() and (x.requires_grad or (bias is not None and bias.requires_grad)))
+            ):
+                if bias is not None and bias.dtype != x.dtype:
+                    bias.data = bias.data.to(x.dtype)
+                return run(x, bias, state.threshold)
+        return self._forward_checked(x)
+
+    def _forward_checked(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.dtype not in _FLOAT:
             raise TypeError(f"input must be a float16, bfloat16 or float32 tensor, got {getattr(x, 'dtype', type(x))}")
         # Plain dict lookups on the hot path: Module.__getattr__ and tensor-subclass properties
@@ -312,7 +337,13 @@ class Linear8bitLt(nn.Linear):
             and x.numel() > 0
             and not (torch.is_grad_enabled() and (x.requires_grad or (bias is not None and bias.requires_grad)))
         ):
-            return _forward(x, state, bias)  # inference: nothing else to check or to save
+            # inference: nothing else to check or to save; keep a runner for the next calls
+            if not torch.compiler.is_compiling():
+                scb = state.SCB
+                run = prepare_int8_linear(CB, scb)
+                self.__dict__["_bnb_int8_fast"] = (run, CB, scb, CB.get_device(), CB.shape[1])
+                return run(x, bias, float(state.threshold))
+            return _forward(x, state, bias)
         if weight.dtype == torch.int8 and (CB is None or state.SCB is None):
             raise RuntimeError(
                 "Linear8bitLt holds an int8 weight without its scales (SCB): it was never quantized. Load a state "

@@ -24,11 +24,12 @@ Conventions shared by every backend:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import prod
 
 import torch
 
-from .._registry import define_op
+from .._registry import _select, define_op
 
 # 1 / (127 * 127) as the reference release writes it.
 MM_DEQUANT = 6.200124e-05
@@ -57,6 +58,25 @@ define_op(
     "int8_linear_fused",
     "(Tensor A, Tensor CB, Tensor SCB, Tensor? bias=None, float threshold=0.0) -> Tensor",
 )
+
+
+def prepare_int8_linear(CB: torch.Tensor, SCB: torch.Tensor) -> Callable[..., torch.Tensor]:
+    """Bind an int8 weight once; returns ``run(A, bias=None, threshold=0.0)`` equal to
+    ``int8_linear_fused(A, CB, SCB, bias, threshold)``.
+
+    The backend selected for ``CB``'s device may keep launch state per input shape in it (the
+    Triton backend does), so a module that caches the callable pays only for the launches.
+    """
+    impl = _select("int8_linear_fused", CB.device.type)
+    prepare = getattr(impl.fn, "prepare", None)
+    if prepare is not None:
+        return prepare(CB, SCB)
+    fn = impl.fn
+
+    def run(A: torch.Tensor, bias: torch.Tensor | None = None, threshold: float = 0.0) -> torch.Tensor:
+        return fn(A, CB, SCB, bias, threshold)
+
+    return run
 
 
 def rows_of(A: torch.Tensor) -> int:

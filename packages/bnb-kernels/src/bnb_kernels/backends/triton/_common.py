@@ -23,7 +23,17 @@ except ImportError:  # pragma: no cover - depends on the platform
     tl = None  # type: ignore[assignment]
     HAS_TRITON = False
 
-__all__ = ["HAS_TRITON", "available", "check_device", "device_guard", "interpreting", "tl", "triton"]
+__all__ = [
+    "HAS_TRITON",
+    "available",
+    "check_device",
+    "device_guard",
+    "direct_launch",
+    "direct_launch_supported",
+    "interpreting",
+    "tl",
+    "triton",
+]
 
 
 def interpreting() -> bool:
@@ -55,3 +65,39 @@ def device_guard(device: torch.device) -> Iterator[None]:
             yield
     else:
         yield
+
+
+def direct_launch_supported() -> bool:
+    """Whether :func:`direct_launch` works with this Triton (>= 3.4: the launcher takes every
+    bound argument, constexprs included) and is not switched off (``BNB_TRITON_FAST_LAUNCH=0``)."""
+    if not HAS_TRITON or interpreting() or os.environ.get("BNB_TRITON_FAST_LAUNCH", "1") in ("0", ""):
+        return False
+    try:
+        from triton import knobs  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+_RUNTIME: list = []  # triton.knobs.runtime, looked up once
+
+
+def _runtime():
+    from triton import knobs
+
+    _RUNTIME.append(knobs.runtime)
+    return knobs.runtime
+
+
+def direct_launch(ck, grid: tuple, stream: int, args: tuple) -> None:
+    """Launch the already compiled kernel ``ck`` as ``JITFunction.run`` does after binding,
+    specialization and cache lookup (most of a launch's host time). ``args``: every argument
+    of the kernel in signature order, constexprs included; integers and pointer alignments
+    must be those ``ck`` was compiled for (the caller keeps them fixed)."""
+    rt = _RUNTIME[0] if _RUNTIME else _runtime()
+    g1 = grid[1] if len(grid) > 1 else 1
+    g2 = grid[2] if len(grid) > 2 else 1
+    meta = ck.launch_metadata(grid, stream, *args) if rt.launch_enter_hook is not None else None
+    ck.run(
+        grid[0], g1, g2, stream, ck.function, ck.packed_metadata, meta, rt.launch_enter_hook, rt.launch_exit_hook, *args
+    )

@@ -27,12 +27,13 @@ and kept. The reference-schema ops reuse the same kernels.
 # No `from __future__ import annotations` here: Triton 3.0's interpreter recognizes
 # `tl.constexpr` parameters only when the annotation is the object, not a string.
 import os
+import warnings
 
 import torch
 
 from ..._registry import register
 from ...ops.int8 import INV_127, MM_DEQUANT
-from ._common import HAS_TRITON, available, interpreting, tl, triton
+from ._common import HAS_TRITON, available, direct_launch, direct_launch_supported, interpreting, tl, triton
 
 __all__ = [
     "gemm",
@@ -72,9 +73,7 @@ if HAS_TRITON:
         X,
         CODES,
         ROW_STATS,
-        FLAGS,
-        IDX,
-        COUNT,
+        WS,
         K,
         stride_xm,
         stride_cm,
@@ -83,6 +82,9 @@ if HAS_TRITON:
         BLOCK_K: tl.constexpr,
         ONE_PASS: tl.constexpr,
     ):
+        # WS[0:K] (int32, zeroed by the caller): set to 1 at every column holding an outlier.
+        # Plain stores (idempotent, no atomics, no extra reductions); the compact list of the
+        # flagged columns is built afterwards by _outlier_cols_kernel.
         row = tl.program_id(0).to(tl.int64)
         x_row = X + row * stride_xm
         c_row = CODES + row * stride_cm
@@ -93,8 +95,8 @@ if HAS_TRITON:
             ax = tl.abs(x)
             valid = ax == ax  # not NaN
             if HAS_THRESHOLD:
-                outlier = (ax >= threshold) & mask
                 valid = valid & (ax < threshold)
+                tl.store(WS + offs, tl.full([BLOCK_K], 1, tl.int32), mask=(ax >= threshold) & mask)
             absmax = tl.max(tl.where(valid, ax, 0.0), axis=0)
         else:
             acc = tl.zeros([BLOCK_K], dtype=tl.float32)
@@ -104,6 +106,7 @@ if HAS_TRITON:
                 ok = a == a
                 if HAS_THRESHOLD:
                     ok = ok & (a < threshold)
+                    tl.store(WS + k0 + offs, tl.full([BLOCK_K], 1, tl.int32), mask=(a >= threshold) & m)
                 acc = tl.maximum(acc, tl.where(ok, a, 0.0))
             absmax = tl.max(acc, axis=0)
         tl.store(ROW_STATS + row, absmax)
@@ -113,10 +116,8 @@ if HAS_TRITON:
             keep = valid & (tl.abs(q) < 1.0e30)
             r = (q + _MAGIC) - _MAGIC
             tl.store(c_row + offs, tl.where(keep, r, 0.0).to(tl.int8), mask=mask)
-            if HAS_THRESHOLD:
-                if tl.max(outlier.to(tl.int32), axis=0) > 0:  # most rows have none: skip the atomics
-                    _flag_outlier_columns(FLAGS, IDX, COUNT, offs, outlier)
         else:
+            # second pass over the row: read again (from L2), write the codes
             for k0 in range(0, K, BLOCK_K):
                 m = (k0 + offs) < K
                 xv = tl.load(x_row + k0 + offs, mask=m, other=0.0).to(tl.float32)
@@ -128,20 +129,48 @@ if HAS_TRITON:
                 keep = ok & (tl.abs(q) < 1.0e30)
                 r = (q + _MAGIC) - _MAGIC
                 tl.store(c_row + k0 + offs, tl.where(keep, r, 0.0).to(tl.int8), mask=m)
-                if HAS_THRESHOLD:
-                    outl = (av >= threshold) & m
-                    if tl.max(outl.to(tl.int32), axis=0) > 0:
-                        _flag_outlier_columns(FLAGS, IDX, COUNT, k0 + offs, outl)
 
     @triton.jit
-    def _flag_outlier_columns(FLAGS, IDX, COUNT, cols, outlier):
-        # Cheap check first: once a column is flagged, later rows skip the atomics.
-        seen = tl.load(FLAGS + cols, mask=outlier, other=1, volatile=True)
-        todo = outlier & (seen == 0)
-        old = tl.atomic_xchg(FLAGS + cols, tl.full(cols.shape, 1, tl.int32), mask=todo)
-        first = todo & (old == 0)
-        slot = tl.atomic_add(COUNT + cols * 0, tl.full(cols.shape, 1, tl.int32), mask=first)
-        tl.store(IDX + slot, cols.to(tl.int32), mask=first)
+    def _outlier_cols_kernel(
+        WS,
+        CODES,
+        COLS64,
+        M,
+        K,
+        stride_cm,
+        ROWS: tl.constexpr,
+        BLOCK: tl.constexpr,
+        ZERO_CODES: tl.constexpr,
+        WRITE64: tl.constexpr,
+    ):
+        # After _row_quant_kernel: WS[0:K] column flags. Program 0 writes the flagged columns
+        # in ascending order to WS[K:2K] (int32; and COLS64 as int64) and their number to
+        # WS[2K]. With ZERO_CODES every program also sets the codes of its ROWS rows to 0 in
+        # the flagged columns (the reference's whole-column split). Each program scans the
+        # flags itself: no ordering between programs is needed.
+        pid = tl.program_id(0)
+        offs = tl.arange(0, BLOCK)
+        total = tl.sum(tl.zeros([BLOCK], dtype=tl.int32), axis=0)
+        for k0 in range(0, K, BLOCK):
+            cols = k0 + offs
+            f = tl.load(WS + cols, mask=cols < K, other=0)
+            n = tl.sum(f, axis=0)
+            if n > 0:
+                hit = f > 0
+                if pid == 0:
+                    pos = total + tl.cumsum(f, axis=0) - 1
+                    tl.store(WS + K + pos, cols, mask=hit)
+                    if WRITE64:
+                        tl.store(COLS64 + pos, cols.to(tl.int64), mask=hit)
+                if ZERO_CODES:
+                    zero = tl.zeros([BLOCK], dtype=tl.int8)
+                    for r in range(ROWS):
+                        row = pid * ROWS + r
+                        if row < M:
+                            tl.store(CODES + row.to(tl.int64) * stride_cm + cols, zero, mask=hit)
+            total += n
+        if pid == 0:
+            tl.store(WS + 2 * K, total)
 
     @triton.jit
     def _int8_gemm_kernel(
@@ -152,8 +181,7 @@ if HAS_TRITON:
         COL_STATS,
         BIAS,
         X,
-        IDX,
-        COUNT,
+        WS,
         M,
         N,
         K,
@@ -205,7 +233,9 @@ if HAS_TRITON:
         mask_m = rm < M
         mask_n = rn < N
         if HAS_OUTLIERS:
-            count = tl.load(COUNT)
+            # WS[K:2K]: the outlier columns (int32), WS[2K]: how many (written on the device)
+            IDX = WS + K
+            count = tl.load(WS + 2 * K)
             rj = tl.arange(0, BLOCK_J)
             if SUBTRACT_OUTLIERS:
                 # Remove the int8 contribution of the outlier columns exactly.
@@ -422,15 +452,11 @@ if HAS_TRITON:
 _BEST: dict[tuple, tuple] = {}
 _TIMINGS: dict[tuple, dict[str, float]] = {}
 
-
-def _grid_fn(kind: str, M: int, N: int):
-    if kind == "gemm":
-        return lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
-    if kind == "w8a16":
-        return lambda meta: (triton.cdiv(N, meta["BLOCK_N"]), triton.cdiv(M, 16))
-    if kind == "w8a16big":
-        return lambda meta: (triton.cdiv(M, meta["BLOCK_M"]), triton.cdiv(N, meta["BLOCK_N"]))
-    return lambda meta: (triton.cdiv(N, meta["BLOCK_N"]),)
+# K up to this: one pass per row (the row stays in registers); above: two passes (the second
+# reads the row again, from L2), which keeps more rows in flight per SM.
+ONE_PASS_MAX_K = 8192
+# Rows per program of the outlier-column kernel (each program scans the column flags).
+_OUTLIER_ROWS = 16
 
 
 def _grid(kind: str, M: int, N: int, kw: dict) -> tuple:
@@ -443,8 +469,13 @@ def _grid(kind: str, M: int, N: int, kw: dict) -> tuple:
     return (triton.cdiv(N, kw["BLOCK_N"]),)
 
 
+def _grid_fn(kind: str, M: int, N: int):
+    return lambda meta: _grid(kind, M, N, meta)
+
+
 def _tune(kind: str, tuned, key: tuple, M: int, N: int, args: tuple, flags: dict) -> tuple:
-    """First call for ``key``: let the autotuner pick, remember its choice (and timings)."""
+    """First call for ``key``: let the autotuner pick (it launches the kernel), remember its
+    choice (and timings)."""
     tuned[_grid_fn(kind, M, N)](*args, **flags)
     cfg = tuned.best_config
     kw = dict(cfg.kwargs)
@@ -455,10 +486,35 @@ def _tune(kind: str, tuned, key: tuple, M: int, N: int, args: tuple, flags: dict
     return best
 
 
-def _launch_best(kind: str, raw, best: tuple, M: int, N: int, K: int, args: tuple, flags: dict) -> None:
+class _Step:
+    """One kernel launch of a plan: Triton's own launch (``slow``) and, once compiled, the
+    direct launch of the compiled kernel with the same arguments (``fast``)."""
+
+    __slots__ = ("ck", "consts", "grid", "kernel", "kw")
+
+    def __init__(self, kernel, grid: tuple, kw: dict) -> None:
+        self.kernel = kernel
+        self.grid = grid
+        self.kw = kw  # constexprs + launch options (num_warps, ...)
+        self.ck = None
+        self.consts: tuple = ()
+
+    def slow(self, args: tuple) -> None:
+        ck = self.kernel[self.grid](*args, **self.kw)
+        if self.ck is None and ck is not None and not _INTERPRET:
+            self.ck = ck
+            self.consts = tuple(self.kw[n] for n in self.kernel.arg_names[len(args) :])
+
+
+def _launch_step(kind: str, kernel, best: tuple, M: int, N: int, K: int, args: tuple, flags: dict) -> _Step:
     kw, warps, stages = best
-    grid = _grid(kind, M, N, kw)
-    raw[grid](*args, **flags, **kw, EVEN_K=K % kw["BLOCK_K"] == 0, num_warps=warps, num_stages=stages)
+    step = _Step(
+        kernel,
+        _grid(kind, M, N, kw),
+        {**flags, **kw, "EVEN_K": K % kw["BLOCK_K"] == 0, "num_warps": warps, "num_stages": stages},
+    )
+    step.slow(args)
+    return step
 
 
 def best_configs() -> dict[tuple, tuple]:
@@ -502,54 +558,124 @@ class _OnDevice:
             self.ctx.__exit__(*exc)
 
 
-def row_quant(
-    A: torch.Tensor, threshold: float = 0.0
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """Run the fused row-quantization kernel.
+# ---------------------------------------------------------------------------------------
+# Kernel steps: each builds its launch (arguments in signature order) and its configuration.
 
-    Returns ``(codes [rows, K] int8, row_stats [rows] float32, flags, idx, count)``; the last
-    three (int32, device side: per-column flag, the compact list of flagged columns and its
-    length) are None without a threshold. ``codes`` are 0 at outlier elements only; whole
-    outlier columns are not cleared here.
+
+def _quant_step(M: int, K: int, threshold: float) -> tuple[_Step, bool]:
+    one_pass = K <= ONE_PASS_MAX_K
+    if one_pass:
+        block = triton.next_power_of_2(max(K, 16))
+        warps = 4 if block <= 2048 else 8
+    else:
+        block, warps = 4096, 8
+    kw = {"HAS_THRESHOLD": threshold > 0.0, "BLOCK_K": block, "ONE_PASS": one_pass, "num_warps": warps}
+    if not _INTERPRET:
+        kw["enable_fp_fusion"] = False  # the codes must round x * scale exactly as the reference does
+    return _Step(_row_quant_kernel, (M,), kw), threshold > 0.0
+
+
+def _quant_args(A2, codes, row_stats, ws, threshold: float) -> tuple:
+    K = A2.shape[1]
+    return (A2, codes, row_stats, ws if ws is not None else row_stats, K, A2.stride(0), codes.stride(0), threshold)
+
+
+def _outlier_step(M: int, zero_codes: bool, write64: bool) -> _Step:
+    rows = 1 if not zero_codes else (_OUTLIER_ROWS if M <= 2048 else 4 * _OUTLIER_ROWS)
+    kw = {"ROWS": rows, "BLOCK": 256 if _INTERPRET else 1024, "ZERO_CODES": zero_codes, "WRITE64": write64}
+    kw["num_warps"] = 4
+    return _Step(_outlier_cols_kernel, (triton.cdiv(M, rows) if zero_codes else 1,), kw)
+
+
+def _outlier_args(ws, codes, cols64, M: int, K: int) -> tuple:
+    return (ws, codes, cols64 if cols64 is not None else ws, M, K, codes.stride(0))
+
+
+def _ws(K: int, device: torch.device) -> torch.Tensor:
+    """Outlier workspace (int32, zeroed): column flags [0:K], column list [K:2K], count [2K]."""
+    return torch.zeros(2 * K + 1, device=device, dtype=torch.int32)
+
+
+def row_quant(
+    A: torch.Tensor, threshold: float = 0.0, zero_cols: bool = True, cols64: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Quantize the rows of ``A`` (fused kernel) and, with a threshold, find the outlier columns.
+
+    Returns ``(codes [rows, K] int8, row_stats [rows] float32, ws, cols)``: ``ws`` the int32
+    outlier workspace (flags, the ascending column list at ``ws[K:2K]`` and its length at
+    ``ws[2K]``, all on the device) and ``cols`` an int64 copy of the list (when ``cols64``);
+    both None without a threshold. With ``zero_cols`` every code of an outlier column is 0
+    (the reference's codes); else only the outlier elements are.
     """
     A2 = _2d(A)
     rows, K = A2.shape
     device = A2.device
     codes = torch.empty((rows, K), device=device, dtype=torch.int8)
     row_stats = torch.empty(rows, device=device, dtype=torch.float32)
-    flags = idx = count = None
     has_t = threshold > 0.0
-    if has_t:
-        ws = torch.zeros(K + 1, device=device, dtype=torch.int32)
-        flags, count = ws[:K], ws[K:]
-        idx = torch.empty(max(K, 1), device=device, dtype=torch.int32)
-    if rows == 0:
-        return codes, row_stats, flags, idx, count
-    one_pass = K <= 16384
-    block = triton.next_power_of_2(max(K, 16)) if one_pass else 4096
-    warps = 4 if block <= 2048 else (8 if block <= 8192 else 16)
-    dummy = row_stats
-    # No fused multiply-add: the codes must round x * scale exactly as the reference does.
-    opts = {} if _INTERPRET else {"enable_fp_fusion": False}
+    ws = _ws(K, device) if has_t else None
+    c64 = torch.empty(max(K, 1), device=device, dtype=torch.int64) if (has_t and cols64) else None
+    if rows == 0 or K == 0:
+        return codes, row_stats, ws, c64
+    step, _ = _quant_step(rows, K, threshold)
     with _OnDevice(device):
-        _row_quant_kernel[(rows,)](
-            A2,
-            codes,
-            row_stats,
-            flags if has_t else dummy,
-            idx if has_t else dummy,
-            count if has_t else dummy,
-            K,
-            A2.stride(0),
-            codes.stride(0),
-            float(threshold),
-            HAS_THRESHOLD=has_t,
-            BLOCK_K=block,
-            ONE_PASS=one_pass,
-            num_warps=warps,
-            **opts,
-        )
-    return codes, row_stats, flags, idx, count
+        step.slow(_quant_args(A2, codes, row_stats, ws, float(threshold)))
+        if has_t:
+            _outlier_step(rows, zero_cols, cols64).slow(_outlier_args(ws, codes, c64, rows, K))
+    return codes, row_stats, ws, c64
+
+
+def _gemm_args(CA, CB, out, row_stats, col_stats, bias, X, ws) -> tuple:
+    M, K = CA.shape
+    N = CB.shape[0]
+    epilogue = row_stats is not None
+    has_out = epilogue and X is not None
+    dummy = row_stats if epilogue else out
+    return (
+        CA,
+        CB,
+        out,
+        row_stats if epilogue else dummy,
+        col_stats if epilogue else dummy,
+        bias if bias is not None else dummy,
+        X if has_out else CA,
+        ws if has_out else dummy,
+        M,
+        N,
+        K,
+        _mbucket(M),
+        CA.stride(0),
+        CB.stride(0),
+        out.stride(0),
+        X.stride(0) if has_out else 0,
+    )
+
+
+def _gemm_flags(epilogue: bool, has_bias: bool, X, subtract_outliers: bool) -> dict:
+    has_out = epilogue and X is not None
+    return {
+        "EPILOGUE": 1 if epilogue else 0,
+        "HAS_BIAS": has_bias,
+        "HAS_OUTLIERS": has_out,
+        "SUBTRACT_OUTLIERS": has_out and subtract_outliers,
+        "IEEE": has_out and X.dtype == torch.float32,
+        "BLOCK_J": 32,
+    }
+
+
+def _gemm_step(M: int, N: int, K: int, args: tuple, flags: dict, out_dtype, a_dtype) -> _Step:
+    """Pick the tile configuration (autotuning at the first call of a shape, which launches
+    the kernel) and launch it once through Triton."""
+    if _INTERPRET:
+        best = ({"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_M": 4}, 4, 1)
+    elif not AUTOTUNE:
+        best = ({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 128, "GROUP_M": 8}, 8, 3)
+    else:
+        key = ("gemm", _mbucket(M), N, K, out_dtype, a_dtype, *flags.values())
+        best = _BEST.get(key)
+        if best is None:
+            best = _tune("gemm", _GEMM_TUNED, key, M, N, args, flags)
+    return _launch_step("gemm", _int8_gemm_kernel, best, M, N, K, args, flags)
 
 
 def gemm(
@@ -560,12 +686,12 @@ def gemm(
     bias: torch.Tensor | None = None,
     dtype: torch.dtype | None = None,
     X: torch.Tensor | None = None,
-    idx: torch.Tensor | None = None,
-    count: torch.Tensor | None = None,
+    ws: torch.Tensor | None = None,
     subtract_outliers: bool = True,
 ) -> torch.Tensor:
     """``CA [M, K] @ CB [N, K].T`` in int32; with ``row_stats``/``col_stats`` dequantized to
-    ``dtype`` (+ ``bias``); with ``X``/``idx``/``count`` plus the 16-bit outlier columns."""
+    ``dtype`` (+ ``bias``); with ``X``/``ws`` (outlier workspace, see :func:`row_quant`) plus
+    the 16-bit outlier columns (``subtract_outliers``: their codes in ``CA`` are not 0)."""
     M, K = CA.shape
     N = CB.shape[0]
     epilogue = row_stats is not None
@@ -578,51 +704,53 @@ def gemm(
         if epilogue and bias is not None:
             out += bias.to(out.dtype)
         return out
-    has_out = epilogue and X is not None
-    dummy = row_stats if epilogue else out
-    mb = _mbucket(M)
-    args = (
-        CA,
+    args = _gemm_args(CA, CB, out, row_stats, col_stats, bias, X, ws)
+    flags = _gemm_flags(epilogue, bias is not None, X, subtract_outliers)
+    with _OnDevice(CA.device):
+        _gemm_step(M, N, K, args, flags, out_dtype, CA.dtype)
+    return out
+
+
+def _w8a16_args(X, CB, SCB, bias, out) -> tuple:
+    M, K = X.shape
+    return (
+        X,
         CB,
+        SCB,
+        bias if bias is not None else SCB,
         out,
-        row_stats if epilogue else dummy,
-        col_stats if epilogue else dummy,
-        bias if bias is not None else dummy,
-        X if has_out else CA,
-        idx if has_out else dummy,
-        count if has_out else dummy,
         M,
-        N,
+        CB.shape[0],
         K,
-        mb,
-        CA.stride(0),
+        X.stride(0),
         CB.stride(0),
         out.stride(0),
-        X.stride(0) if has_out else 0,
     )
-    flags = {
-        "EPILOGUE": 1 if epilogue else 0,
-        "HAS_BIAS": bias is not None,
-        "HAS_OUTLIERS": has_out,
-        "SUBTRACT_OUTLIERS": has_out and subtract_outliers,
-        "IEEE": has_out and X.dtype == torch.float32,
-        "BLOCK_J": 32,
-    }
-    with _OnDevice(CA.device):
-        if _INTERPRET:
-            kw = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_M": 4}
-            _launch_best("gemm", _int8_gemm_kernel, (kw, 4, 1), M, N, K, args, flags)
-        elif not AUTOTUNE:
-            kw = {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 128, "GROUP_M": 8}
-            _launch_best("gemm", _int8_gemm_kernel, (kw, 8, 3), M, N, K, args, flags)
-        else:
-            key = ("gemm", mb, N, K, out_dtype, CA.dtype, *flags.values())
-            best = _BEST.get(key)
-            if best is None:
-                _tune("gemm", _GEMM_TUNED, key, M, N, args, flags)
-            else:
-                _launch_best("gemm", _int8_gemm_kernel, best, M, N, K, args, flags)
-    return out
+
+
+def _w8a16_step(kind: str, M: int, N: int, K: int, args: tuple, dtype, has_bias: bool) -> _Step:
+    small = kind == "w8a16"
+    flags = {"HAS_BIAS": has_bias, "IEEE": dtype == torch.float32, "M_MAJOR": not small}
+    if small:
+        flags["BLOCK_M"] = 16
+    if _INTERPRET:
+        kw = {"BLOCK_N": 16, "BLOCK_K": 32} if small else {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32}
+        best = (kw, 4, 1)
+    elif not AUTOTUNE:
+        best = (
+            ({"BLOCK_N": 32, "BLOCK_K": 256}, 4, 4) if small else ({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64}, 4, 4)
+        )
+    else:
+        key = (kind, M, N, K, dtype, *flags.values())
+        best = _BEST.get(key)
+        if best is None:
+            best = _tune(kind, _W8A16_TUNED if small else _W8A16_BIG, key, M, N, args, flags)
+    return _launch_step(kind, _w8a16_kernel, best, M, N, K, args, flags)
+
+
+def _zero_k(X: torch.Tensor, N: int, bias: torch.Tensor | None) -> torch.Tensor:
+    out = torch.zeros((X.shape[0], N), device=X.device, dtype=X.dtype)
+    return out if bias is None else out.add_(bias.to(out.dtype))
 
 
 def w8a16(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -630,76 +758,12 @@ def w8a16(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.Tens
     reading each weight byte once."""
     M, K = X.shape
     N = CB.shape[0]
+    if M == 0 or N == 0 or K == 0:
+        return _zero_k(X, N, bias)
     out = torch.empty((M, N), device=X.device, dtype=X.dtype)
-    if M == 0 or N == 0:
-        return out
-    if K == 0:
-        out.zero_()
-        return out if bias is None else out.add_(bias.to(out.dtype))
-    args = (X, CB, SCB, bias if bias is not None else SCB, out, M, N, K, X.stride(0), CB.stride(0), out.stride(0))
-    flags = {"HAS_BIAS": bias is not None, "IEEE": X.dtype == torch.float32, "M_MAJOR": False, "BLOCK_M": 16}
     with _OnDevice(X.device):
-        if _INTERPRET:
-            _launch_best("w8a16", _w8a16_kernel, ({"BLOCK_N": 16, "BLOCK_K": 32}, 4, 1), M, N, K, args, flags)
-        elif not AUTOTUNE:
-            _launch_best("w8a16", _w8a16_kernel, ({"BLOCK_N": 32, "BLOCK_K": 256}, 4, 4), M, N, K, args, flags)
-        else:
-            key = ("w8a16", M, N, K, X.dtype, *flags.values())
-            best = _BEST.get(key)
-            if best is None:
-                _tune("w8a16", _W8A16_TUNED, key, M, N, args, flags)
-            else:
-                _launch_best("w8a16", _w8a16_kernel, best, M, N, K, args, flags)
+        _w8a16_step("w8a16", M, N, K, _w8a16_args(X, CB, SCB, bias, out), X.dtype, bias is not None)
     return out
-
-
-def gemv(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """One row: ``X [1, K] @ (CB * SCB / 127).T (+ bias)`` on the CUDA cores (no tile padding)."""
-    K = X.shape[-1]
-    N = CB.shape[0]
-    out = torch.empty((1, N), device=X.device, dtype=X.dtype)
-    if N == 0:
-        return out
-    if K == 0:
-        out.zero_()
-        return out if bias is None else out.add_(bias.to(out.dtype))
-    args = (X, CB, SCB, bias if bias is not None else SCB, out, N, K, CB.stride(0))
-    flags = {"HAS_BIAS": bias is not None}
-    with _OnDevice(X.device):
-        if _INTERPRET:
-            _launch_best("gemv", _gemv_kernel, ({"BLOCK_N": 4, "BLOCK_K": 32}, 4, 1), 1, N, K, args, flags)
-        elif not AUTOTUNE:
-            _launch_best("gemv", _gemv_kernel, ({"BLOCK_N": 8, "BLOCK_K": 1024}, 4, 1), 1, N, K, args, flags)
-        else:
-            key = ("gemv", N, K, X.dtype, *flags.values())
-            best = _BEST.get(key)
-            if best is None:
-                _tune("gemv", _GEMV_TUNED, key, 1, N, args, flags)
-            else:
-                _launch_best("gemv", _gemv_kernel, best, 1, N, K, args, flags)
-    return out
-
-
-# For one row, which of gemv (CUDA cores) and w8a16 (tensor cores) is faster, per shape:
-# timed once on the device at the first call (both are exact up to float32 summation order).
-_ONE_ROW: dict[tuple, bool] = {}
-
-
-def _one_row(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    if _INTERPRET or not AUTOTUNE:
-        return gemv(X, CB, SCB, bias)
-    key = (CB.shape[0], X.shape[1], X.dtype, bias is not None)
-    use_gemv = _ONE_ROW.get(key)
-    if use_gemv is None:
-        from triton.testing import do_bench
-
-        gemv(X, CB, SCB, bias)
-        w8a16(X, CB, SCB, bias)
-        t_gemv = do_bench(lambda: gemv(X, CB, SCB, bias), warmup=10, rep=40, return_mode="median")
-        t_mma = do_bench(lambda: w8a16(X, CB, SCB, bias), warmup=10, rep=40, return_mode="median")
-        use_gemv = _ONE_ROW[key] = t_gemv <= t_mma
-        _TIMINGS[("one_row", *key)] = {"gemv": t_gemv, "w8a16": t_mma}
-    return gemv(X, CB, SCB, bias) if use_gemv else w8a16(X, CB, SCB, bias)
 
 
 def w8a16_big(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -707,60 +771,302 @@ def w8a16_big(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.
     quantization, every column (outlier or not) multiplied in 16-bit."""
     M, K = X.shape
     N = CB.shape[0]
-    out = torch.empty((M, N), device=X.device, dtype=X.dtype)
     if M == 0 or N == 0 or K == 0:
-        return w8a16(X, CB, SCB, bias)
-    args = (X, CB, SCB, bias if bias is not None else SCB, out, M, N, K, X.stride(0), CB.stride(0), out.stride(0))
-    flags = {"HAS_BIAS": bias is not None, "IEEE": X.dtype == torch.float32, "M_MAJOR": True}
+        return _zero_k(X, N, bias)
+    out = torch.empty((M, N), device=X.device, dtype=X.dtype)
     with _OnDevice(X.device):
-        if _INTERPRET:
-            kw = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32}
-            _launch_best("w8a16big", _w8a16_kernel, (kw, 4, 1), M, N, K, args, flags)
-        elif not AUTOTUNE:
-            kw = {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64}
-            _launch_best("w8a16big", _w8a16_kernel, (kw, 4, 4), M, N, K, args, flags)
-        else:
-            key = ("w8a16big", M, N, K, X.dtype, *flags.values())
-            best = _BEST.get(key)
-            if best is None:
-                _tune("w8a16big", _W8A16_BIG, key, M, N, args, flags)
-            else:
-                _launch_best("w8a16big", _w8a16_kernel, best, M, N, K, args, flags)
+        _w8a16_step("w8a16big", M, N, K, _w8a16_args(X, CB, SCB, bias, out), X.dtype, bias is not None)
     return out
 
 
-def _int8_path(A2: torch.Tensor, CB: torch.Tensor, scb: torch.Tensor, bias, threshold: float, dtype) -> torch.Tensor:
-    codes, row_stats, _flags, idx, count = row_quant(A2, threshold)
-    if threshold > 0.0:
-        return gemm(codes, CB, row_stats, scb, bias, dtype, A2, idx, count, True)
-    return gemm(codes, CB, row_stats, scb, bias, dtype)
+def _gemv_args(X, CB, SCB, bias, out) -> tuple:
+    return (X, CB, SCB, bias if bias is not None else SCB, out, CB.shape[0], X.shape[1], CB.stride(0))
 
 
-# Rows up to this many may take w8a16_big instead of quantize + int8 GEMM; which one is
-# decided per shape on the device at the first call, timing each path as a whole (launches
-# included: at a few hundred rows the host work of the two-kernel int8 path can dominate).
+def _gemv_step(N: int, K: int, args: tuple, dtype, has_bias: bool) -> _Step:
+    flags = {"HAS_BIAS": has_bias}
+    if _INTERPRET:
+        best = ({"BLOCK_N": 4, "BLOCK_K": 32}, 4, 1)
+    elif not AUTOTUNE:
+        best = ({"BLOCK_N": 8, "BLOCK_K": 1024}, 4, 1)
+    else:
+        key = ("gemv", N, K, dtype, *flags.values())
+        best = _BEST.get(key)
+        if best is None:
+            best = _tune("gemv", _GEMV_TUNED, key, 1, N, args, flags)
+    return _launch_step("gemv", _gemv_kernel, best, 1, N, K, args, flags)
+
+
+def gemv(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """One row: ``X [1, K] @ (CB * SCB / 127).T (+ bias)`` on the CUDA cores (no tile padding)."""
+    K = X.shape[-1]
+    N = CB.shape[0]
+    if N == 0 or K == 0:
+        return _zero_k(X.reshape(1, K), N, bias)
+    out = torch.empty((1, N), device=X.device, dtype=X.dtype)
+    with _OnDevice(X.device):
+        _gemv_step(N, K, _gemv_args(X, CB, SCB, bias, out), X.dtype, bias is not None)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# The inference forward of one int8 weight: plans per (rows, dtype, bias, threshold).
+
+_DIRECT = direct_launch_supported()
+_DIRECT_DEVICES = ("cuda",)  # tests add "cpu" to check the direct-launch arguments under the interpreter
+_STREAM = None  # triton's current-stream getter, resolved at the first direct launch
+
+
+def _stream_of(index: int) -> int:
+    global _STREAM
+    if _STREAM is None:
+        from triton.runtime import driver
+
+        _STREAM = driver.active.get_current_stream
+    return _STREAM(index)
+
+
+class _Plan:
+    """One path for one input shape: how to allocate its outputs, the arguments of each
+    launch, and the launches themselves. Built (and its kernels compiled, autotuned) at the
+    first call; from then on launched directly (``direct_launch``), skipping Triton's binder,
+    once a direct launch has been checked to give the same result as Triton's own."""
+
+    __slots__ = ("K", "M", "N", "dtype", "fast", "kind", "lin", "steps", "threshold")
+
+    def __init__(self, lin: "_Int8Linear", kind: str, M: int, dtype: torch.dtype, threshold: float) -> None:
+        self.lin = lin
+        self.kind = kind  # "gemv" | "w8a16" | "w8a16big" | "int8"
+        self.M = M
+        self.N = lin.N
+        self.K = lin.K
+        self.dtype = dtype
+        self.threshold = threshold if kind == "int8" else 0.0
+        self.steps: list[_Step] | None = None
+        self.fast = False
+
+    def build(self, A2: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, list[tuple]]:
+        """Allocate this call's outputs; the arguments of each launch."""
+        lin = self.lin
+        M, N, K = self.M, self.N, self.K
+        device = A2.device
+        if self.kind == "gemv":
+            out = torch.empty((1, N), device=device, dtype=A2.dtype)
+            return out, [_gemv_args(A2, lin.CB, lin.SCB, bias, out)]
+        if self.kind != "int8":
+            out = torch.empty((M, N), device=device, dtype=A2.dtype)
+            return out, [_w8a16_args(A2, lin.CB, lin.SCB, bias, out)]
+        t = self.threshold
+        codes = torch.empty((M, K), device=device, dtype=torch.int8)
+        row_stats = torch.empty(M, device=device, dtype=torch.float32)
+        out = torch.empty((M, N), device=device, dtype=A2.dtype)
+        if t > 0.0:
+            ws = _ws(K, device)
+            return out, [
+                _quant_args(A2, codes, row_stats, ws, t),
+                _outlier_args(ws, codes, None, M, K),
+                _gemm_args(codes, lin.CB, out, row_stats, lin.SCB, bias, A2, ws),
+            ]
+        return out, [
+            _quant_args(A2, codes, row_stats, None, 0.0),
+            _gemm_args(codes, lin.CB, out, row_stats, lin.SCB, bias, None, None),
+        ]
+
+    def prepare(self, A2: torch.Tensor, bias: torch.Tensor | None, check: bool) -> torch.Tensor:
+        """First call: choose configurations (autotune), launch through Triton and, with
+        ``check`` (a plan that is kept), check a direct launch against it (one host sync)."""
+        out, argsets = self.build(A2, bias)
+        M, N, K, dtype = self.M, self.N, self.K, A2.dtype
+        has_bias = bias is not None
+        if self.kind == "gemv":
+            steps = [_gemv_step(N, K, argsets[0], dtype, has_bias)]
+        elif self.kind in ("w8a16", "w8a16big"):
+            steps = [_w8a16_step(self.kind, M, N, K, argsets[0], dtype, has_bias)]
+        else:
+            quant, _ = _quant_step(M, K, self.threshold)
+            quant.slow(argsets[0])
+            steps = [quant]
+            if self.threshold > 0.0:
+                outl = _outlier_step(M, True, False)
+                outl.slow(argsets[1])
+                steps.append(outl)
+            flags = _gemm_flags(True, has_bias, A2 if self.threshold > 0.0 else None, False)
+            steps.append(_gemm_step(M, N, K, argsets[-1], flags, dtype, torch.int8))
+        self.steps = steps
+        if (
+            check
+            and _DIRECT
+            and A2.device.type in _DIRECT_DEVICES
+            and all(s.ck is not None for s in steps)
+            and _aligned(A2, bias)
+            and not _capturing(A2.device)
+        ):
+            self._check_direct(A2, bias, out)
+        return out
+
+    def _check_direct(self, A2: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> None:
+        global _DIRECT
+        try:
+            got = self.run_direct(A2, bias)
+            ok = torch.equal(got, out)
+        except Exception as exc:  # pragma: no cover - depends on the Triton build
+            ok = False
+            reason = repr(exc)
+        else:
+            reason = "results differ"
+        if ok:
+            self.fast = True
+            return
+        _DIRECT = False
+        warnings.warn(
+            f"bnb-kernels: direct launch of the int8 kernels failed its check ({reason}); using Triton's launcher "
+            "(slower per call)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+    def run_direct(self, A2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        out, argsets = self.build(A2, bias)
+        stream = _stream_of(self.lin.index)
+        for step, args in zip(self.steps, argsets):  # type: ignore[arg-type]
+            direct_launch(step.ck, step.grid, stream, args + step.consts)
+        return out
+
+    def run_triton(self, A2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        out, argsets = self.build(A2, bias)
+        with _OnDevice(A2.device):
+            for step, args in zip(self.steps, argsets):  # type: ignore[arg-type]
+                step.slow(args)
+        return out
+
+    def __call__(self, A2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if self.fast and _aligned(A2, bias) and self.lin.on_current_device():
+            return self.run_direct(A2, bias)
+        if self.steps is None:
+            return self.prepare(A2, bias, self.lin.keep)
+        return self.run_triton(A2, bias)
+
+
+def _capturing(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+
+
+def _aligned(A2: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    # the kernels were compiled for 16-byte aligned pointers (Triton's specialization)
+    return (A2.data_ptr() & 15) == 0 and (bias is None or (bias.data_ptr() & 15) == 0)
+
+
+# Which path is faster, per shape, timed once on the device (each path launched directly,
+# so the comparison is of GPU time): one row (gemv on the CUDA cores or w8a16), and
+# SMALL_M < rows <= MID_M (w8a16 with row tiles, or quantize + int8 GEMM).
+_ONE_ROW: dict[tuple, bool] = {}
 MID_M = 1024
 _MID: dict[tuple, bool] = {}
+_MAX_PLANS = 64
 
 
-def _mid_rows(A2: torch.Tensor, CB: torch.Tensor, scb: torch.Tensor, bias, threshold: float) -> torch.Tensor:
-    dtype = A2.dtype
-    if _INTERPRET or not AUTOTUNE or dtype == torch.float32:
-        return _int8_path(A2, CB, scb, bias, threshold, dtype)
-    key = (_mbucket(A2.shape[0]), CB.shape[0], A2.shape[1], dtype, threshold > 0.0, bias is not None)
-    use_w8a16 = _MID.get(key)
-    if use_w8a16 is None:
-        from triton.testing import do_bench
+def _race(a: _Plan, b: _Plan, A2: torch.Tensor, bias: torch.Tensor | None) -> tuple[float, float]:
+    from triton.testing import do_bench
 
-        w8a16_big(A2, CB, scb, bias)
-        _int8_path(A2, CB, scb, bias, threshold, dtype)
-        t_w = do_bench(lambda: w8a16_big(A2, CB, scb, bias), warmup=10, rep=50, return_mode="median")
-        t_q = do_bench(lambda: _int8_path(A2, CB, scb, bias, threshold, dtype), warmup=10, rep=50, return_mode="median")
-        use_w8a16 = _MID[key] = t_w < t_q
-        _TIMINGS[("mid_rows", *key)] = {"w8a16_big": t_w, "int8": t_q}
-    if use_w8a16:
-        return w8a16_big(A2, CB, scb, bias)
-    return _int8_path(A2, CB, scb, bias, threshold, dtype)
+    a.prepare(A2, bias, True)
+    b.prepare(A2, bias, True)
+    ta = do_bench(lambda: a(A2, bias), warmup=10, rep=40, return_mode="median")
+    tb = do_bench(lambda: b(A2, bias), warmup=10, rep=40, return_mode="median")
+    return ta, tb
+
+
+class _Int8Linear:
+    """An int8 weight ``CB`` [N, K] with its row absmax ``SCB`` bound once: ``run(A, bias,
+    threshold)`` is ``int8_linear_fused``. Keeps a plan per input shape, so that a call costs
+    the allocation of its outputs and the direct kernel launches."""
+
+    __slots__ = ("CB", "K", "N", "SCB", "device", "index", "keep", "multi", "plans")
+
+    def __init__(self, CB: torch.Tensor, SCB: torch.Tensor, keep: bool = True) -> None:
+        if CB.dtype != torch.int8 or CB.dim() != 2:
+            raise ValueError(f"CB must be a 2-d int8 tensor, got {CB.dtype} of shape {tuple(CB.shape)}")
+        N, K = CB.shape
+        if SCB.dim() != 1 or SCB.shape[0] != N:
+            raise ValueError(f"SCB must hold {N} values, got shape {tuple(SCB.shape)}")
+        if SCB.device != CB.device:
+            raise ValueError(f"SCB is on {SCB.device} but CB on {CB.device}")
+        self.CB = CB if CB.is_contiguous() else CB.contiguous()
+        self.SCB = (SCB if SCB.dtype == torch.float32 else SCB.float()).contiguous()
+        self.N, self.K = N, K
+        self.device = CB.device
+        cuda = CB.device.type == "cuda"
+        self.index = (CB.device.index if CB.device.index is not None else torch.cuda.current_device()) if cuda else 0
+        self.multi = cuda and torch.cuda.device_count() > 1
+        self.plans: dict[tuple, _Plan] = {}
+        self.keep = keep  # False: one call (the op), nothing kept, no check of direct launches
+
+    def on_current_device(self) -> bool:
+        return not self.multi or torch.cuda.current_device() == self.index
+
+    def __call__(self, A: torch.Tensor, bias: torch.Tensor | None = None, threshold: float = 0.0) -> torch.Tensor:
+        K = self.K
+        if A.shape[-1] != K:
+            raise ValueError(f"A {tuple(A.shape)} does not match CB {(self.N, K)} (last dimensions differ)")
+        A2 = A if A.dim() == 2 else A.reshape(-1, K)
+        if not A2.is_contiguous():
+            A2 = A2.contiguous()
+        if bias is not None and bias.dtype != A2.dtype:
+            bias = bias.to(A2.dtype)
+        M = A2.shape[0]
+        key = (M, A2.dtype, bias is not None, threshold)
+        plan = self.plans.get(key)
+        if plan is None:
+            if M == 0 or K == 0 or self.N == 0:
+                out = _zero_k(A2, self.N, bias)
+                return out if A.dim() == 2 else out.reshape(*A.shape[:-1], self.N)
+            if len(self.plans) >= _MAX_PLANS:
+                self.plans.clear()
+            out, plan = self._first_call(A2, bias, threshold)
+            if self.keep:
+                self.plans[key] = plan
+        else:
+            out = plan(A2, bias)
+        return out if A.dim() == 2 else out.reshape(*A.shape[:-1], self.N)
+
+    def _first_call(self, A2: torch.Tensor, bias, threshold: float) -> tuple[torch.Tensor, _Plan]:
+        M, N, K = A2.shape[0], self.N, self.K
+        dtype = A2.dtype
+        race = AUTOTUNE and not _INTERPRET and not _capturing(A2.device)
+        if M == 1:
+            key = (N, K, dtype, bias is not None)
+            use_gemv = _ONE_ROW.get(key, None if race else True)
+            if use_gemv is None:
+                g = _Plan(self, "gemv", M, dtype, threshold)
+                w = _Plan(self, "w8a16", M, dtype, threshold)
+                t_g, t_w = _race(g, w, A2, bias)
+                use_gemv = _ONE_ROW[key] = t_g <= t_w
+                _TIMINGS[("one_row", *key)] = {"gemv": t_g, "w8a16": t_w}
+                plan = g if use_gemv else w
+                return plan(A2, bias), plan
+            plan = _Plan(self, "gemv" if use_gemv else "w8a16", M, dtype, threshold)
+        elif M <= SMALL_M:
+            plan = _Plan(self, "w8a16", M, dtype, threshold)
+        elif M <= MID_M and dtype != torch.float32:
+            key = (_mbucket(M), N, K, dtype, threshold > 0.0, bias is not None)
+            use_w = _MID.get(key, None if race else False)
+            if use_w is None:
+                w = _Plan(self, "w8a16big", M, dtype, threshold)
+                q = _Plan(self, "int8", M, dtype, threshold)
+                t_w, t_q = _race(w, q, A2, bias)
+                use_w = _MID[key] = t_w < t_q
+                _TIMINGS[("mid_rows", *key)] = {"w8a16_big": t_w, "int8": t_q}
+                plan = w if use_w else q
+                return plan(A2, bias), plan
+            plan = _Plan(self, "w8a16big" if use_w else "int8", M, dtype, threshold)
+        else:
+            plan = _Plan(self, "int8", M, dtype, threshold)
+        return plan(A2, bias), plan
+
+
+def prepare_int8_linear(CB: torch.Tensor, SCB: torch.Tensor):
+    """``run(A, bias=None, threshold=0.0)`` equal to ``int8_linear_fused(A, CB, SCB, bias,
+    threshold)``, with per-shape launch plans kept between calls (modules cache it)."""
+    return _Int8Linear(CB, SCB)
 
 
 def path_taken(M: int, N: int, K: int, dtype: torch.dtype, threshold: float, has_bias: bool) -> str:
@@ -782,7 +1088,7 @@ def _read_count(count: torch.Tensor) -> int:
     stream synchronization (cheaper than ``.item()``'s pageable copy)."""
     if count.device.type != "cuda":
         return int(count.item())
-    host = torch.empty(1, dtype=torch.int32, pin_memory=True)
+    host = torch.empty(1, dtype=count.dtype, pin_memory=True)
     host.copy_(count, non_blocking=True)
     torch.cuda.current_stream(count.device).synchronize()
     return int(host[0])
@@ -797,17 +1103,15 @@ if HAS_TRITON:
     @register("int8_vectorwise_quant", "triton", "cuda", available=_available)
     def int8_vectorwise_quant(A: torch.Tensor, threshold: float = 0.0):
         torch._check(threshold >= 0.0, lambda: f"threshold must be >= 0, got {threshold}")
-        codes, row_stats, _flags, idx, count = row_quant(A, threshold)
-        outlier_cols = None
+        codes, row_stats, ws, cols = row_quant(A, threshold, zero_cols=True, cols64=True)
+        codes = codes.reshape(A.shape)
         if threshold > 0.0:
-            n = _read_count(count)  # the op returns a data-dependent size: one host sync
-            if n == 0:
-                outlier_cols = torch.empty(0, device=A.device, dtype=torch.int64)
-            else:
-                outlier_cols = torch.sort(idx[:n].to(torch.int64)).values
-                if codes.shape[0] > 1:
-                    codes[:, outlier_cols] = 0
-        return codes.reshape(A.shape), row_stats, outlier_cols
+            # the op returns a data-dependent size: its one host synchronization, after every
+            # kernel (quantize, outlier columns sorted and zeroed) has been queued
+            K = ws.shape[0] // 2
+            n = _read_count(ws[2 * K :])
+            return codes, row_stats, cols[:n]
+        return codes, row_stats, None
 
     @register("int8_linear_matmul", "triton", "cuda", available=_available)
     def int8_linear_matmul(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
@@ -868,9 +1172,13 @@ if HAS_TRITON:
         if outlier_cols is None or outlier_cols.numel() == 0:
             out = gemm(_2d(CA), CB, SCA.reshape(-1).float(), SCB.reshape(-1).float(), bias, A.dtype)
             return out.reshape(*A.shape[:-1], CB.shape[0]), A.new_empty((rows, 0))
-        idx = outlier_cols.to(device=A.device, dtype=torch.int32)
-        count = torch.full((1,), idx.numel(), device=A.device, dtype=torch.int32)
-        out = gemm(_2d(CA), CB, SCA.reshape(-1).float(), SCB.reshape(-1).float(), bias, A.dtype, A2, idx, count, True)
+        K = A2.shape[1]
+        n = outlier_cols.numel()
+        ws = torch.empty(2 * K + 1, device=A.device, dtype=torch.int32)
+        ws[K : K + n] = outlier_cols.to(device=A.device, dtype=torch.int32)
+        ws[2 * K] = n
+        # the caller's codes of the outlier columns need not be 0: their int8 part is subtracted
+        out = gemm(_2d(CA), CB, SCA.reshape(-1).float(), SCB.reshape(-1).float(), bias, A.dtype, A2, ws, True)
         return out.reshape(*A.shape[:-1], CB.shape[0]), A2[:, outlier_cols.long()]
 
     @register("int8_linear_fused", "triton", "cuda", available=_available)
@@ -881,25 +1189,6 @@ if HAS_TRITON:
         bias: torch.Tensor | None = None,
         threshold: float = 0.0,
     ) -> torch.Tensor:
-        # Plain checks: this runs once per layer per token, torch._check costs microseconds.
-        if CB.dtype != torch.int8 or CB.dim() != 2:
-            raise ValueError(f"CB must be a 2-d int8 tensor, got {CB.dtype} of shape {tuple(CB.shape)}")
-        N, K = CB.shape
-        if A.shape[-1] != K:
-            raise ValueError(f"A {tuple(A.shape)} does not match CB {tuple(CB.shape)} (last dimensions differ)")
-        if SCB.dim() != 1 or SCB.shape[0] != N:
-            raise ValueError(f"SCB must hold {N} values, got shape {tuple(SCB.shape)}")
-        A2 = _2d(A)
-        scb = SCB if SCB.dtype == torch.float32 else SCB.float()
-        if bias is not None and bias.dtype != A.dtype:
-            bias = bias.to(A.dtype)
-        M = A2.shape[0]
-        if M == 1:
-            out = _one_row(A2, CB, scb, bias)
-        elif M <= SMALL_M:
-            out = w8a16(A2, CB, scb, bias)
-        elif M <= MID_M:
-            out = _mid_rows(A2, CB, scb, bias, threshold)
-        else:
-            out = _int8_path(A2, CB, scb, bias, threshold, A.dtype)
-        return out if A.dim() == 2 else out.reshape(*A.shape[:-1], N)
+        return _Int8Linear(CB, SCB, keep=False)(A, bias, float(threshold))
+
+    int8_linear_fused.prepare = prepare_int8_linear  # type: ignore[attr-defined]
