@@ -17,9 +17,15 @@ import torch
 CONFIGS = [
     ("gemv", 16, 64, 4),
     ("gemv", 8, 256, 4),
+    # ("dot", tokens BM, weight rows BN, BK, warps, stages[, split-K])
     ("dot", 16, 16, 64, 4, 2),
     ("dot", 32, 32, 32, 4, 2),
-    ("dot", 16, 16, 32, 4, 2, 3),  # split-K: fp32 partials added atomically
+    ("dot", 16, 16, 32, 4, 2, 3),  # split-K: partials in fp32, the last program adds them
+    ("dot", 16, 32, 128, 4, 2, 2),
+    # decode variants (last field): 0 global table loads, 1 two gathers, 3 packed pairs
+    ("dot", 16, 16, 64, 4, 2, 1, 0),
+    ("dot", 16, 16, 64, 4, 2, 1, 1),
+    ("dot", 16, 32, 64, 4, 2, 2, 3),
     ("dequant",),
     ("dequant_chunked",),
 ]
@@ -202,8 +208,8 @@ def test_gpu_direct_launch_matches(M: int) -> None:
         assert _rel(out, expected) < 1.2e-2
     plans = list(run.meta.configs.values())
     assert plans
-    if T._FAST_LAUNCH and plans[0].kind != "dequant":
-        assert plans[0].checked and plans[0].ck is not None
+    if T._FAST_LAUNCH and plans[0].launch is not None:
+        assert plans[0].launch.checked and plans[0].launch.ck is not None
 
 
 if __name__ == "__main__":

@@ -117,58 +117,148 @@ if HAS_TRITON:
         tl.store(out_ptr + m.to(tl.int64) * stride_om + rn, res.to(out_ptr.dtype.element_ty), mask=nmask)
 
     @triton.jit
+    def _pair_table(lut_ptr, DT: tl.constexpr, LUT: tl.constexpr):
+        """The table the dot kernel's decode gathers from (built once per program):
+        LUT 1: the 16 fp32 values; LUT 3: per byte, its two values in ``DT`` packed in an
+        int32 (high nibble's in the low half); LUT 4: per byte, its two fp32 values packed
+        in an int64 (high nibble's in the low word)."""
+        lut = tl.load(lut_ptr + tl.arange(0, 16))
+        if LUT == 1:
+            table = lut
+        else:
+            i = tl.arange(0, 256)
+            if LUT == 3:
+                ld = lut.to(DT)
+                h = tl.gather(ld, i >> 4, 0).to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
+                lo = tl.gather(ld, i & 15, 0).to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
+                table = h | (lo << 16)
+            else:
+                h = tl.gather(lut, i >> 4, 0).to(tl.int32, bitcast=True).to(tl.int64) & 0xFFFFFFFF
+                lo = tl.gather(lut, i & 15, 0).to(tl.int32, bitcast=True).to(tl.int64) & 0xFFFFFFFF
+                table = h | (lo << 32)
+        return table
+
+    @triton.jit
+    def _decode_bytes(
+        b, s, table, lut_ptr, DT: tl.constexpr, LUT: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr, D2: tl.constexpr
+    ):
+        """Values (in ``DT``) of the high and low nibbles of the [D0, D1, D2] bytes ``b``
+        times their scales ``s``. LUT 0: two loads from the 16-entry table in global memory
+        (Triton < 3.2, no tl.gather); 1: two gathers from it; 3: one gather of a packed
+        pair per byte, scaled in ``DT``; 4: one gather of an fp32 pair per byte, scaled in
+        fp32."""
+        c = b.to(tl.int32)
+        if LUT == 0:
+            hi = (tl.load(lut_ptr + (c >> 4)) * s).to(DT)
+            lo = (tl.load(lut_ptr + (c & 15)) * s).to(DT)
+        elif LUT == 1:
+            hv = tl.reshape(tl.gather(table, tl.reshape(c >> 4, (D0 * D1 * D2,)), 0), (D0, D1, D2))
+            lv = tl.reshape(tl.gather(table, tl.reshape(c & 15, (D0 * D1 * D2,)), 0), (D0, D1, D2))
+            hi = (hv * s).to(DT)
+            lo = (lv * s).to(DT)
+        elif LUT == 3:
+            pv = tl.reshape(tl.gather(table, tl.reshape(c, (D0 * D1 * D2,)), 0), (D0, D1, D2))
+            sd = s.to(DT)
+            hi = (pv & 0xFFFF).to(tl.int16).to(DT, bitcast=True) * sd
+            lo = (pv >> 16).to(tl.int16).to(DT, bitcast=True) * sd
+        else:
+            pv = tl.reshape(tl.gather(table, tl.reshape(c, (D0 * D1 * D2,)), 0), (D0, D1, D2))
+            hi = (pv.to(tl.int32).to(tl.float32, bitcast=True) * s).to(DT)
+            lo = ((pv >> 32).to(tl.int32).to(tl.float32, bitcast=True) * s).to(DT)
+        return hi, lo
+
+    @triton.jit
     def _gemm_kernel(
-        x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset_ptr, lut_ptr, bias_ptr, out_ptr,
-        M, N, K, stride_xm, stride_om,
+        x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset_ptr, lut_ptr, bias_ptr, out_ptr, ws_ptr, cnt_ptr,
+        M, N, HALF_K, stride_xm, stride_om,
         BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, HAS_BIAS: tl.constexpr, ALIGNED: tl.constexpr,
-        BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SPLIT_K: tl.constexpr,
+        BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SPLIT_K: tl.constexpr, EVEN_K: tl.constexpr,
+        LUT: tl.constexpr,
     ):  # fmt: skip
+        """``out[m, n] = sum_k x[m, k] W[n, k]`` computed transposed: a [BN weight rows, BM
+        tokens] tile per program, so the decoded weight is the tensor cores' A operand (taken
+        from registers) and as few as 16 tokens fill the MMA's N side. The packed [BN, BK/2]
+        byte tile is read once with 16-byte loads; each byte gives two codes, looked up in the
+        16-entry table, scaled by their block's absmax (one per [row, block], nested absmax
+        decoded here) and interleaved back to K order. SPLIT_K programs share the K range:
+        each writes its fp32 partial to ``ws``; the last one to finish a tile (a counter per
+        tile, reset to zero after use) adds them up and writes ``out``."""
         HB: tl.constexpr = BK // 2
+        SUB: tl.constexpr = BK if BK < BLOCKSIZE else BLOCKSIZE
+        NB: tl.constexpr = BK // SUB
+        SB: tl.constexpr = SUB // 2
+        BPB: tl.constexpr = BLOCKSIZE // 2
         DT = x_ptr.dtype.element_ty
         pid_n = tl.program_id(0)
         pid_m = tl.program_id(1)
         pid_k = tl.program_id(2)
         rn = pid_n * BN + tl.arange(0, BN)
         rm = pid_m * BM + tl.arange(0, BM)
-        nmask = rn < N
-        mmask = rm < M
-        half_k = K // 2
-        row_byte = rn.to(tl.int64) * half_k
-        x_rows = x_ptr + rm.to(tl.int64)[:, None] * stride_xm
-        rj = tl.arange(0, HB)
+        # Rows past N / tokens past M read valid memory (clamped) and are never stored:
+        # no masks on the hot loads.
+        row_byte = tl.minimum(rn, N - 1).to(tl.int64) * HALF_K
+        x_cols = x_ptr + tl.minimum(rm, M - 1).to(tl.int64)[None, :] * stride_xm
         if NESTED:
             offset = tl.load(offset_ptr).to(tl.float32)
         else:
             offset = 0.0
-        acc = tl.zeros((BM, BN), dtype=tl.float32)
-        # SPLIT_K programs share the K range (in whole BK steps) and add fp32 partials.
-        k_per = tl.cdiv(tl.cdiv(half_k, HB), SPLIT_K) * HB
-        kb_start = pid_k * k_per
-        kb_end = tl.minimum(half_k, kb_start + k_per)
-        for kb in range(kb_start, kb_end, HB):
-            wh3, wl3, _ = _decode_tile(
-                w_ptr, row_byte, nmask, kb, half_k, absmax_ptr, a8_ptr, code2_ptr, offset, lut_ptr,
-                BLOCKSIZE, NESTED, ALIGNED, BN, BK,
-            )  # fmt: skip
-            wh = tl.reshape(wh3, (BN, HB)).to(DT)
-            wl = tl.reshape(wl3, (BN, HB)).to(DT)
-            j = kb + rj
-            xmask = mmask[:, None] & (j < half_k)[None, :]
-            xe = tl.load(x_rows + 2 * j[None, :], mask=xmask, other=0.0)
-            xo = tl.load(x_rows + 2 * j[None, :] + 1, mask=xmask, other=0.0)
-            acc = tl.dot(xe, tl.trans(wh), acc)
-            acc = tl.dot(xo, tl.trans(wl), acc)
-        if HAS_BIAS:
-            bvals = tl.load(bias_ptr + rn, mask=nmask, other=0.0).to(tl.float32)
-            if SPLIT_K > 1:
-                bvals = bvals * (pid_k == 0).to(tl.float32)  # the bias is added once
-            acc += bvals[None, :]
-        optrs = out_ptr + rm.to(tl.int64)[:, None] * stride_om + rn[None, :]
-        omask = mmask[:, None] & nmask[None, :]
+        if LUT == 0:
+            table = 0.0
+        else:
+            table = _pair_table(lut_ptr, DT, LUT)
+        per = tl.cdiv(tl.cdiv(HALF_K, HB), SPLIT_K) * HB
+        kb0 = pid_k * per
+        kb1 = tl.minimum(HALF_K, kb0 + per)
+        rg = tl.arange(0, NB)
+        rt = tl.arange(0, SB)
+        rk = tl.arange(0, BK)
+        acc = tl.zeros((BN, BM), dtype=tl.float32)
+        for kb in range(kb0, kb1, HB):
+            j3 = kb + rg[None, :, None] * SB + rt[None, None, :]  # [1, NB, SB] byte in row
+            if EVEN_K:
+                b = tl.load(w_ptr + row_byte[:, None, None] + j3)
+            else:
+                b = tl.load(w_ptr + row_byte[:, None, None] + j3, mask=j3 < HALF_K, other=0)
+            if ALIGNED:
+                g0 = kb + rg * SB
+                blk = (row_byte[:, None] + g0[None, :]) // BPB
+                gm = (g0 < HALF_K)[None, :]
+                s = _block_scale(blk, gm, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)[:, :, None]
+            else:
+                s = _block_scale(
+                    (row_byte[:, None, None] + j3) // BPB, j3 < HALF_K, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED
+                )
+            hi, lo = _decode_bytes(b, s, table, lut_ptr, DT, LUT, BN, NB, SB)
+            w = tl.reshape(tl.join(hi, lo), (BN, BK))  # element 2j: high nibble of byte j
+            kk = 2 * kb + rk
+            if EVEN_K:
+                xt = tl.load(x_cols + kk[:, None])
+            else:
+                # zeros past K: the padded codes decode to finite values times 0
+                xt = tl.load(x_cols + kk[:, None], mask=(kk < 2 * HALF_K)[:, None], other=0.0)
+            acc = tl.dot(w, xt, acc)
+        nmask = rn < N
+        omask = nmask[:, None] & (rm < M)[None, :]
+        optrs = out_ptr + rm.to(tl.int64)[None, :] * stride_om + rn[:, None]
         if SPLIT_K == 1:
+            if HAS_BIAS:
+                acc += tl.load(bias_ptr + rn, mask=nmask, other=0.0).to(tl.float32)[:, None]
             tl.store(optrs, acc.to(out_ptr.dtype.element_ty), mask=omask)
         else:
-            tl.atomic_add(optrs, acc, mask=omask)
+            MN = M * N
+            wptrs = ws_ptr + rm.to(tl.int64)[None, :] * N + rn[:, None]
+            tl.store(wptrs + pid_k * MN, acc, mask=omask)
+            tl.debug_barrier()  # every thread's partial is written before the counter moves
+            tile = pid_m * tl.num_programs(0) + pid_n
+            done = tl.atomic_add(cnt_ptr + tile, 1, sem="acq_rel")
+            if done == SPLIT_K - 1:
+                res = tl.zeros((BN, BM), dtype=tl.float32)
+                for i in tl.static_range(SPLIT_K):
+                    res += tl.load(wptrs + i * MN, mask=omask, other=0.0, cache_modifier=".cg")
+                if HAS_BIAS:
+                    res += tl.load(bias_ptr + rn, mask=nmask, other=0.0).to(tl.float32)[:, None]
+                tl.store(optrs, res.to(out_ptr.dtype.element_ty), mask=omask)
+                tl.atomic_xchg(cnt_ptr + tile, 0)  # ready for the next launch
 
     @triton.jit
     def _dequant_kernel(
@@ -246,67 +336,173 @@ def _make_meta(
     return _Meta(amax, absmax_8bit, code2, offset, lut, True, blocksize)
 
 
-class _Plan:
-    """A config resolved for one (M, N, K): kernel, grid and constexprs, ready to launch."""
+class _Launch:
+    """One kernel with its grid and constexprs. After a one-time check against Triton's own
+    launcher, the compiled kernel is launched directly (``_fast_launch``)."""
 
-    __slots__ = ("aligned0", "checked", "ck", "consts", "grid", "kernel", "kind", "kw", "split")
+    __slots__ = ("aligned0", "checked", "ck", "consts", "grid", "kernel", "kw")
+
+    def __init__(self, kernel, grid: tuple, kw: dict) -> None:
+        self.kernel = kernel
+        self.grid = grid
+        self.kw = kw
+        self.ck = None  # the compiled kernel, once launched through Triton's own path
+        self.consts: tuple = ()
+        self.aligned0 = True
+        self.checked = False
+
+    def __call__(self, args: tuple, out: torch.Tensor, aligned: bool) -> None:
+        """``aligned``: every pointer argument that varies between calls is 16-byte aligned
+        (the compiled kernel may assume what its first launch saw)."""
+        ck = self.ck
+        if ck is not None and (aligned or not self.aligned0):
+            if self.checked:
+                _fast_launch(ck, self.grid, out.device, args + self.consts)
+                return
+            if not torch.cuda.is_current_stream_capturing() and self._check_fast(args, out):
+                return
+        compiled = self.kernel[self.grid](*args, **self.kw)
+        if ck is None and _FAST_LAUNCH and out.device.type == "cuda" and compiled is not None:
+            self.ck = compiled
+            self.consts = tuple(self.kw[n] for n in self.kernel.arg_names[len(args) :])
+            self.aligned0 = aligned
+
+    def _check_fast(self, args: tuple, out: torch.Tensor) -> bool:
+        """First fast launch: compare it with Triton's own launch once."""
+        global _FAST_LAUNCH
+        self.checked = True
+        try:
+            probe = torch.zeros_like(out)
+            fast_args = tuple(probe if a is out else a for a in args)
+            _fast_launch(self.ck, self.grid, out.device, fast_args + self.consts)
+            self.kernel[self.grid](*args, **self.kw)
+            # Same kernel, same inputs; split-K partials may be added in another order.
+            if torch.allclose(probe.float(), out.float(), rtol=1e-3, atol=1e-3, equal_nan=True):
+                return True
+        except Exception:
+            pass
+        _FAST_LAUNCH = False
+        self.ck = None
+        warnings.warn(
+            "bnb-kernels: direct launch of the 4-bit kernels is not supported by this Triton; "
+            "using Triton's launcher (slower per call)",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+        return True  # ``out`` holds the result of Triton's own launch
+
+
+# fp32 partials and per-tile counters of split-K launches, per (device, stream): launches
+# on one stream run in order, so they can share them. Counters are left at zero by every
+# launch.
+_SPLIT_BUFS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _split_buffers(device: torch.device, numel: int, tiles: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if device.type == "cuda":
+        from triton.runtime import driver
+
+        idx = device.index if device.index is not None else torch.cuda.current_device()
+        key = (idx, driver.active.get_current_stream(idx))
+    else:
+        key = (-1, 0)
+    bufs = _SPLIT_BUFS.get(key)
+    if bufs is None or bufs[0].numel() < numel or bufs[1].numel() < tiles:
+        old = (0, 0) if bufs is None else (bufs[0].numel(), bufs[1].numel())
+        bufs = (
+            torch.empty(max(numel, old[0]), dtype=torch.float32, device=device),
+            torch.zeros(max(tiles, old[1], 1024), dtype=torch.int32, device=device),
+        )
+        _SPLIT_BUFS[key] = bufs
+    return bufs
+
+
+class _Plan:
+    """A config resolved for one (M, N, K): kernels, grids and constexprs, ready to launch."""
+
+    __slots__ = ("kind", "launch", "need", "split")
 
     def __init__(self, config: tuple, M: int, N: int, K: int, meta: _Meta, has_bias: bool) -> None:
         kind = config[0]
         bs = meta.blocksize
         self.kind = kind
-        self.ck = None  # the compiled kernel, once launched through Triton's own path
-        self.consts: tuple = ()
-        self.aligned0 = True
-        self.checked = False
         self.split = 1
-        self.kernel = None
-        self.grid: tuple = ()
-        self.kw: dict = {}
+        self.launch: _Launch | None = None
+        self.need = (0, 0)
         if kind == "gemv":
             _, BN, BK, warps = config
-            self.kernel = _gemv_kernel
-            self.grid = (triton.cdiv(N, BN), M)
-            self.kw = dict(
-                BLOCKSIZE=bs,
-                NESTED=meta.nested,
-                HAS_BIAS=has_bias,
-                ALIGNED=K % bs == 0,
-                BN=BN,
-                BK=BK,
-                num_warps=warps,
-            )
+            kw = dict(BLOCKSIZE=bs, NESTED=meta.nested, HAS_BIAS=has_bias, ALIGNED=K % bs == 0, BN=BN, BK=BK)
+            self.launch = _Launch(_gemv_kernel, (triton.cdiv(N, BN), M), dict(kw, num_warps=warps))
         elif kind == "dot":
             _, BM, BN, BK, warps, stages = config[:6]
-            split = config[6] if len(config) > 6 else 1
-            split = max(1, min(split, triton.cdiv(K, BK)))
+            half_k = K // 2
+            steps = triton.cdiv(half_k, BK // 2)
+            split = max(1, min(config[6] if len(config) > 6 else 1, steps))
+            lut = config[7] if len(config) > 7 else DEFAULT_LUT
+            if not _LUT_GATHER:
+                lut = 0
             self.split = split
-            self.kernel = _gemm_kernel
-            self.grid = (triton.cdiv(N, BN), triton.cdiv(M, BM), split)
-            self.kw = dict(
+            grid = (triton.cdiv(N, BN), triton.cdiv(M, BM), split)
+            if split > 1:
+                self.need = (split * M * N, grid[0] * grid[1])
+            kw = dict(
                 BLOCKSIZE=bs, NESTED=meta.nested, HAS_BIAS=has_bias, ALIGNED=K % bs == 0,
-                BM=BM, BN=BN, BK=BK, SPLIT_K=split, num_warps=warps, num_stages=stages,
+                BM=BM, BN=BN, BK=BK, SPLIT_K=split, EVEN_K=half_k % (BK // 2) == 0,
+                LUT=lut, num_warps=warps, num_stages=stages,
             )  # fmt: skip
+            self.launch = _Launch(_gemm_kernel, grid, kw)
+        elif kind == "dequant":
+            n_bytes = N * K // 2
+            SB = min(bs // 2, 256)
+            R = max(1, 2048 // SB)
+            kw = dict(BLOCKSIZE=bs, NESTED=meta.nested, R=R, SB=SB, num_warps=4)
+            self.launch = _Launch(_dequant_kernel, (triton.cdiv(n_bytes, R * SB),), kw)
         elif kind == "dequant_chunked":
             self.split = _chunk_rows(N, K, bs, meta.nested)
-        elif kind != "dequant":  # pragma: no cover - configs come from this module
+        else:  # pragma: no cover - configs come from this module
             raise ValueError(f"unknown 4-bit matmul path {kind!r}")
 
     def __call__(self, x, w, meta, bias, out, M, N, K):
         bias_arg = meta.absmax if bias is None else bias
-        if self.kind == "gemv":
-            args = (x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, out, N, K, K, N)
-            self._launch(args, x, bias, out)
-        elif self.kind == "dot":
+        kind = self.kind
+        if kind == "dot":
+            aligned = _aligned(x) and _aligned(out) and (bias is None or _aligned(bias))
             if self.split == 1:
-                args = (x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, out, M, N, K, K, N)
-                self._launch(args, x, bias, out)
+                ws = cnt = meta.absmax
             else:
-                acc = torch.zeros((M, N), dtype=torch.float32, device=x.device)
-                args = (x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, acc, M, N, K, K, N)
-                self._launch(args, x, bias, acc)
-                out.copy_(acc)
-        elif self.kind == "dequant_chunked":
+                ws, cnt = _split_buffers(x.device, *self.need)
+            args = (
+                x,
+                w,
+                meta.absmax,
+                meta.a8,
+                meta.code2,
+                meta.offset,
+                meta.lut,
+                bias_arg,
+                out,
+                ws,
+                cnt,
+                M,
+                N,
+                K // 2,
+                K,
+                N,
+            )
+            self.launch(args, out, aligned)
+        elif kind == "gemv":
+            aligned = _aligned(x) and _aligned(out) and (bias is None or _aligned(bias))
+            args = (x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, out, N, K, K, N)
+            self.launch(args, out, aligned)
+        elif kind == "dequant":
+            W = torch.empty((N, K), dtype=x.dtype, device=x.device)
+            args = (w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, W, N * K // 2)
+            self.launch(args, W, True)
+            if bias is not None:
+                torch.addmm(bias, x, W.t(), out=out)
+            else:
+                torch.mm(x, W.t(), out=out)
+        else:  # dequant_chunked
             # Row chunks of the weight small enough to stay in L2 between the dequantize
             # kernel that writes them and the cuBLAS matmul that reads them.
             rows = self.split
@@ -319,52 +515,7 @@ class _Plan:
                     torch.addmm(bias[n0:n1], x, Wc.t(), out=o)
                 else:
                     torch.mm(x, Wc.t(), out=o)
-        else:
-            W = dequantize(w, meta, N, K, x.dtype)
-            if bias is not None:
-                torch.addmm(bias, x, W.t(), out=out)
-            else:
-                torch.mm(x, W.t(), out=out)
         return out
-
-    def _launch(self, args: tuple, x: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> None:
-        ck = self.ck
-        if ck is not None and (not self.aligned0 or (_aligned(x) and (bias is None or _aligned(bias)))):
-            if self.checked:
-                _fast_launch(ck, self.grid, x.device, args + self.consts)
-                return
-            if not torch.cuda.is_current_stream_capturing() and self._check_fast(args, out):
-                return
-        compiled = self.kernel[self.grid](*args, **self.kw)
-        if ck is None and _FAST_LAUNCH and x.device.type == "cuda" and compiled is not None:
-            self.ck = compiled
-            names = [n for n in self.kernel.arg_names[len(args) :]]
-            self.consts = tuple(self.kw[n] for n in names)
-            self.aligned0 = _aligned(x) and (bias is None or _aligned(bias))
-
-    def _check_fast(self, args: tuple, out: torch.Tensor) -> bool:
-        """First fast launch of this plan: compare it with Triton's own launch once."""
-        global _FAST_LAUNCH
-        self.checked = True
-        try:
-            probe = torch.zeros_like(out)  # zeros: split-K plans accumulate into it
-            fast_args = tuple(probe if a is out else a for a in args)
-            _fast_launch(self.ck, self.grid, out.device, fast_args + self.consts)
-            self.kernel[self.grid](*args, **self.kw)
-            # Same kernel, same inputs; split-K adds partials atomically (order may differ).
-            if torch.allclose(probe.float(), out.float(), rtol=1e-3, atol=1e-3, equal_nan=True):
-                return True
-        except Exception:
-            pass
-        _FAST_LAUNCH = False
-        self.ck = None
-        warnings.warn(
-            "bnb-kernels: direct launch of the 4-bit kernels is not supported by this Triton; "
-            "using Triton's launcher (slower per call)",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-        return True  # ``out`` holds the result of Triton's own launch
 
 
 def _aligned(t: torch.Tensor) -> bool:
@@ -382,6 +533,11 @@ def _fast_launch_supported() -> bool:
 
 
 _FAST_LAUNCH = _fast_launch_supported()
+# tl.gather (Triton >= 3.2) keeps the decode table in shared memory; older Triton loads the
+# 16 values from global memory (LUT mode 0).
+_LUT_GATHER = HAS_TRITON and hasattr(tl, "gather")
+# The dot kernel's decode (``_decode_bytes``): 4 = one gather of an fp32 pair per byte.
+DEFAULT_LUT = 4
 
 
 def _fast_launch(ck, grid: tuple, device: torch.device, args: tuple) -> None:
@@ -468,17 +624,19 @@ def _bucket(M: int) -> int:
     return b
 
 
+def _token_tile(M: int) -> int:
+    """Tokens per program of the dot kernel: the MMA's N side (16..128)."""
+    return 16 if M <= 16 else 32 if M <= 32 else 64 if M <= 64 else 128
+
+
 def heuristic_config(M: int, dtype: torch.dtype) -> tuple:
     if dtype == torch.float32:
         return ("gemv", 16, 256, 4) if M <= 4 else ("dequant",)
     if M == 1:
         return ("gemv", 8, 1024, 4)
-    if M <= 64:
-        # fits shared memory for every activation dtype (BK=512 and 256 tiles did not on an
-        # H100 with fp16 in 2026-11-25's GPU tests)
-        return ("dot", 64, 64, 128, 4, 3)
     if M <= 512:
-        return ("dot", 128, 64, 128, 4, 3)
+        # ("dot", tokens BM, weight rows BN, BK, warps, stages, split-K)
+        return ("dot", _token_tile(M), 64, 128, 4, 4 if M <= 64 else 3, 1)
     return ("dequant",)
 
 
@@ -494,54 +652,28 @@ def candidates(M: int, dtype: torch.dtype) -> list[tuple]:
             ("gemv", 16, 512, 4),
             ("gemv", 32, 512, 8),
         ]
-    # The H100 run of 2026-11-25 measured the BM=16 dot tiles 4-10x slower at 16 tokens than
-    # the BM=64 tiles of the M<=128 bucket and than dequantize + cuBLAS, so both compete here.
-    if M <= 4:
-        return [
-            ("gemv", 8, 1024, 4),
-            ("dot", 16, 16, 512, 4, 3),
-            ("dot", 16, 32, 256, 4, 3),
-            ("dot", 16, 32, 512, 4, 3),
-            ("dot", 64, 64, 128, 4, 3),
-            ("dequant",),
-        ]
-    if M <= 16:
-        return [
-            ("dot", 16, 16, 512, 4, 3),
-            ("dot", 16, 32, 512, 4, 3),
-            ("dot", 16, 32, 256, 4, 3),
-            ("dot", 16, 64, 256, 4, 3),
-            ("dot", 16, 64, 256, 4, 3, 2),
-            ("dot", 64, 64, 128, 4, 3),
-            ("dot", 64, 32, 128, 4, 3),
-            ("dequant",),
-        ]
+    bm = _token_tile(M)
     if M <= 64:
-        bm = 32 if M <= 32 else 64
-        return [
-            ("dot", bm, 32, 256, 4, 3),
-            ("dot", bm, 64, 256, 4, 3),
-            ("dot", bm, 64, 128, 4, 4),
-            ("dot", bm, 64, 256, 4, 3, 2),
-            ("dequant",),
+        # 64 weight rows per program; split-K for the shapes with few row tiles
+        dots = [
+            ("dot", bm, 64, 128, 4, 4, 1),
+            ("dot", bm, 64, 128, 4, 4, 2),
+            ("dot", bm, 64, 128, 4, 4, 4),
+            ("dot", bm, 128, 128, 8, 4, 1),
+            ("dot", bm, 64, 256, 4, 3, 1),
         ]
+        if M <= 4:
+            return [("gemv", 8, 1024, 4), *dots[:3], ("dequant",)]
+        return [*dots, ("dequant",)]
     if M <= 512:
         return [
-            ("dot", 64, 64, 128, 4, 3),
-            ("dot", 128, 64, 128, 4, 3),
-            ("dot", 128, 128, 128, 8, 3),
-            ("dot", 64, 32, 256, 4, 3),
+            ("dot", 128, 64, 128, 4, 3, 1),
             ("dot", 128, 64, 128, 4, 3, 2),
-            ("dot", 128, 128, 64, 8, 3, 2),
+            ("dot", 128, 128, 128, 8, 3, 1),
+            ("dot", 128, 128, 64, 8, 4, 1),
             ("dequant",),
         ]
-    return [
-        ("dot", 128, 128, 64, 8, 3),
-        ("dot", 128, 256, 64, 8, 3),
-        ("dot", 128, 128, 128, 8, 3),
-        ("dequant",),
-        ("dequant_chunked",),
-    ]
+    return [("dot", 128, 128, 64, 8, 4, 1), ("dequant",), ("dequant_chunked",)]
 
 
 _TUNED: dict[tuple, tuple] = {}
