@@ -235,3 +235,44 @@ def test_embedding8bit(device: str) -> None:
     assert (out - ref).abs().max() <= dense.weight.abs().max() / 127 * 0.51 + 1e-6
     with pytest.raises(NotImplementedError):
         e.state_dict()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("threshold", [0.0, 6.0])
+def test_cuda_forward_without_host_sync_and_in_a_cuda_graph(threshold: float) -> None:
+    # After its first call per shape (kernels compiled, direct launch checked once), the
+    # forward launches the compiled kernels directly: no host synchronization, capturable.
+    torch.manual_seed(4)
+    dense = torch.nn.Linear(512, 1024, dtype=torch.float16)
+    m = Linear8bitLt(512, 1024, has_fp16_weights=False, threshold=threshold)
+    m.load_state_dict(dense.state_dict())
+    m, dense = m.cuda(), dense.cuda()
+    for M in (1, 4, 300):
+        x = torch.randn(M, 512, device="cuda", dtype=torch.float16)
+        x[:, ::64] *= 20.0
+        with torch.inference_mode():
+            y0 = m(x)
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                y1 = m(x)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+            ref = dense(x)
+        assert torch.equal(y0, y1)
+        assert _rel(y1, ref) < 0.03
+        run = m.__dict__["_bnb_int8_fast"][0]
+        assert all(p.fast for p in run.plans.values()), "the compiled kernels are not launched directly"
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.inference_mode():
+            m(x)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(graph):
+            out = m(x)
+        x.copy_(torch.randn(M, 512, device="cuda", dtype=torch.float16) * 2)
+        graph.replay()
+        torch.cuda.synchronize()
+        with torch.inference_mode():
+            assert torch.equal(out, m(x))
