@@ -18,12 +18,71 @@ from bnb_kernels.backends.triton import optim as tri  # noqa: E402
 from bnb_kernels.ops.optim import OPTIMIZERS, TWO_STATE  # noqa: E402
 
 
+def plans_and_options() -> int:
+    """Several steps on the same tensors (the validated launch plan is reused), skip_zeros,
+    and bad input after a plan exists (still rejected)."""
+    gen = torch.Generator().manual_seed(9)
+    checked = 0
+    for name in ("adam", "ademamix", "lion", "rmsprop"):
+        n = 1024 + 300
+        g, p = T._inputs(name, n, torch.float32, gen, nonfinite=True)
+        g[::7] = 0.0
+        st = T._state8(name, n, gen)
+        outs = {}
+        for impl in (ref.optimizer_update_8bit_blockwise, tri.optimizer_update_8bit_blockwise):
+            pp = p.clone()
+            c1, c2, a1, a2 = (t.clone() if t is not None else None for t in st)
+            for step in (1, 2, 3):
+                out = T.run8(impl, name, g * step, pp, c1, c2, a1, a2, step=step, skip_zeros=True)
+                pp, c1, c2, a1, a2 = out
+            outs[impl] = out
+        T.assert_close8(
+            outs[tri.optimizer_update_8bit_blockwise], outs[ref.optimizer_update_8bit_blockwise], torch.float32
+        )
+        k = 2 if name == "ademamix" else 1
+        s1 = (torch.randn(k * n, generator=gen) * 1e-2).abs()
+        s2 = torch.rand(n, generator=gen) * 1e-4 if name in TWO_STATE else None
+        want = T.run32(ref.optimizer_update_32bit, name, g, p, s1, s2, skip_zeros=True)
+        got = T.run32(tri.optimizer_update_32bit, name, g, p, s1, s2, skip_zeros=True)
+        torch.testing.assert_close(got[0], want[0], rtol=T.ULP[torch.float32], atol=1e-8)
+        torch.testing.assert_close(got[1], want[1], rtol=1e-5, atol=1e-9)
+        checked += 1
+    # one parameter, stepped in place: the second call runs from the plan, bad input is still caught
+    name = "adam"
+    g, p = T._inputs(name, 512, torch.float32, gen)
+    c1, c2, a1, a2 = T._state8(name, 512, gen)
+    q1, q2 = ref.dynamic_map(True), ref.dynamic_map(False)
+    args = (0.9, 0.999, 0.0, 0.0, 1e-8, 1, 1e-3, q1, q2, a1, a2, 0.0, 1.0)
+    for _ in range(2):
+        tri.optimizer_update_8bit_blockwise(name, g, p, c1, c2, *args)
+    bad = [
+        (g.double(), "float32, got torch.float64"),
+        (g.bfloat16(), "same dtype"),
+        (g[:-1], "same number of elements"),
+        (torch.zeros(1024)[::2], "contiguous"),
+    ]
+    for bad_g, msg in bad:
+        try:
+            tri.optimizer_update_8bit_blockwise(name, bad_g, p, c1, c2, *args)
+        except ValueError as e:
+            assert msg in str(e), (msg, str(e))
+        else:
+            raise AssertionError(f"bad gradient ({msg}) accepted")
+    try:
+        tri.optimizer_update_8bit_blockwise(name, g, p, c1, c2, *args[:5], 0, *args[6:])
+    except ValueError as e:
+        assert "step" in str(e)
+    else:
+        raise AssertionError("step 0 accepted")
+    return checked + 1
+
+
 def main() -> None:
     gen = torch.Generator().manual_seed(5)
     checked = 0
     for name in OPTIMIZERS:
         for dtype in (torch.float32, torch.bfloat16):
-            for n in (257, 1000):
+            for n in (257, 1000, 2048):
                 g, p = T._inputs(name, n, dtype, gen, nonfinite=True)
                 st = T._state8(name, n, gen)
                 want = T.run8(ref.optimizer_update_8bit_blockwise, name, g, p, *st)
@@ -41,6 +100,7 @@ def main() -> None:
                     if mu > 0:
                         torch.testing.assert_close(got[3], want[3], rtol=1e-4, atol=1e-6)
                 checked += 1
+    checked += plans_and_options()
     for qname, make in T.QMAPS.items():
         qmap = make()
         x = T._adversarial(qmap, torch.Generator().manual_seed(1))

@@ -1,27 +1,49 @@
 """Triton fused optimizer updates (CUDA; CPU tensors under ``TRITON_INTERPRET=1``).
 
-One launch per parameter: each program reads a tile of gradient, parameter and states
-(8-bit codes + one absmax per block of 256), updates them in registers and writes them back,
-requantizing the 8-bit states in the same pass. For the standard dynamic codebooks the 8-bit
-code is estimated arithmetically (decade + linear position) and settled exactly with one
-midpoint comparison, so a requantization costs one table read instead of a binary search.
-The arithmetic is the one specified in ``backends/reference/optim.py``.
+One launch per parameter. A program of the 8-bit kernel owns 4 quantization blocks of 256,
+one warp each (8 contiguous values per thread, so a block's absmax is a warp reduction): it
+reads gradient, parameter and codes, dequantizes through the codebook, updates in registers and
+writes parameter, codes and absmax back. Requantization is exact (the reference's
+``searchsorted`` on the midpoints) at the cost of one 8-byte table read and one comparison: the
+table has an entry per bucket of float32 bit patterns (sign, exponent, leading mantissa bits),
+holding the code of the bucket's smallest value and the one midpoint inside it
+(:func:`search_table`); codebooks too crowded for that are bisected. The arithmetic is the one
+specified in ``backends/reference/optim.py``.
+
+Host side: the first call for a parameter is validated in full and leaves a plan; later calls
+with the same parameter and state tensors check only the gradient and launch the compiled kernel
+directly (``_common.direct_launch``), which keeps the host well ahead of the GPU.
 """
 
 # No `from __future__ import annotations` here: Triton 3.0's interpreter recognizes
 # `tl.constexpr` parameters only when the annotation is the object, not a string.
+import weakref
+from dataclasses import dataclass
+
 import torch
 
 from ..._registry import register
 from ...ops.optim import TWO_STATE, check_update_8bit, check_update_32bit, optim_num_blocks
 from ..reference.optim import codebook_tables, hyper
-from ._common import available, check_device, device_guard, tl, triton
+from ._common import available, check_device, device_guard, interpreting, tl, triton
 
-__all__ = ["optimizer_update_8bit_blockwise", "optimizer_update_32bit"]
+try:  # the shared direct launcher (a newer _common); without it Triton's launcher is used
+    from ._common import direct_launch, direct_launch_supported
+except ImportError:  # pragma: no cover
+    direct_launch = None
+
+    def direct_launch_supported() -> bool:
+        return False
+
+
+__all__ = ["optimizer_update_8bit_blockwise", "optimizer_update_32bit", "search_table"]
 
 _OPT_IDS = {"adam": 0, "lamb": 0, "ademamix": 1, "momentum": 2, "lars": 2, "rmsprop": 3, "adagrad": 4, "lion": 5}
-ROWS_8BIT = 2  # blocks of 256 per program: 4 values per thread keeps registers < 64 (occupancy)
+BLOCKS_8BIT = 4  # blocks of 256 per program, one warp each (8 values per thread)
+WARPS_8BIT = 4
 BLOCK_32BIT = 2048
+# inline PTX (div.approx) on the GPU; the interpreter runs the plain division
+_FAST = not interpreting()
 
 
 @triton.jit
@@ -30,33 +52,29 @@ def _finite(x):
 
 
 @triton.jit
+def _div(a, b, FAST: tl.constexpr):
+    # the update direction needs no correctly rounded quotient (the reference tests allow a few
+    # ulp); div.approx is MUFU.RCP + FMUL where `/` (div.full) also rescales huge/tiny divisors
+    if FAST:
+        return tl.inline_asm_elementwise(
+            "div.approx.f32 $0, $1, $2;", "=r,r,r", [a, b], dtype=tl.float32, is_pure=True, pack=1
+        )
+    else:
+        return a / b
+
+
+@triton.jit
 def _elem(
-    g0,
-    p,
-    s1,
-    s2,
-    s3,
-    b1,
-    omb1,
-    b2,
-    omb2,
-    b3,
-    omb3,
-    alpha,
-    eps,
-    wd,
-    ic1,
-    isc2,
-    gscale,
-    first,
-    skip_zeros,
-    OPT: tl.constexpr,
-):
+    g0, p, s1, s2, s3, b1, omb1, b2, omb2, b3, omb3, alpha, eps, wd, ic1, isc2, gscale, first,
+    OPT: tl.constexpr, SKIP: tl.constexpr, FAST: tl.constexpr,
+):  # fmt: skip
     g = g0 * gscale
     if OPT == 2 or OPT == 3 or OPT == 4:
         g = g + wd * p
     n2 = s2
     n3 = s3
+    # `ok` is the reference's test (g, new states and u finite) with the terms that the others
+    # imply left out: a NaN/Inf gradient or state reaches u (or n1) through IEEE arithmetic.
     if OPT == 0 or OPT == 1:
         n1 = s1 * b1 + omb1 * g
         n2 = s2 * b2 + omb2 * (g * g)
@@ -64,30 +82,30 @@ def _elem(
         if OPT == 1:
             n3 = s3 * b3 + omb3 * g
             num = num + alpha * n3
-        u = num / (tl.sqrt(n2) * isc2 + eps)
+        u = _div(num, tl.sqrt(n2) * isc2 + eps, FAST)
+        ok = _finite(u) & _finite(n2)
     elif OPT == 2:
         n1 = tl.where(first != 0, g, s1 * b1 + g)
         u = n1
+        ok = _finite(n1)
     elif OPT == 3:
         n1 = s1 * b1 + omb1 * (g * g)
-        u = g / (tl.sqrt(n1) + eps)
+        u = _div(g, tl.sqrt(n1) + eps, FAST)
+        ok = _finite(n1) & _finite(u)
     elif OPT == 4:
         n1 = s1 + g * g
-        u = g / (tl.sqrt(n1) + eps)
+        u = _div(g, tl.sqrt(n1) + eps, FAST)
+        ok = _finite(n1) & _finite(u)
     else:
         c = s1 * b1 + omb1 * g
         u = tl.where(c > 0.0, 1.0, tl.where(c < 0.0, -1.0, 0.0))
         n1 = s1 * b2 + omb2 * g
-    ok = _finite(g) & _finite(n1) & _finite(u)
-    if OPT == 0 or OPT == 1:
-        ok = ok & _finite(n2)
-    if OPT == 1:
-        ok = ok & _finite(n3)
-    ok = ok & ((skip_zeros == 0) | (g0 != 0.0))
+        ok = _finite(n1)
+    if SKIP:
+        ok = ok & (g0 != 0.0)
     n1 = tl.where(ok, n1, s1)
     n2 = tl.where(ok, n2, s2)
     n3 = tl.where(ok, n3, s3)
-    u = tl.where(ok, u, 0.0)
     return n1, n2, n3, u, ok
 
 
@@ -139,56 +157,99 @@ def _quant_code(x, mid_ptr, KIND: tl.constexpr):
 
 
 @triton.jit
-def _requant(s, mask, rows, rmask, c_ptr, a_ptr, mid_ptr, offs, KIND: tl.constexpr):
-    s = tl.where(mask, s, 0.0)
+def _table_code(x, t_ptr, SHIFT: tl.constexpr):
+    """Code of x from the bucket of its top 32 - SHIFT bits (sign, exponent, leading mantissa
+    bits). The bucket's 8-byte entry holds the code of its smallest value (high word) and the
+    one midpoint inside the bucket (low word; +inf when there is none)."""
+    e = tl.load(t_ptr + (x.to(tl.uint32, bitcast=True) >> SHIFT))
+    m = e.to(tl.int32).to(tl.float32, bitcast=True)
+    return (e >> 32).to(tl.int32) + (x > m).to(tl.int32)
+
+
+@triton.jit
+def _state8(c_ptr, q_ptr, a_ptr, offs, rows, mask, rmask, EVEN: tl.constexpr):
+    if EVEN:
+        codes = tl.load(c_ptr + offs)
+        am = tl.load(a_ptr + rows)
+    else:
+        codes = tl.load(c_ptr + offs, mask=mask, other=0)
+        am = tl.load(a_ptr + rows, mask=rmask, other=0.0)
+    return tl.load(q_ptr + codes.to(tl.int32)) * am[:, None]
+
+
+@triton.jit
+def _requant(
+    s, mask, rows, rmask, c_ptr, a_ptr, t_ptr, offs, EVEN: tl.constexpr, KIND: tl.constexpr, SHIFT: tl.constexpr
+):
+    if not EVEN:
+        s = tl.where(mask, s, 0.0)
     amax = tl.max(tl.abs(s), axis=1)
-    inv = tl.where(amax > 0.0, 1.0 / tl.where(amax > 0.0, amax, 1.0), 0.0)
-    code = _quant_code(s * inv[:, None], mid_ptr, KIND)
-    tl.store(c_ptr + offs, code.to(tl.uint8), mask=mask)
-    tl.store(a_ptr + rows, amax, mask=rmask)
+    # the correctly rounded 1/absmax of the reference (once per block)
+    inv = tl.where(amax > 0.0, tl.math.div_rn(tl.full(amax.shape, 1.0, tl.float32), amax), 0.0)
+    x = s * inv[:, None]
+    if KIND == 3:
+        code = _table_code(x, t_ptr, SHIFT)
+    else:
+        code = _quant_code(x, t_ptr, KIND)
+    if EVEN:
+        tl.store(c_ptr + offs, code.to(tl.uint8))
+        tl.store(a_ptr + rows, amax)
+    else:
+        tl.store(c_ptr + offs, code.to(tl.uint8), mask=mask)
+        tl.store(a_ptr + rows, amax, mask=rmask)
 
 
 @triton.jit
 def _opt8_kernel(
-    g_ptr, p_ptr, c1_ptr, c2_ptr, q1_ptr, q2_ptr, m1_ptr, m2_ptr, a1_ptr, a2_ptr, n, nb,
-    b1, omb1, b2, omb2, b3, omb3, alpha, eps, wd, lr, decay, ic1, isc2, gscale, first, skip_zeros,
-    OPT: tl.constexpr, K1: tl.constexpr, K2: tl.constexpr, ROWS: tl.constexpr,
+    g_ptr, p_ptr, c1_ptr, c2_ptr, q1_ptr, q2_ptr, t1_ptr, t2_ptr, a1_ptr, a2_ptr, n, nb,
+    b1, omb1, b2, omb2, b3, omb3, alpha, eps, wd, lr, decay, ic1, isc2, gscale, first,
+    OPT: tl.constexpr, K1: tl.constexpr, SH1: tl.constexpr, K2: tl.constexpr, SH2: tl.constexpr,
+    BLOCKS: tl.constexpr, EVEN: tl.constexpr, I64: tl.constexpr, SKIP: tl.constexpr, FAST: tl.constexpr,
 ):  # fmt: skip
+    # BLOCKS quantization blocks of 256 per program, one warp each: a block's absmax is a warp
+    # reduction (no barrier); EVEN: n is a multiple of BLOCKS * 256 (no masks)
     pid = tl.program_id(0)
-    rows = pid.to(tl.int64) * ROWS + tl.arange(0, ROWS)
-    cols = tl.arange(0, 256)
-    offs = rows[:, None] * 256 + cols[None, :]
-    mask = offs < n
-    rmask = rows < nb
-    g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    p = tl.load(p_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    am1 = tl.load(a1_ptr + rows, mask=rmask, other=0.0)
-    s1 = tl.load(q1_ptr + tl.load(c1_ptr + offs, mask=mask, other=0).to(tl.int32)) * am1[:, None]
+    if I64:
+        pid = pid.to(tl.int64)
+    rows = pid * BLOCKS + tl.arange(0, BLOCKS)
+    offs = rows[:, None] * 256 + tl.arange(0, 256)[None, :]
+    if EVEN:
+        mask = None
+        rmask = None
+        g = tl.load(g_ptr + offs).to(tl.float32)
+        p = tl.load(p_ptr + offs).to(tl.float32)
+    else:
+        mask = offs < n
+        rmask = rows < nb
+        g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        p = tl.load(p_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    s1 = _state8(c1_ptr, q1_ptr, a1_ptr, offs, rows, mask, rmask, EVEN)
     s2 = s1
     s3 = s1
     if OPT == 0 or OPT == 1:
-        am2 = tl.load(a2_ptr + rows, mask=rmask, other=0.0)
-        s2 = tl.load(q2_ptr + tl.load(c2_ptr + offs, mask=mask, other=0).to(tl.int32)) * am2[:, None]
+        s2 = _state8(c2_ptr, q2_ptr, a2_ptr, offs, rows, mask, rmask, EVEN)
     if OPT == 1:
-        am3 = tl.load(a1_ptr + nb + rows, mask=rmask, other=0.0)
-        s3 = tl.load(q1_ptr + tl.load(c1_ptr + n + offs, mask=mask, other=0).to(tl.int32)) * am3[:, None]
+        s3 = _state8(c1_ptr + n, q1_ptr, a1_ptr + nb, offs, rows, mask, rmask, EVEN)
     n1, n2, n3, u, ok = _elem(
-        g, p, s1, s2, s3, b1, omb1, b2, omb2, b3, omb3, alpha, eps, wd, ic1, isc2, gscale, first, skip_zeros, OPT
+        g, p, s1, s2, s3, b1, omb1, b2, omb2, b3, omb3, alpha, eps, wd, ic1, isc2, gscale, first, OPT, SKIP, FAST
     )
-    newp = p * decay - lr * u
-    tl.store(p_ptr + offs, tl.where(ok, newp, p).to(p_ptr.dtype.element_ty), mask=mask)
-    _requant(n1, mask, rows, rmask, c1_ptr, a1_ptr, m1_ptr, offs, K1)
+    newp = tl.where(ok, p * decay - lr * u, p).to(p_ptr.dtype.element_ty)
+    if EVEN:
+        tl.store(p_ptr + offs, newp)
+    else:
+        tl.store(p_ptr + offs, newp, mask=mask)
+    _requant(n1, mask, rows, rmask, c1_ptr, a1_ptr, t1_ptr, offs, EVEN, K1, SH1)
     if OPT == 0 or OPT == 1:
-        _requant(n2, mask, rows, rmask, c2_ptr, a2_ptr, m2_ptr, offs, K2)
+        _requant(n2, mask, rows, rmask, c2_ptr, a2_ptr, t2_ptr, offs, EVEN, K2, SH2)
     if OPT == 1:
-        _requant(n3, mask, rows, rmask, c1_ptr + n, a1_ptr + nb, m1_ptr, offs, K1)
+        _requant(n3, mask, rows, rmask, c1_ptr + n, a1_ptr + nb, t1_ptr, offs, EVEN, K1, SH1)
 
 
 @triton.jit
 def _opt32_kernel(
     g_ptr, p_ptr, s1_ptr, s2_ptr, unorm_ptr, n, max_unorm, param_norm,
-    b1, omb1, b2, omb2, b3, omb3, alpha, eps, wd, lr, decay, ic1, isc2, gscale, first, skip_zeros,
-    OPT: tl.constexpr, MODE: tl.constexpr, BLOCK: tl.constexpr,
+    b1, omb1, b2, omb2, b3, omb3, alpha, eps, wd, lr, decay, ic1, isc2, gscale, first,
+    OPT: tl.constexpr, MODE: tl.constexpr, BLOCK: tl.constexpr, SKIP: tl.constexpr, FAST: tl.constexpr,
 ):  # fmt: skip
     # MODE 0: update; 1: accumulate sum(u*u) into unorm; 2: update scaled by the unorm limit
     pid = tl.program_id(0)
@@ -204,8 +265,9 @@ def _opt32_kernel(
     if OPT == 1:
         s3 = tl.load(s1_ptr + n + offs, mask=mask, other=0.0)
     n1, n2, n3, u, ok = _elem(
-        g, p, s1, s2, s3, b1, omb1, b2, omb2, b3, omb3, alpha, eps, wd, ic1, isc2, gscale, first, skip_zeros, OPT
+        g, p, s1, s2, s3, b1, omb1, b2, omb2, b3, omb3, alpha, eps, wd, ic1, isc2, gscale, first, OPT, SKIP, FAST
     )
+    u = tl.where(ok, u, 0.0)
     if MODE == 1:
         uu = tl.where(mask, u * u, 0.0)
         tl.atomic_add(unorm_ptr, tl.sum(uu, axis=0))
@@ -224,11 +286,92 @@ def _opt32_kernel(
             tl.store(s1_ptr + n + offs, n3, mask=mask)
 
 
-def _scalars(hp, skip_zeros: bool) -> tuple:
-    return (
-        hp.b1, hp.omb1, hp.b2, hp.omb2, hp.b3, hp.omb3, hp.alpha, hp.eps, hp.wd, hp.lr,
-        hp.decay, hp.ic1, hp.isc2, hp.gscale, int(hp.first), int(skip_zeros),
-    )  # fmt: skip
+# ------------------------------------------------------------------ codebook search tables
+_UINT32 = 1 << 32
+
+
+def _bucket_table(mid: torch.Tensor, shift: int) -> torch.Tensor | None:
+    """Entries for the 2**(32-shift) buckets of float32 bit patterns (``bits >> shift``), or
+    None when some bucket holds more than one midpoint. Entry: ``code(smallest x) << 32 |
+    bits(midpoint inside, or +inf)``, so ``code(x) = hi + (x > lo)`` for every x in the bucket."""
+    lo = torch.arange(1 << (32 - shift), dtype=torch.int64) << shift
+    hi = lo + ((1 << shift) - 1)
+
+    def as_float(bits: torch.Tensor) -> torch.Tensor:
+        return torch.where(bits >= 1 << 31, bits - _UINT32, bits).to(torch.int32).view(torch.float32)
+
+    neg = lo >= 1 << 31
+    a, b = as_float(lo), as_float(hi)
+    inf = torch.full_like(a, float("inf"))
+    signed_inf = torch.where(neg, -inf, inf)  # NaN patterns count with the infinity of their sign
+    a = torch.where(torch.isnan(a), signed_inf, a)
+    b = torch.where(torch.isnan(b), signed_inf, b)
+    xmin = torch.where(neg, b, a).contiguous()
+    xmax = torch.where(neg, a, b).contiguous()
+    cmin = torch.searchsorted(mid, xmin)
+    cmax = torch.searchsorted(mid, xmax)
+    if int((cmax - cmin).max()) > 1:
+        return None
+    m = torch.where(cmax > cmin, mid[cmin.clamp(max=mid.numel() - 1)], inf)
+    return (cmin << 32) | (m.view(torch.int32).to(torch.int64) & 0xFFFFFFFF)
+
+
+@dataclass
+class _Search:
+    ref: weakref.ref
+    version: int
+    table: torch.Tensor
+    kind: int  # 3: bucket table, 0: binary search over the padded midpoints
+    shift: int
+
+
+_SEARCH: dict[tuple[int, int], _Search] = {}
+TABLE_SHIFTS = (18, 17, 16)  # 128 KiB .. 512 KiB tables; the smallest that separates the midpoints
+
+
+def search_table(qmap: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+    """``(table, kind, shift)`` the kernel finds codes of ``qmap`` with (cached per tensor).
+
+    Codebooks whose midpoints are at most one per bucket of ``2**shift`` float32 bit patterns
+    (both dynamic maps) get a bucket table: one 8-byte read and one comparison per value, exact
+    for every float32. Others fall back to a binary search over the padded midpoints."""
+    key = (id(qmap), qmap.data_ptr())
+    hit = _SEARCH.get(key)
+    if hit is not None and hit.ref() is qmap and hit.version == qmap._version:
+        return hit.table, hit.kind, hit.shift
+    mid, mid_ext, _ = codebook_tables(qmap)
+    table, kind, shift = mid_ext, 0, 0
+    mid_cpu = mid.cpu()
+    for sh in TABLE_SHIFTS:
+        t = _bucket_table(mid_cpu, sh)
+        if t is not None:
+            table, kind, shift = t.to(qmap.device), 3, sh
+            break
+    if len(_SEARCH) > 64:
+        _SEARCH.clear()
+    _SEARCH[key] = _Search(weakref.ref(qmap), qmap._version, table, kind, shift)
+    return table, kind, shift
+
+
+# ------------------------------------------------------------------ host side
+_HYPER: dict[tuple, tuple] = {}
+
+
+def _scalars(name, beta1, beta2, beta3, alpha, eps, weight_decay, step, lr, gnorm_scale) -> tuple:
+    """The kernels' float arguments after ``lr`` (``hyper()``; the parameters of one step share
+    them, so the last few are cached)."""
+    key = (name, beta1, beta2, beta3, alpha, eps, weight_decay, step, lr, gnorm_scale)
+    sc = _HYPER.get(key)
+    if sc is None:
+        hp = hyper(name, beta1, beta2, beta3, alpha, eps, weight_decay, step, lr, gnorm_scale)
+        sc = (
+            hp.b1, hp.omb1, hp.b2, hp.omb2, hp.b3, hp.omb3, hp.alpha, hp.eps, hp.wd, hp.lr,
+            hp.decay, hp.ic1, hp.isc2, hp.gscale, 1.0 if hp.first else 0.0,
+        )  # fmt: skip
+        if len(_HYPER) > 32:
+            _HYPER.clear()
+        _HYPER[key] = sc
+    return sc
 
 
 def _check_tensors(name: str, p: torch.Tensor, *tensors: torch.Tensor | None) -> None:
@@ -238,6 +381,76 @@ def _check_tensors(name: str, p: torch.Tensor, *tensors: torch.Tensor | None) ->
             check_device(name, t, p.device)
             if not t.is_contiguous():
                 raise ValueError(f"{name}: the Triton kernel needs contiguous tensors")
+
+
+class _Plan:
+    """A launch validated once for one parameter and its state tensors: later calls with the
+    same tensors (same objects, storage, codebook versions) check only the gradient, then
+    launch the compiled kernel directly."""
+
+    __slots__ = ("aux", "ck", "consts", "extra", "g_al", "g_device", "g_dtype", "grid", "n", "ptrs", "refs", "versions")
+
+    def __init__(self, tensors, versions, extra, g, n, grid, consts):
+        self.refs = tuple(None if t is None else weakref.ref(t) for t in tensors)
+        self.ptrs = tuple(0 if t is None else t.data_ptr() for t in tensors)
+        self.versions = versions
+        self.extra = extra
+        self.g_dtype = g.dtype
+        self.g_device = g.device
+        self.n = n
+        self.g_al = g.data_ptr() % 16 == 0
+        self.ck = None
+        self.grid = grid
+        self.consts = consts
+        self.aux = None
+
+    def matches(self, tensors, versions, extra, g) -> bool:
+        if extra != self.extra or versions != self.versions:
+            return False
+        for r, t in zip(self.refs, tensors):
+            if (r() if r is not None else None) is not t:
+                return False
+        if tuple(0 if t is None else t.data_ptr() for t in tensors) != self.ptrs:
+            return False
+        return (
+            tensors[0].is_contiguous()
+            and g.dtype == self.g_dtype
+            and g.device == self.g_device
+            and g.numel() == self.n
+            and g.is_contiguous()
+            and (g.data_ptr() % 16 == 0) == self.g_al
+        )
+
+
+_PLANS: dict[tuple[str, int], _Plan] = {}
+_DIRECT = direct_launch_supported()
+
+
+def _remember(key: tuple[str, int], plan: _Plan) -> None:
+    if len(_PLANS) > 4096:  # plans of dead parameters; only bounds the dict
+        _PLANS.clear()
+    _PLANS[key] = plan
+
+
+def _launch(plan: _Plan | None, kernel, grid: tuple, args: tuple, device: torch.device) -> None:
+    """Launch ``kernel`` with ``args`` (the non-constexpr arguments); through the compiled
+    kernel directly when ``plan`` has one."""
+    if device.type == "cuda" and device.index is not None and device.index != torch.cuda.current_device():
+        with torch.cuda.device(device):
+            _launch(plan, kernel, grid, args, device)
+        return
+    if plan is not None and plan.ck is not None:
+        direct_launch(plan.ck, grid, _stream(device), args + plan.consts[1])
+        return
+    ck = kernel[grid](*args, **plan.consts[0]) if plan is not None else None
+    if plan is not None and _DIRECT and device.type == "cuda" and ck is not None:
+        plan.ck = ck
+
+
+def _stream(device: torch.device) -> int:
+    from triton.runtime import driver
+
+    return driver.active.get_current_stream(device.index if device.index is not None else 0)
 
 
 @register("optimizer_update_32bit", "triton", "cuda", available=available)
@@ -261,31 +474,35 @@ def optimizer_update_32bit(
     gnorm_scale: float,
     skip_zeros: bool = False,
 ) -> None:
-    check_update_32bit(optimizer_name, g, p, state1, state2, unorm_vec, max_unorm)
-    _check_tensors("optimizer_update_32bit", p, g, p, state1, state2)
-    hp = hyper(optimizer_name, beta1, beta2, beta3, alpha, eps, weight_decay, step, lr, gnorm_scale)
+    tensors = (p, state1, state2 if optimizer_name in TWO_STATE else None)
+    extra = (optimizer_name, bool(skip_zeros))
+    key = ("32", id(p))
+    plan = _PLANS.get(key)
+    if plan is None or max_unorm > 0.0 or step < 1 or not plan.matches(tensors, (), extra, g):
+        check_update_32bit(optimizer_name, g, p, state1, state2, unorm_vec, max_unorm)
+        _check_tensors("optimizer_update_32bit", p, g, p, state1, state2)
+        hyper(optimizer_name, beta1, beta2, beta3, alpha, eps, weight_decay, step, lr, gnorm_scale)  # validates
+        plan = None
     n = p.numel()
     if n == 0:
         return
+    sc = _scalars(optimizer_name, beta1, beta2, beta3, alpha, eps, weight_decay, step, lr, gnorm_scale)
     opt = _OPT_IDS[optimizer_name]
     s2 = state2 if optimizer_name in TWO_STATE else state1
-    sc = _scalars(hp, skip_zeros)
     grid = (triton.cdiv(n, BLOCK_32BIT),)
-    with device_guard(p.device):
-        if max_unorm > 0.0:
+    kw = dict(OPT=opt, BLOCK=BLOCK_32BIT, SKIP=bool(skip_zeros), FAST=_FAST, num_warps=8)
+    if max_unorm > 0.0:
+        with device_guard(p.device):
             unorm_vec.zero_()
-            _opt32_kernel[grid](
-                g, p, state1, s2, unorm_vec, n, float(max_unorm), float(param_norm), *sc,
-                OPT=opt, MODE=1, BLOCK=BLOCK_32BIT, num_warps=8,
-            )  # fmt: skip
-            mode = 2
-        else:
-            mode = 0
-        un = unorm_vec if unorm_vec is not None else state1
-        _opt32_kernel[grid](
-            g, p, state1, s2, un, n, float(max_unorm), float(param_norm), *sc,
-            OPT=opt, MODE=mode, BLOCK=BLOCK_32BIT, num_warps=8,
-        )  # fmt: skip
+            _opt32_kernel[grid](g, p, state1, s2, unorm_vec, n, float(max_unorm), float(param_norm), *sc, MODE=1, **kw)
+            _opt32_kernel[grid](g, p, state1, s2, unorm_vec, n, float(max_unorm), float(param_norm), *sc, MODE=2, **kw)
+        return
+    if plan is None:
+        consts = dict(kw, MODE=0)
+        names = [a for a in _opt32_kernel.arg_names if a in consts]
+        plan = _Plan(tensors, (), extra, g, n, grid, (consts, tuple(consts[a] for a in names)))
+        _remember(key, plan)
+    _launch(plan, _opt32_kernel, grid, (g, p, state1, s2, state1, n, 0.0, 0.0, *sc), p.device)
 
 
 @register("optimizer_update_8bit_blockwise", "triton", "cuda", available=available)
@@ -310,24 +527,37 @@ def optimizer_update_8bit_blockwise(
     gnorm_scale: float,
     skip_zeros: bool = False,
 ) -> None:
-    check_update_8bit(optimizer_name, g, p, state1, state2, qmap1, qmap2, absmax1, absmax2)
     two = optimizer_name in TWO_STATE
-    _check_tensors("optimizer_update_8bit_blockwise", p, g, p, state1, absmax1, *((state2, absmax2) if two else ()))
-    hp = hyper(optimizer_name, beta1, beta2, beta3, alpha, eps, weight_decay, step, lr, gnorm_scale)
+    tensors = (p, state1, absmax1, qmap1) + ((state2, absmax2, qmap2) if two else (None, None, None))
+    versions = (qmap1._version, qmap2._version if two else 0)
+    extra = (optimizer_name, bool(skip_zeros))
+    key = ("8", id(p))
+    plan = _PLANS.get(key)
+    if plan is None or step < 1 or not plan.matches(tensors, versions, extra, g):
+        check_update_8bit(optimizer_name, g, p, state1, state2, qmap1, qmap2, absmax1, absmax2)
+        _check_tensors("optimizer_update_8bit_blockwise", p, g, p, state1, absmax1, *((state2, absmax2) if two else ()))
+        hyper(optimizer_name, beta1, beta2, beta3, alpha, eps, weight_decay, step, lr, gnorm_scale)  # validates
+        plan = None
     n = p.numel()
     if n == 0:
         return
-    nb = optim_num_blocks(n)
-    _, mid1, k1 = codebook_tables(qmap1)
-    q1 = qmap1.contiguous()
-    if two:
-        _, mid2, k2 = codebook_tables(qmap2)
-        q2, c2, a2 = qmap2.contiguous(), state2, absmax2
-    else:
-        mid2, k2, q2, c2, a2 = mid1, 0, q1, state1, absmax1
-    grid = (triton.cdiv(nb, ROWS_8BIT),)
-    with device_guard(p.device):
-        _opt8_kernel[grid](
-            g, p, state1, c2, q1, q2, mid1, mid2, absmax1, a2, n, nb, *_scalars(hp, skip_zeros),
-            OPT=_OPT_IDS[optimizer_name], K1=k1, K2=k2, ROWS=ROWS_8BIT, num_warps=4,
+    sc = _scalars(optimizer_name, beta1, beta2, beta3, alpha, eps, weight_decay, step, lr, gnorm_scale)
+    if plan is None:
+        nb = optim_num_blocks(n)
+        t1, k1, sh1 = search_table(qmap1)
+        t2, k2, sh2 = search_table(qmap2) if two else (t1, 0, 0)
+        grid = (triton.cdiv(nb, BLOCKS_8BIT),)
+        consts = dict(
+            OPT=_OPT_IDS[optimizer_name], K1=k1, SH1=sh1, K2=k2, SH2=sh2, BLOCKS=BLOCKS_8BIT,
+            EVEN=n % (BLOCKS_8BIT * 256) == 0, I64=(2 * n + BLOCKS_8BIT * 256) >= 2**31,
+            SKIP=bool(skip_zeros), FAST=_FAST, num_warps=WARPS_8BIT,
         )  # fmt: skip
+        names = [a for a in _opt8_kernel.arg_names if a in consts]
+        plan = _Plan(tensors, versions, extra, g, n, grid, (consts, tuple(consts[a] for a in names)))
+        # codebooks (contiguous) and search tables: small, shared by every parameter of a device
+        plan.aux = (nb, qmap1.contiguous(), (qmap2 if two else qmap1).contiguous(), t1, t2)
+        _remember(key, plan)
+    nb, q1, q2, t1, t2 = plan.aux
+    c2, a2 = (state2, absmax2) if two else (state1, absmax1)
+    args = (g, p, state1, c2, q1, q2, t1, t2, absmax1, a2, n, nb, *sc)
+    _launch(plan, _opt8_kernel, plan.grid, args, p.device)
