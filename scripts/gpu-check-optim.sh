@@ -1,27 +1,101 @@
 #!/usr/bin/env bash
-# GPU check of the optimizers (issue 5) in one call on the device machine:
-#   bash scripts/gpu-check-optim.sh        (logs and JSON under $OUT when set)
-# 1. offline set-up (scripts/gpu-env.sh), 2. benchmarks/optim.py on CUDA (470 M params,
-# against torch fused AdamW), 3. ../shared/bench/anchor_gpu.py --only optim when carried in
-# .device/, 4. the GPU tests of the optimizer ops and bnb-optim.
+# GPU check of the optimizers (issue 5) in ONE device call (carry [".device"] for pytest):
+#   bash scripts/gpu-check-optim.sh            (logs under $OUT when set, else build/gpu-check-optim)
+# 1. set-up without the native build (the optimizer GPU paths do not need it),
+# 2. the optimizer GPU tests (4 pytest processes at once: the time goes to Triton compiles),
+# 3. scripts/gpu-profile.py --only optim (step, host and kernel time per case),
+# 4. kernel variants on one 4096x14336 parameter (programs of 2/4/8 blocks; the old arithmetic
+#    code search and bisection instead of the bucket table) with triton's do_bench.
+# Sections have their own timeouts so that a slow one still leaves the others' results.
 set -o pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 OUT="${OUT:-$ROOT/build/gpu-check-optim}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
-export PYTHON="$PY"
-# shellcheck source=scripts/gpu-env.sh
-source "$ROOT/scripts/gpu-env.sh" >"$OUT/env.log" 2>&1 || { cat "$OUT/env.log"; exit 1; }
-set +e
-cat "$OUT/env.log"
-nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm --format=csv 2>&1 | tee -a "$OUT/env.log"
-status=0
-timeout 75 "$PY" -m benchmarks.optim --device cuda --no-plot --json "$OUT/optim-cuda.json" 2>&1 | tee "$OUT/bench.log" || status=1
-if [ -f "$ROOT/.device/anchor_gpu.py" ]; then
-  timeout 45 "$PY" "$ROOT/.device/anchor_gpu.py" --label bnb --only optim --out "$OUT/anchor-optim.json" 2>&1 | tee "$OUT/anchor.log" || status=1
+if ! "$PY" -c "import hypothesis, pytest" 2>/dev/null && [ -d "$ROOT/.device/wheels" ]; then
+  "$PY" -m pip install --quiet --no-index --find-links "$ROOT/.device/wheels" hypothesis pytest >/dev/null 2>&1
 fi
-timeout 80 "$PY" -m pytest -m gpu -q -ra -p no:cacheprovider -x \
-  packages/bnb-kernels/tests/test_optim.py packages/bnb-optim/tests 2>&1 | tee "$OUT/tests.log" || status=1
-echo "== optim bench table"; sed -n '/^| case/,$p' "$OUT/bench.log" | head -20
+export PYTHONPATH="$ROOT/src:$ROOT/packages/bnb-kernels/src:$ROOT/packages/bnb-quant/src:$ROOT/packages/bnb-nn/src:$ROOT/packages/bnb-optim/src:$ROOT/packages/bnb-diagnostics/src:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm --format=csv,noheader 2>&1 | tee "$OUT/env.log"
+status=0
+t0=$(date +%s)
+
+echo "== tests"
+T="packages/bnb-kernels/tests"
+run_tests() {  # name, pytest args...
+  local name=$1
+  shift
+  timeout "${TEST_TIMEOUT:-100}" "$PY" -m pytest -m gpu -q -ra -p no:cacheprovider "$@" >"$OUT/tests-$name.log" 2>&1
+  echo "rc $?" >>"$OUT/tests-$name.log"
+}
+run_tests triton "$T/test_optim_triton.py" &
+run_tests ops2 "$T/test_optim.py" -k "triton and (adam or lamb or ademamix or momentum)" &
+run_tests ops1 "$T/test_optim.py" -k "triton and not (adam or lamb or ademamix or momentum)" &
+run_tests optim packages/bnb-optim/tests &
+wait
+for f in "$OUT"/tests-*.log; do
+  echo "-- $(basename "$f"): $(grep -E '(passed|failed|error)' "$f" | tail -1) $(tail -1 "$f")"
+  grep -q "^rc 0$" "$f" || { status=1; grep -E "^(FAILED|ERROR)|Error|assert" "$f" | head -20; }
+done
+echo "tests took $(($(date +%s) - t0)) s"
+
+echo "== profile"
+timeout "${PROFILE_TIMEOUT:-70}" "$PY" scripts/gpu-profile.py --only optim 2>&1 | tee "$OUT/profile.log" || status=1
+
+echo "== variants (kernel ms on one 4096x14336 parameter; do_bench, L2 flushed)"
+timeout "${VARIANT_TIMEOUT:-45}" "$PY" - <<'EOF' 2>&1 | tee "$OUT/variants.log" || status=1
+import torch, triton.testing
+from bnb_kernels.backends.reference import optim as ref
+from bnb_kernels.backends.triton import optim as tri
+
+n = 4096 * 14336
+q1, q2 = ref.dynamic_map(True).cuda(), ref.dynamic_map(False).cuda()
+real_search = tri.search_table
+
+
+def arith(q):  # the previous kernel's arithmetic estimate + one midpoint read
+    mid_ext, k = ref.codebook_tables(q)[1:]
+    return mid_ext, k, 0
+
+
+def bisect(q):
+    return ref.codebook_tables(q)[1], 0, 0
+
+
+variants = [("table b4w4", 4, 4, real_search), ("table b2w2", 2, 2, real_search),
+            ("table b8w8", 8, 8, real_search), ("arith b4w4", 4, 4, arith), ("bisect b4w4", 4, 4, bisect)]
+rows = []
+for name, dtype in (("adam", torch.bfloat16), ("adam", torch.float32), ("lion", torch.bfloat16), ("ademamix", torch.float32)):
+    k = 2 if name == "ademamix" else 1
+    p = (torch.randn(n, device="cuda") * 0.02).to(dtype)
+    g = (torch.randn(n, device="cuda") * 1e-3).to(dtype)
+    c1 = torch.full((k * n,), 127, dtype=torch.uint8, device="cuda")
+    a1 = torch.full((k * ((n + 255) // 256),), 1e-3, device="cuda")
+    two = name in ("adam", "ademamix")
+    c2 = torch.full((n,), 1, dtype=torch.uint8, device="cuda") if two else None
+    a2 = torch.full(((n + 255) // 256,), 1e-6, device="cuda") if two else None
+    nbytes = n * (3 * p.element_size() + 2 * (k + (1 if two else 0)))
+    out = []
+    for vname, blocks, warps, search in variants:
+        tri.BLOCKS_8BIT, tri.WARPS_8BIT, tri.search_table = blocks, warps, search
+        tri._PLANS.clear()
+        step = [0]
+
+        def fn():
+            step[0] += 1
+            tri.optimizer_update_8bit_blockwise(name, g, p, c1, c2, 0.9, 0.999, 0.9999, 5.0, 1e-8, 10 + step[0],
+                                                1e-6, q1, q2 if two else None, a1, a2, 0.0, 1.0)
+        try:
+            ms = triton.testing.do_bench(fn, warmup=20, rep=60, return_mode="median")
+            out.append(f"{vname} {ms:6.3f}")
+        except Exception as e:  # a variant that does not compile is reported, not fatal
+            out.append(f"{vname} failed {type(e).__name__}: {str(e)[:80]}")
+    limit = nbytes / 3.0e9
+    print(f"{name:9s} {str(dtype)[6:]:8s} limit {limit:5.2f} ms | " + " | ".join(out), flush=True)
+    del p, g, c1, c2, a1, a2
+tri.BLOCKS_8BIT, tri.WARPS_8BIT, tri.search_table = 4, 4, real_search
+EOF
+echo "== total $(($(date +%s) - t0)) s"
 exit $status
