@@ -1,0 +1,409 @@
+"""Triton 4-bit GEMV for 1-4 tokens (CUDA): pure weight bandwidth, no tensor cores.
+
+Weight format (as everywhere in bnb-kernels): packed uint8 ``[N, K/2]``, row-major, the high
+nibble holds the even input feature; one absmax per ``BLOCKSIZE`` consecutive elements of
+the flattened ``[N, K]`` weight, optionally nested (``a8[blk]`` indexes ``code2``, times
+``absmax[blk // 256]``, plus ``offset``); a weight value is ``lut[nibble] * scale``.
+
+How the kernel keeps the H100's memory busy:
+
+- A program owns ``BN`` output features and walks K in steps of ``BK`` elements. The weight
+  step is a ``[BN, BK/32, 16]`` byte tile: each thread loads whole 16-byte chunks (one
+  128-bit load each), and a chunk (32 elements) never straddles a quantization block when
+  rows start on a block (``ALIGNED``), so the chunk's 32 products are summed first and the
+  block scale is applied once per chunk, not per element.
+- Activations are read as 32-bit (bf16/fp16) or 64-bit (fp32) words, one word per weight
+  byte holding the (even, odd) pair, in the same layout as the weight chunks: 128-bit loads,
+  no shuffles, and bf16 widens to fp32 with one shift or mask.
+- ``ROWS`` (1-4) token rows are handled by one program, so the weight is read and decoded
+  once for all of them.
+- ``SPLIT`` > 1 splits K over programs; they add fp32 partials atomically into a zeroed fp32
+  workspace, which :func:`gemv_launch` allocates and converts (for shapes with few rows).
+
+Decoding costs two 16-entry table loads per byte (the table stays in L1). Accumulation is
+fp32; the output has the activation dtype.
+"""
+
+# No `from __future__ import annotations` here: Triton 3.0's interpreter recognizes
+# `tl.constexpr` parameters only when the annotation is the object, not a string.
+import torch
+
+from ._common import HAS_TRITON, tl, triton
+
+__all__ = [
+    "GEMV_CONFIGS",
+    "aligned_lut",
+    "gemv_config",
+    "gemv_constexprs",
+    "gemv_grid",
+    "gemv_kernel",
+    "gemv_launch",
+]
+
+if HAS_TRITON:
+
+    @triton.jit
+    def _scale(blk, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED: tl.constexpr):
+        """fp32 scale of quantization block ``blk`` (indices are in range: no mask)."""
+        if NESTED:
+            q = tl.load(a8_ptr + blk).to(tl.int32)
+            s = tl.load(code2_ptr + q) * tl.load(absmax_ptr + blk // 256) + offset
+        else:
+            s = tl.load(absmax_ptr + blk)
+        return s
+
+    @triton.jit
+    def _x_pairs(x_ptr, row, stride_xm, j, jmask):
+        """Activations of row ``row`` at features (2j, 2j+1) as two fp32 tensors shaped like
+        ``j``, read as one 32-bit (16-bit dtypes) or 64-bit (fp32) word per pair."""
+        DT = x_ptr.dtype.element_ty
+        base = x_ptr + row.to(tl.int64) * stride_xm
+        if DT == tl.float32:
+            w = tl.load(base.to(tl.pointer_type(tl.int64)) + j, mask=jmask, other=0)
+            xe = w.to(tl.int32).to(tl.float32, bitcast=True)
+            xo = (w >> 32).to(tl.int32).to(tl.float32, bitcast=True)
+        else:
+            w = tl.load(base.to(tl.pointer_type(tl.int32)) + j, mask=jmask, other=0)
+            if DT == tl.bfloat16:
+                xe = (w << 16).to(tl.float32, bitcast=True)
+                xo = (w & -65536).to(tl.float32, bitcast=True)
+            else:
+                xe = w.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+                xo = (w >> 16).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+        return xe, xo
+
+    @triton.jit
+    def _row_partial(vh, vl, s, x_ptr, row, stride_xm, j, jmask, GROUP_SCALE: tl.constexpr):
+        """One row's products with the decoded [BN, 4, G, 4] byte tile, summed per 16-byte
+        group and scaled: [BN, G]. The high/low nibble sums are separate reductions of plain
+        products, so they compile to FMA chains."""
+        xe, xo = _x_pairs(x_ptr, row, stride_xm, j, jmask)
+        if GROUP_SCALE:
+            ph = tl.sum(tl.sum(vh * xe[None, :, :, :], axis=3), axis=1)
+            pl = tl.sum(tl.sum(vl * xo[None, :, :, :], axis=3), axis=1)
+            p = (ph + pl) * s
+        else:
+            p = tl.sum(tl.sum((vh * xe[None, :, :, :] + vl * xo[None, :, :, :]) * s, axis=3), axis=1)
+        return p
+
+    @triton.jit
+    def _finish(acc, row, rn, nmask, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS: tl.constexpr, SPLIT: tl.constexpr):
+        res = tl.sum(acc, axis=1)
+        if HAS_BIAS:
+            b = tl.load(bias_ptr + rn, mask=nmask, other=0.0).to(tl.float32)
+            if SPLIT > 1:
+                b = b * (pid_k == 0).to(tl.float32)  # added once
+            res += b
+        optr = out_ptr + row.to(tl.int64) * stride_om + rn
+        if SPLIT > 1:
+            tl.atomic_add(optr, res, mask=nmask)
+        else:
+            tl.store(optr, res.to(out_ptr.dtype.element_ty), mask=nmask)
+
+    @triton.jit
+    def _split4(a):
+        """The 4 slices of an [A, B, 4] tensor along its last (in-thread) axis."""
+        a01, a23 = tl.split(tl.reshape(a, (a.shape[0], a.shape[1], 2, 2)))
+        a0, a1 = tl.split(a01)
+        a2, a3 = tl.split(a23)
+        return a0, a1, a2, a3
+
+    @triton.jit
+    def _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row, stride_xm, j, jmask, onehot):
+        """Words layout: one token row's products with one weight row's decoded codes
+        (h*/l*: high/low nibble of byte t of each word, [4, G]), summed per 16-byte group
+        as one FMA chain per word, scaled and placed in that weight row's slot: [BN, G]."""
+        xe, xo = _x_pairs(x_ptr, row, stride_xm, j, jmask)
+        e0, e1, e2, e3 = _split4(xe)
+        o0, o1, o2, o3 = _split4(xo)
+        p = h0 * e0 + l0 * o0 + h1 * e1 + l1 * o1 + h2 * e2 + l2 * o2 + h3 * e3 + l3 * o3
+        return onehot[:, None] * (tl.sum(p, axis=0) * s)[None, :]
+
+    @triton.jit
+    def _gemv_words(
+        x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset, lut_ptr, N, K, stride_xm, pid_n, row0, k_lo, k_hi,
+        BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, BN: tl.constexpr, G: tl.constexpr, ROWS: tl.constexpr,
+    ):  # fmt: skip
+        """Main loop for rows that start on a quantization block (K % BLOCKSIZE == 0, so
+        K/2 is a multiple of 16): each weight row's step is read as [4, G] int32 words,
+        word (c, g) = bytes g*16 + 4c .. +3; a thread owns whole 16-byte groups (one
+        128-bit load, one scale) and the activation words of those bytes, in the same
+        layout, for all token rows."""
+        HB: tl.constexpr = G * 16
+        half_k = tl.multiple_of(K // 2, 16)
+        kw = tl.multiple_of(K // 8, 4)  # int32 words per weight row
+        wq = w_ptr.to(tl.pointer_type(tl.int32))
+        rg = tl.arange(0, G)
+        jw = rg[None, :] * 4 + tl.arange(0, 4)[:, None]  # [4, G] word of the step
+        jb = rg[None, :, None] * 16 + tl.arange(0, 4)[:, None, None] * 4 + tl.arange(0, 4)[None, None, :]  # [4, G, 4]
+        shift = (tl.arange(0, 4)[None, None, :] * 8).to(tl.uint32)  # byte t of a word
+        lut_base = lut_ptr.to(tl.int64)
+        rsel = tl.arange(0, BN)
+        acc0 = tl.zeros((BN, G), dtype=tl.float32)
+        acc1 = tl.zeros((BN, G), dtype=tl.float32)
+        acc2 = tl.zeros((BN, G), dtype=tl.float32)
+        acc3 = tl.zeros((BN, G), dtype=tl.float32)
+        for kb in range(k_lo, k_hi, HB):
+            j = kb + jb  # [4, G, 4] byte within a row
+            jmask = j < k_hi
+            wmask = ((kb + rg * 16) < k_hi)[None, :]  # whole groups (k_hi is a multiple of 16)
+            c0 = tl.minimum(kb + rg * 16, half_k - 16)  # first byte of each group
+            for r in tl.static_range(BN):
+                n = tl.minimum(pid_n * BN + r, N - 1).to(tl.int64)  # rows past N: never stored
+                wbase = tl.multiple_of(n * kw + kb // 4, 4)
+                wr = tl.load(wq + wbase + jw, mask=wmask, other=0)  # [4, G]
+                # Byte offsets (4 * nibble) of the table entries, OR-ed into the low bits of
+                # the 64-byte aligned table's address: one shift and one LOP3 per nibble.
+                wu = wr.to(tl.uint32, bitcast=True)[:, :, None]
+                lo = (((wu << 2) >> shift) & 0x3C).to(tl.int64) | lut_base
+                hi = (((wu >> 2) >> shift) & 0x3C).to(tl.int64) | lut_base
+                h0, h1, h2, h3 = _split4(tl.load(hi.to(tl.pointer_type(tl.float32))))
+                l0, l1, l2, l3 = _split4(tl.load(lo.to(tl.pointer_type(tl.float32))))
+                blk = (n * half_k + c0) // (BLOCKSIZE // 2)
+                s = _scale(blk, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)  # [G]
+                onehot = (rsel == r).to(tl.float32)
+                acc0 += _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0, stride_xm, j, jmask, onehot)
+                if ROWS > 1:
+                    acc1 += _words_partial(
+                        h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0 + 1, stride_xm, j, jmask, onehot
+                    )
+                if ROWS > 2:
+                    acc2 += _words_partial(
+                        h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0 + 2, stride_xm, j, jmask, onehot
+                    )
+                if ROWS > 3:
+                    acc3 += _words_partial(
+                        h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0 + 3, stride_xm, j, jmask, onehot
+                    )
+        return acc0, acc1, acc2, acc3
+
+    @triton.jit
+    def _gemv_bytes(
+        x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset, lut_ptr, N, K, stride_xm, pid_n, row0, k_lo, k_hi,
+        BLOCKSIZE: tl.constexpr, GROUP_SCALE: tl.constexpr, NESTED: tl.constexpr, BN: tl.constexpr,
+        G: tl.constexpr, ROWS: tl.constexpr,
+    ):  # fmt: skip
+        """Main loop for any even K: a step is a [BN, 4, G, 4] byte tile (byte g*16 + 4c + t
+        of each of the BN rows); Triton gives a thread the 4 bytes of (c, g) for every c and
+        row (32-bit loads), so with GROUP_SCALE a thread owns whole 16-byte groups; without,
+        every byte looks its scale up."""
+        HB: tl.constexpr = G * 16
+        half_k = K // 2
+        rn_c = tl.minimum(pid_n * BN + tl.arange(0, BN), N - 1)  # rows past N: never stored
+        row_byte = rn_c.to(tl.int64) * half_k  # [BN]
+        rg = tl.arange(0, G)
+        jb = rg[None, :, None] * 16 + tl.arange(0, 4)[:, None, None] * 4 + tl.arange(0, 4)[None, None, :]  # [4, G, 4]
+        acc0 = tl.zeros((BN, G), dtype=tl.float32)
+        acc1 = tl.zeros((BN, G), dtype=tl.float32)
+        acc2 = tl.zeros((BN, G), dtype=tl.float32)
+        acc3 = tl.zeros((BN, G), dtype=tl.float32)
+        for kb in range(k_lo, k_hi, HB):
+            j = kb + jb
+            jmask = j < k_hi
+            byte_idx = row_byte[:, None, None, None] + j[None, :, :, :]  # [BN, 4, G, 4]
+            b = tl.load(w_ptr + byte_idx, mask=jmask[None, :, :, :], other=0).to(tl.int32)
+            vh = tl.load(lut_ptr + (b >> 4))
+            vl = tl.load(lut_ptr + (b & 15))
+            if GROUP_SCALE:
+                c0 = tl.minimum(kb + rg * 16, half_k - 16)
+                blk = (row_byte[:, None] + c0[None, :]) // (BLOCKSIZE // 2)
+                s = _scale(blk, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)  # [BN, G]
+            else:
+                blk = tl.where(jmask[None, :, :, :], byte_idx, row_byte[:, None, None, None]) * 2 // BLOCKSIZE
+                s = _scale(blk, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)  # [BN, 4, G, 4]
+            acc0 += _row_partial(vh, vl, s, x_ptr, row0, stride_xm, j, jmask, GROUP_SCALE)
+            if ROWS > 1:
+                acc1 += _row_partial(vh, vl, s, x_ptr, row0 + 1, stride_xm, j, jmask, GROUP_SCALE)
+            if ROWS > 2:
+                acc2 += _row_partial(vh, vl, s, x_ptr, row0 + 2, stride_xm, j, jmask, GROUP_SCALE)
+            if ROWS > 3:
+                acc3 += _row_partial(vh, vl, s, x_ptr, row0 + 3, stride_xm, j, jmask, GROUP_SCALE)
+        return acc0, acc1, acc2, acc3
+
+    @triton.jit
+    def gemv_kernel(
+        x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset_ptr, lut_ptr, bias_ptr, out_ptr,
+        N, K, stride_xm, stride_om,
+        BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, HAS_BIAS: tl.constexpr, ALIGNED: tl.constexpr,
+        BN: tl.constexpr, BK: tl.constexpr,
+        ROWS: tl.constexpr = 1, SPLIT: tl.constexpr = 1, WORDS: tl.constexpr = 1,
+    ):  # fmt: skip
+        """out[r, n] = sum_k x[r, k] * W[n, k] (+ bias[n]) for token rows r = program_id(1) *
+        ROWS ... + ROWS - 1 and BN features n; grid (cdiv(N, BN), M // ROWS, SPLIT). With
+        SPLIT > 1, ``out_ptr`` is a zeroed fp32 [M, N] workspace the programs add into.
+        BK input features per step (a multiple of 32); warps split the step's 16-byte
+        groups, so BK >= 1024 * num_warps keeps every row of a group in one thread."""
+        G: tl.constexpr = BK // 32  # 16-byte groups per row per step
+        # A group (32 elements) lies in one quantization block when rows start on a block
+        # and blocks are multiples of 32 elements: then one scale per group.
+        GROUP_SCALE: tl.constexpr = ALIGNED and (BLOCKSIZE % 32 == 0)
+        pid_n = tl.program_id(0)
+        row0 = tl.program_id(1) * ROWS
+        pid_k = tl.program_id(2)
+        rn = pid_n * BN + tl.arange(0, BN)
+        nmask = rn < N
+        half_k = K // 2
+        if NESTED:
+            offset = tl.load(offset_ptr).to(tl.float32)
+        else:
+            offset = 0.0
+        if SPLIT > 1:
+            k_per = tl.cdiv(tl.cdiv(half_k, G * 16), SPLIT) * (G * 16)
+            k_lo = pid_k * k_per
+            k_hi = tl.minimum(half_k, k_lo + k_per)
+        else:
+            k_lo = 0
+            k_hi = half_k
+        if WORDS and GROUP_SCALE:
+            acc0, acc1, acc2, acc3 = _gemv_words(
+                x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset, lut_ptr, N, K, stride_xm, pid_n, row0, k_lo, k_hi,
+                BLOCKSIZE, NESTED, BN, G, ROWS,
+            )  # fmt: skip
+        else:
+            acc0, acc1, acc2, acc3 = _gemv_bytes(
+                x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset, lut_ptr, N, K, stride_xm, pid_n, row0, k_lo, k_hi,
+                BLOCKSIZE, GROUP_SCALE, NESTED, BN, G, ROWS,
+            )  # fmt: skip
+        _finish(acc0, row0, rn, nmask, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS, SPLIT)
+        if ROWS > 1:
+            _finish(acc1, row0 + 1, rn, nmask, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS, SPLIT)
+        if ROWS > 2:
+            _finish(acc2, row0 + 2, rn, nmask, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS, SPLIT)
+        if ROWS > 3:
+            _finish(acc3, row0 + 3, rn, nmask, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS, SPLIT)
+
+
+# ------------------------------------------------------------------------------------------
+# Configs and launch
+#
+# A config is (BN, BK, num_warps, SPLIT): BN output features per program, BK input features
+# per step (a power of two >= 32; BK >= 1024 * num_warps keeps the conflict-free layout),
+# SPLIT programs along K (1: none; > 1 adds fp32 partials atomically).
+
+GEMV_CONFIGS: dict[str, list[tuple[int, int, int, int]]] = {
+    # bf16 / fp16 activations
+    "16bit": [
+        (2, 4096, 4, 1),
+        (4, 4096, 4, 1),
+        (1, 4096, 4, 1),
+        (2, 2048, 2, 1),
+        (4, 2048, 2, 1),
+        (8, 2048, 2, 1),
+        (4, 1024, 1, 1),
+        (2, 8192, 4, 1),
+        (2, 4096, 4, 2),
+        (4, 4096, 4, 2),
+    ],
+    "fp32": [
+        (2, 4096, 4, 1),
+        (4, 2048, 2, 1),
+        (2, 2048, 2, 1),
+        (4, 4096, 4, 2),
+    ],
+}
+
+
+def gemv_config(M: int, N: int, K: int, dtype: torch.dtype) -> tuple[int, int, int, int]:
+    """The config to use before (or without) timing candidates on the device."""
+    if dtype == torch.float32:
+        return (2, 2048, 2, 1)
+    if M > 2:
+        return (2, 2048, 2, 1)
+    return (2, 4096, 4, 1) if K >= 4096 else (2, 2048, 2, 1)
+
+
+def _split(split: int, K: int, BK: int) -> int:
+    return max(1, min(split, triton.cdiv(K, BK)))
+
+
+def gemv_grid(config: tuple, M: int, N: int, K: int) -> tuple[int, int, int]:
+    """Grid of ``gemv_kernel`` for ``config``: ROWS = M (1-4) token rows per program."""
+    BN, BK, _, split = config
+    return (triton.cdiv(N, BN), 1, _split(split, K, BK))
+
+
+def gemv_constexprs(config: tuple, M: int, K: int, blocksize: int, nested: bool, has_bias: bool) -> dict:
+    """Keyword arguments of ``gemv_kernel[grid](...)`` after its 13 positional ones."""
+    BN, BK, warps, split = config
+    if not 1 <= M <= 4:
+        raise ValueError(f"gemv_kernel handles 1 to 4 token rows, got {M}")
+    return dict(
+        BLOCKSIZE=blocksize,
+        NESTED=nested,
+        HAS_BIAS=has_bias,
+        ALIGNED=K % blocksize == 0,
+        BN=BN,
+        BK=BK,
+        ROWS=M,
+        SPLIT=_split(split, K, BK),
+        num_warps=warps,
+    )
+
+
+def _ok_x(x: torch.Tensor) -> bool:
+    """Activation rows are read as 32-bit (16-bit dtypes) or 64-bit (fp32) pairs."""
+    word = 8 if x.dtype == torch.float32 else 4
+    return x.stride(-1) == 1 and x.data_ptr() % word == 0 and (x.stride(0) * x.element_size()) % word == 0
+
+
+_ALIGNED_LUTS: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+
+def aligned_lut(lut: torch.Tensor) -> torch.Tensor:
+    """``lut`` (fp32 [16]) at a 64-byte aligned address, as ``gemv_kernel`` requires (the
+    words path ORs the entry offset into the address). Fresh tensors already are."""
+    if lut.dtype == torch.float32 and lut.is_contiguous() and lut.data_ptr() % 64 == 0:
+        return lut
+    key = (lut.data_ptr(), lut.device)
+    t = _ALIGNED_LUTS.get(key)
+    if t is None or not torch.equal(t, lut.float()):
+        buf = torch.empty(32, dtype=torch.float32, device=lut.device)
+        start = (-buf.data_ptr() % 64) // 4
+        t = buf[start : start + 16]
+        t.copy_(lut.reshape(-1))
+        _ALIGNED_LUTS[key] = t
+    return t
+
+
+def gemv_launch(
+    config: tuple,
+    x: torch.Tensor,
+    w: torch.Tensor,
+    absmax: torch.Tensor,
+    a8: torch.Tensor,
+    code2: torch.Tensor,
+    offset: torch.Tensor,
+    lut: torch.Tensor,
+    bias: torch.Tensor | None,
+    out: torch.Tensor,
+    N: int,
+    K: int,
+    blocksize: int,
+    nested: bool,
+    *,
+    words: bool = True,
+) -> torch.Tensor:
+    """``out = x @ W.T (+ bias)`` for x [M, K] (M <= 4; fp16/bf16/fp32; K even), ``w`` the
+    flat uint8 packed weight, ``absmax`` fp32 (the nested second level when ``nested``, with
+    ``a8`` the uint8 codes, ``code2`` fp32 [256] and ``offset`` an fp32 scalar tensor; else
+    pass ``absmax`` for all three), ``lut`` fp32 [16], ``bias`` in x's dtype or None, ``out``
+    a contiguous [M, N] tensor of x's dtype. Split-K configs add fp32 partials into a
+    zeroed workspace that is then cast into ``out``. ``words=False`` forces the byte-tile
+    layout (for tests and benchmarks; it is used anyway when K % blocksize != 0). Returns
+    ``out``."""
+    M = x.shape[0]
+    if not _ok_x(x):
+        x = x.clone(memory_format=torch.contiguous_format)
+    lut = aligned_lut(lut)
+    kw = gemv_constexprs(config, M, K, blocksize, nested, bias is not None)
+    if not words:
+        kw["WORDS"] = False
+    grid = gemv_grid(config, M, N, K)
+    bias_arg = absmax if bias is None else bias
+    if kw["SPLIT"] == 1:
+        gemv_kernel[grid](x, w, absmax, a8, code2, offset, lut, bias_arg, out, N, K, x.stride(0), out.stride(0), **kw)
+        return out
+    ws = torch.zeros((M, N), dtype=torch.float32, device=x.device)
+    gemv_kernel[grid](x, w, absmax, a8, code2, offset, lut, bias_arg, ws, N, K, x.stride(0), N, **kw)
+    out.copy_(ws)
+    return out

@@ -1,0 +1,143 @@
+"""The Triton 4-bit GEMV kernel (``backends/triton/fourbit_gemv.py``) against the reference.
+
+On CI (no GPU) the kernel runs under the Triton interpreter on small shapes, in a subprocess
+(``TRITON_INTERPRET=1`` must be set before Triton is imported): this file run as a script
+does those checks. ``scripts/gpu-bench-gemv.py`` runs the same comparison at full size on a
+GPU and times the configs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+# (N, K, M, blocksize, dtype, nested, quant_type, config). Configs are (BN, BK, warps, SPLIT).
+CASES = [
+    (40, 128, 1, 64, torch.bfloat16, True, "nf4", (2, 64, 1, 1)),  # words path, ragged N
+    (33, 256, 3, 32, torch.float16, False, "fp4", (4, 128, 1, 1)),  # K spans 2 steps
+    (24, 96, 2, 32, torch.float32, True, "nf4", (2, 64, 1, 1)),  # K % BK != 0: masked tail
+    (16, 512, 4, 256, torch.bfloat16, True, "fp4", (4, 64, 1, 1)),  # groups shorter than a block
+    (20, 384, 2, 128, torch.float16, True, "nf4", (2, 64, 1, 3)),  # split-K into fp32 workspace
+    (8, 1024, 1, 4096, torch.bfloat16, False, "nf4", (2, 256, 1, 1)),  # a block spans rows: bytes path
+    (30, 200, 3, 128, torch.float16, True, "nf4", (4, 64, 1, 1)),  # K % blocksize != 0: bytes path
+    (12, 770, 1, 32, torch.float32, False, "fp4", (2, 128, 1, 2)),  # odd K/2, bytes path, split
+    (17, 66, 4, 64, torch.bfloat16, True, "nf4", (1, 32, 1, 1)),  # K/2 not a multiple of 4
+]
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12)).item()
+
+
+def _case(N, K, M, blocksize, dtype, nested, quant_type, device, seed=0):
+    """Quantized with the ops alone (bnb-kernels tests must not need bnb-quant)."""
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(N, K, generator=g).to(dtype).to(device)
+    x = torch.randn(M, K, generator=g).to(dtype).to(device)
+    bias = torch.randn(N, generator=g).to(dtype).to(device)
+    q, absmax = torch.ops.bitsandbytes.quantize_4bit(W, blocksize, quant_type, torch.uint8)
+    if nested:
+        code8 = torch.linspace(-1.0, 1.0, 256, device=device)
+        offset = absmax.mean()
+        a8, absmax2 = torch.ops.bitsandbytes.quantize_blockwise(absmax - offset, code8, 256)
+        extra = (absmax2, a8, code8, offset)
+    else:
+        extra = (absmax, None, None, None)
+    return x, bias, q, extra
+
+
+def launch_args(extra, nested: bool):
+    """(absmax, a8, code2, offset) as ``gemv_launch`` takes them."""
+    if nested:
+        absmax2, a8, code8, offset = extra
+        return absmax2.float(), a8, code8.float(), torch.as_tensor(offset, dtype=torch.float32, device=a8.device)
+    a = extra[0].float()
+    return a, a, a, a
+
+
+_TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.2e-2}
+
+
+def _interpreter_checks() -> None:
+    from bnb_kernels.backends.reference import fourbit_matmul as ref
+    from bnb_kernels.backends.triton import fourbit_gemv as G
+    from bnb_kernels.codebooks import fourbit_table
+
+    failures = []
+    for i, (N, K, M, bs, dt, nested, qt, cfg) in enumerate(CASES):
+        x, bias, q, extra = _case(N, K, M, bs, dt, nested, qt, "cpu", seed=100 + i)
+        expected = ref.gemm_4bit(x, q, [N, K], extra[0], bs, qt, bias, *extra[1:])
+        lut = fourbit_table(qt, x.device)
+        for words in (1, 0):
+            for b in (bias, None):
+                exp = expected if b is not None else ref.gemm_4bit(x, q, [N, K], extra[0], bs, qt, None, *extra[1:])
+                out = torch.full((M, N), float("nan"), dtype=dt)
+                G.gemv_launch(
+                    cfg, x, q.reshape(-1), *launch_args(extra, nested), lut, b, out, N, K, bs, nested, words=bool(words)
+                )
+                err = _rel(out, exp)
+                if not torch.isfinite(out).all() or err > _TOL[dt]:
+                    failures.append(f"case {i} {cfg} words={words} bias={b is not None}: rel err {err:.3g}")
+    # The kernel launched directly with gemv_grid / gemv_constexprs (as a plan does).
+    N, K, M, bs = 24, 256, 2, 64
+    x, bias, q, extra = _case(N, K, M, bs, torch.float16, True, "nf4", "cpu", seed=7)
+    expected = ref.gemm_4bit(x, q, [N, K], extra[0], bs, "nf4", bias, *extra[1:])
+    cfg = (2, 64, 1, 1)
+    out = torch.empty((M, N), dtype=torch.float16)
+    lut = G.aligned_lut(fourbit_table("nf4", x.device))
+    kw = G.gemv_constexprs(cfg, M, K, bs, True, True)
+    G.gemv_kernel[G.gemv_grid(cfg, M, N, K)](
+        x, q.reshape(-1), *launch_args(extra, True), lut, bias, out, N, K, K, N, **kw
+    )
+    if _rel(out, expected) > _TOL[torch.float16]:
+        failures.append(f"direct launch: {_rel(out, expected):.3g}")
+    # A misaligned table and activation rows are copied, not misread.
+    N, K, M, bs = 16, 128, 3, 64
+    x, bias, q, extra = _case(N, K, M, bs, torch.bfloat16, False, "fp4", "cpu", seed=8)
+    expected = ref.gemm_4bit(x, q, [N, K], extra[0], bs, "fp4", bias, *extra[1:])
+    lut_buf = torch.zeros(17)
+    lut_buf[1:] = fourbit_table("fp4", x.device)
+    xbuf = torch.zeros(M * K + 1, dtype=torch.bfloat16)
+    xbuf[1:] = x.reshape(-1)
+    x_odd = xbuf[1:].view(M, K)  # 2-byte aligned rows
+    out = torch.empty((M, N), dtype=torch.bfloat16)
+    G.gemv_launch(
+        (2, 64, 1, 1), x_odd, q.reshape(-1), *launch_args(extra, False), lut_buf[1:], bias, out, N, K, bs, False
+    )
+    if _rel(out, expected) > _TOL[torch.bfloat16]:
+        failures.append(f"misaligned lut / x: {_rel(out, expected):.3g}")
+    if failures:
+        raise SystemExit("FAILED:\n" + "\n".join(failures))
+    print("gemv interpreter checks passed")
+
+
+def test_gemv_kernel_under_interpreter() -> None:
+    pytest.importorskip("triton")
+    env = dict(os.environ, TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "checks passed" in proc.stdout
+
+
+def test_configs_and_grid() -> None:
+    pytest.importorskip("triton")
+    from bnb_kernels.backends.triton import fourbit_gemv as G
+
+    for key in ("16bit", "fp32"):
+        for BN, BK, warps, split in G.GEMV_CONFIGS[key]:
+            assert BK >= 32 and BK & (BK - 1) == 0 and BN & (BN - 1) == 0
+            assert warps in (1, 2, 4, 8) and split >= 1
+            grid = G.gemv_grid((BN, BK, warps, split), 3, 1000, 4096)
+            assert grid[0] * BN >= 1000 and grid[1] == 1 and 1 <= grid[2] <= split
+    for dt in (torch.float16, torch.bfloat16, torch.float32):
+        assert len(G.gemv_config(1, 4096, 4096, dt)) == 4
+    with pytest.raises(ValueError, match="1 to 4"):
+        G.gemv_constexprs((2, 4096, 4, 1), 5, 4096, 64, False, False)
+
+
+if __name__ == "__main__":
+    _interpreter_checks()
