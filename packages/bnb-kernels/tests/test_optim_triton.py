@@ -30,11 +30,13 @@ def test_triton_optim_kernels_interpreted():
 
 
 def _table_codes(table: torch.Tensor, shift: int, x: torch.Tensor) -> torch.Tensor:
-    """The kernel's lookup (``_table_code``) in torch: bucket = top bits, one comparison."""
+    """The kernel's lookup (``_table_code``) in torch: bucket = top bits, one comparison of the
+    low bits (flipped for negative x) with the entry's."""
+    mask = (1 << shift) - 1
     bits = x.view(torch.int32).to(torch.int64) & 0xFFFFFFFF
-    e = table[bits >> shift]
-    m = (e & 0xFFFFFFFF).to(torch.int32).view(torch.float32)  # wraps like the kernel's truncation
-    return (e >> 32) + (x > m).to(torch.int64)
+    e = table[bits >> shift].to(torch.int64) & 0xFFFFFFFF
+    flip = torch.where(bits >= 1 << 31, mask, 0)
+    return (e >> 24) + (((bits ^ flip) & mask) > (e & 0xFFFFFF)).to(torch.int64)
 
 
 def _bucket_edges(shift: int) -> torch.Tensor:
@@ -52,7 +54,7 @@ def test_search_table_is_exact(qname):
     qmap = T.QMAPS[qname]()
     table, kind, shift = tri.search_table(qmap)
     assert kind == 3 and shift in tri.TABLE_SHIFTS
-    assert table.dtype == torch.int64 and table.numel() == 1 << (32 - shift)
+    assert table.dtype == torch.int32 and table.numel() == 1 << (32 - shift)
     mid = ref.codebook_tables(qmap)[0]
     gen = torch.Generator().manual_seed(2)
     rnd_bits = torch.randint(-(2**31), 2**31 - 1, (1 << 18,), generator=gen, dtype=torch.int64)

@@ -4,7 +4,7 @@ One launch per parameter. A program of the 8-bit kernel owns 4 quantization bloc
 one warp each (8 contiguous values per thread, so a block's absmax is a warp reduction): it
 reads gradient, parameter and codes, dequantizes through the codebook, updates in registers and
 writes parameter, codes and absmax back. Requantization is exact (the reference's
-``searchsorted`` on the midpoints) at the cost of one 8-byte table read and one comparison: the
+``searchsorted`` on the midpoints) at the cost of one 4-byte table read and one comparison: the
 table has an entry per bucket of float32 bit patterns (sign, exponent, leading mantissa bits),
 holding the code of the bucket's smallest value and the one midpoint inside it
 (:func:`search_table`); codebooks too crowded for that are bisected. The arithmetic is the one
@@ -98,7 +98,9 @@ def _elem(
         ok = _finite(n1) & _finite(u)
     else:
         c = s1 * b1 + omb1 * g
-        u = tl.where(c > 0.0, 1.0, tl.where(c < 0.0, -1.0, 0.0))
+        # sign(c): +-1.0 from c's sign bit, 0 for c == 0 (a NaN c has a NaN n1: skipped anyway)
+        one = ((c.to(tl.uint32, bitcast=True) & 0x80000000) | 0x3F800000).to(tl.float32, bitcast=True)
+        u = tl.where(c == 0.0, 0.0, one)
         n1 = s1 * b2 + omb2 * g
         ok = _finite(n1)
     if SKIP:
@@ -159,11 +161,14 @@ def _quant_code(x, mid_ptr, KIND: tl.constexpr):
 @triton.jit
 def _table_code(x, t_ptr, SHIFT: tl.constexpr):
     """Code of x from the bucket of its top 32 - SHIFT bits (sign, exponent, leading mantissa
-    bits). The bucket's 8-byte entry holds the code of its smallest value (high word) and the
-    one midpoint inside the bucket (low word; +inf when there is none)."""
-    e = tl.load(t_ptr + (x.to(tl.uint32, bitcast=True) >> SHIFT))
-    m = e.to(tl.int32).to(tl.float32, bitcast=True)
-    return (e >> 32).to(tl.int32) + (x > m).to(tl.int32)
+    bits). The bucket's 4-byte entry holds the code of its smallest value (top byte) and the low
+    SHIFT bits of the one midpoint inside it (bits the bucket's values share above them; flipped
+    for negative buckets, all ones when there is none): comparing the low bits orders x and it."""
+    b = x.to(tl.uint32, bitcast=True)
+    e = tl.load(t_ptr + (b >> SHIFT)).to(tl.uint32, bitcast=True)
+    flip = (x.to(tl.int32, bitcast=True) >> 31).to(tl.uint32, bitcast=True)  # ones for negative x
+    low = (b ^ flip) & ((1 << SHIFT) - 1)
+    return (e >> 24).to(tl.int32) + (low > (e & 0xFFFFFF)).to(tl.int32)
 
 
 @triton.jit
@@ -291,11 +296,14 @@ _UINT32 = 1 << 32
 
 
 def _bucket_table(mid: torch.Tensor, shift: int) -> torch.Tensor | None:
-    """Entries for the 2**(32-shift) buckets of float32 bit patterns (``bits >> shift``), or
-    None when some bucket holds more than one midpoint. Entry: ``code(smallest x) << 32 |
-    bits(midpoint inside, or +inf)``, so ``code(x) = hi + (x > lo)`` for every x in the bucket."""
+    """int32 entries for the 2**(32-shift) buckets of float32 bit patterns (``bits >> shift``),
+    or None when some bucket holds more than one midpoint. Entry: ``code(smallest x) << 24 |
+    low`` with ``low`` the midpoint's low ``shift`` bits (xor all ones in negative buckets, where
+    larger bits mean smaller x; all ones when the bucket holds no midpoint), so that
+    ``code(x) = (entry >> 24) + ((bits(x) ^ flip) & mask > entry & 0xFFFFFF)``."""
+    mask = (1 << shift) - 1
     lo = torch.arange(1 << (32 - shift), dtype=torch.int64) << shift
-    hi = lo + ((1 << shift) - 1)
+    hi = lo + mask
 
     def as_float(bits: torch.Tensor) -> torch.Tensor:
         return torch.where(bits >= 1 << 31, bits - _UINT32, bits).to(torch.int32).view(torch.float32)
@@ -312,8 +320,11 @@ def _bucket_table(mid: torch.Tensor, shift: int) -> torch.Tensor | None:
     cmax = torch.searchsorted(mid, xmax)
     if int((cmax - cmin).max()) > 1:
         return None
-    m = torch.where(cmax > cmin, mid[cmin.clamp(max=mid.numel() - 1)], inf)
-    return (cmin << 32) | (m.view(torch.int32).to(torch.int64) & 0xFFFFFFFF)
+    m_bits = mid[cmin.clamp(max=mid.numel() - 1)].view(torch.int32).to(torch.int64) & mask
+    low = torch.where(neg, m_bits ^ mask, m_bits)
+    low = torch.where(cmax > cmin, low, torch.full_like(low, mask))
+    entry = (cmin << 24) | low
+    return torch.where(entry >= 1 << 31, entry - _UINT32, entry).to(torch.int32)
 
 
 @dataclass
@@ -326,14 +337,14 @@ class _Search:
 
 
 _SEARCH: dict[tuple[int, int], _Search] = {}
-TABLE_SHIFTS = (18, 17, 16)  # 128 KiB .. 512 KiB tables; the smallest that separates the midpoints
+TABLE_SHIFTS = (18, 17, 16)  # 64 KiB .. 256 KiB tables; the smallest that separates the midpoints
 
 
 def search_table(qmap: torch.Tensor) -> tuple[torch.Tensor, int, int]:
     """``(table, kind, shift)`` the kernel finds codes of ``qmap`` with (cached per tensor).
 
     Codebooks whose midpoints are at most one per bucket of ``2**shift`` float32 bit patterns
-    (both dynamic maps) get a bucket table: one 8-byte read and one comparison per value, exact
+    (both dynamic maps) get a bucket table: one 4-byte read and one comparison per value, exact
     for every float32. Others fall back to a binary search over the padded midpoints."""
     key = (id(qmap), qmap.data_ptr())
     hit = _SEARCH.get(key)
