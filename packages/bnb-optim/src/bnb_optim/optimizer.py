@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from bnb_kernels import implementations, selected_backend
 from bnb_kernels.backends.reference.optim import DECOUPLED, dynamic_map, hyper, update_direction
 from bnb_kernels.ops.optim import OPTIM_BLOCKSIZE, OPTIMIZERS, TWO_STATE, optim_num_blocks
 
@@ -439,6 +440,22 @@ class Optimizer8bit(torch.optim.Optimizer):
                 state["absmax2"] = torch.zeros((blocks,), dtype=torch.float32, device=p.device)
         self._init_common(state, p, config)
 
+    def _op(self, op: str, device: torch.device):
+        """The implementation the registry selects for ``op`` on ``device``, called directly:
+        going through ``torch.ops`` costs more host time per parameter than the launch itself.
+        Under ``torch.compile`` the op goes through the dispatcher as usual."""
+        if _compiling():
+            return getattr(torch.ops.bitsandbytes, op)
+        fns = self.__dict__.setdefault("_op_fns", {})
+        key = (op, device)
+        fn = fns.get(key)
+        if fn is None:
+            backend = selected_backend(op, device)
+            fn = next((i.fn for i in implementations(op) if i.backend == backend), None)
+            fn = fn or getattr(torch.ops.bitsandbytes, op)
+            fns[key] = fn
+        return fn
+
     def _update(self, name: str, p: torch.Tensor, config: dict[str, Any], betas: tuple[float, ...], alpha: float):
         state = self.state[p]
         if not p.is_contiguous():
@@ -458,7 +475,7 @@ class Optimizer8bit(torch.optim.Optimizer):
         s1, s2 = state["state1"], state.get("state2")
         if s1.dtype == torch.float32:
             param_norm = float(p.detach().float().norm().item()) if max_unorm > 0.0 else 0.0
-            torch.ops.bitsandbytes.optimizer_update_32bit(
+            self._op("optimizer_update_32bit", p.device)(
                 name, grad, p, s1, s2, state.get("unorm_vec"), max_unorm, param_norm,
                 b1, b2, b3, alpha, eps, wd, step, lr, gnorm_scale, skip_zeros,
             )  # fmt: skip
@@ -466,7 +483,7 @@ class Optimizer8bit(torch.optim.Optimizer):
         if max_unorm > 0.0:
             lr, wd = self._unorm_scaled(name, p, grad, state, b1, b2, b3, alpha, eps, wd, step, lr, gnorm_scale,
                                         max_unorm, skip_zeros)  # fmt: skip
-        torch.ops.bitsandbytes.optimizer_update_8bit_blockwise(
+        self._op("optimizer_update_8bit_blockwise", p.device)(
             name, grad, p, s1, s2, b1, b2, b3, alpha, eps, step, lr,
             state["qmap1"], state.get("qmap2"), state["absmax1"], state.get("absmax2"), wd, gnorm_scale, skip_zeros,
         )  # fmt: skip
@@ -499,6 +516,13 @@ class Optimizer8bit(torch.optim.Optimizer):
         if scale <= 0.0:
             return 0.0, wd
         return lr * scale, (wd / scale if name in DECOUPLED else wd)
+
+
+_is_compiling = getattr(torch.compiler, "is_compiling", None)
+
+
+def _compiling() -> bool:
+    return bool(_is_compiling is not None and _is_compiling())
 
 
 def _check_name(optimizer_name: str) -> None:
@@ -556,8 +580,10 @@ class Optimizer2State(Optimizer8bit):
     def init_state(self, group, p, gindex, pindex):
         self._alloc(self.optimizer_name, p, self.get_config(gindex, pindex, group), two=True)
 
-    @torch.no_grad()
     def update_step(self, group, p, gindex, pindex):
+        if torch.is_grad_enabled():  # step() runs without grad; a direct call gets no_grad here
+            with torch.no_grad():
+                return self.update_step(group, p, gindex, pindex)
         config = self.get_config(gindex, pindex, group)
         betas = tuple(config["betas"])
         alpha = float(config.get("alpha") or 0.0)
@@ -615,8 +641,10 @@ class Optimizer1State(Optimizer8bit):
     def init_state(self, group, p, gindex, pindex):
         self._alloc(self.optimizer_name, p, self.get_config(gindex, pindex, group), two=False)
 
-    @torch.no_grad()
     def update_step(self, group, p, gindex, pindex):
+        if torch.is_grad_enabled():  # step() runs without grad; a direct call gets no_grad here
+            with torch.no_grad():
+                return self.update_step(group, p, gindex, pindex)
         config = self.get_config(gindex, pindex, group)
         self._update(self.optimizer_name, p, config, tuple(config["betas"]), 0.0)
 
