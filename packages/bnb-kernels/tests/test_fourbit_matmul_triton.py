@@ -26,6 +26,13 @@ CONFIGS = [
     ("dot", 16, 16, 64, 4, 2, 1, 0),
     ("dot", 16, 16, 64, 4, 2, 1, 1),
     ("dot", 16, 32, 64, 4, 2, 2, 3),
+    # fragment-order decode (last field): rows and K renumbered, x read to match
+    ("dot", 16, 64, 128, 4, 2, 1, 1, 1),
+    ("dot", 32, 128, 128, 8, 2, 2, 4, 1),
+    ("dot", 16, 64, 128, 4, 2, 3, 3, 1),
+    # fourbit_gemv.gemv_kernel (1-4 token rows): (BN, BK, warps, split-K)
+    ("gemv2", 2, 64, 1, 1),
+    ("gemv2", 4, 128, 1, 2),
     ("dequant",),
     ("dequant_chunked",),
 ]
@@ -73,6 +80,8 @@ def _interpreter_checks() -> None:
         meta = T._make_meta(extra[0], bs, T._lut(qt, x.device), *extra[1:])
         for cfg in CONFIGS:
             if cfg[0] == "dot" and dt != torch.float16:
+                continue
+            if cfg[0] == "gemv2" and M > 4:
                 continue
             out = torch.full((M, N), float("nan"), dtype=dt)
             T.launch(cfg, x, q.reshape(-1), meta, bias, out, N)
@@ -134,9 +143,11 @@ def test_heuristics_cover_every_batch_size() -> None:
 
     for M in (1, 2, 3, 4, 5, 16, 17, 64, 100, 512, 513, 2048, 10000):
         for dt in (torch.float16, torch.bfloat16, torch.float32):
-            assert T.heuristic_config(M, dt)[0] in ("gemv", "dot", "dequant")
-            cands = T.candidates(M, dt)
-            assert cands and all(c[0] in ("gemv", "dot", "dequant", "dequant_chunked") for c in cands)
+            for N in (None, 4096, 28672):
+                assert T.heuristic_config(M, dt, N)[0] in ("gemv", "gemv2", "dot", "dequant")
+                cands = T.candidates(M, dt, N)
+                assert cands and all(c[0] in ("gemv", "gemv2", "dot", "dequant", "dequant_chunked") for c in cands)
+                assert len(set(cands)) == len(cands)
             if dt == torch.float32:
                 assert all(c[0] != "dot" for c in cands)  # no tf32 for fp32 activations
 

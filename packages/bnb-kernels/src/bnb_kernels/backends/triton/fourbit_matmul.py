@@ -20,6 +20,7 @@ kernel; there is no extra launch. Codes index the 16-entry table of ``quant_type
 
 # No `from __future__ import annotations` here: Triton 3.0's interpreter recognizes
 # `tl.constexpr` parameters only when the annotation is the object, not a string.
+import inspect
 import math
 import os
 import warnings
@@ -31,6 +32,7 @@ from ..._registry import register
 from ...codebooks import fourbit_table
 from ...ops.fourbit_matmul import NESTED_BLOCKSIZE, check_gemm_4bit_args
 from ..reference import fourbit_matmul as _ref
+from . import fourbit_gemv as _gemv
 from ._common import HAS_TRITON, available, device_guard, interpreting, tl, triton
 
 __all__ = ["gemm_4bit", "gemv_4bit", "gemv_4bit_out", "launch", "prepare_gemm_4bit", "select_config", "tuned_configs"]
@@ -173,14 +175,18 @@ if HAS_TRITON:
         M, N, HALF_K, stride_xm, stride_om,
         BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, HAS_BIAS: tl.constexpr, ALIGNED: tl.constexpr,
         BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SPLIT_K: tl.constexpr, EVEN_K: tl.constexpr,
-        LUT: tl.constexpr,
+        LUT: tl.constexpr, PERM: tl.constexpr = False, WARPS: tl.constexpr = 4,
     ):  # fmt: skip
         """``out[m, n] = sum_k x[m, k] W[n, k]`` computed transposed: a [BN weight rows, BM
         tokens] tile per program, so the decoded weight is the tensor cores' A operand (taken
         from registers) and as few as 16 tokens fill the MMA's N side. The packed [BN, BK/2]
         byte tile is read once with 16-byte loads; each byte gives two codes, looked up in the
         16-entry table, scaled by their block's absmax (one per [row, block], nested absmax
-        decoded here) and interleaved back to K order. SPLIT_K programs share the K range:
+        decoded here) and interleaved back to K order. PERM (BK = 128, BN = 16 * WARPS):
+        the tile's rows and K are renumbered (x is read in the same K order, the output
+        rows are mapped back) so that the values each thread decodes from its own 16 bytes
+        are exactly the MMA's A fragment: no shared-memory round trip for the decoded
+        weight. SPLIT_K programs share the K range:
         each writes its fp32 partial to ``ws``; the last one to finish a tile (a counter per
         tile, reset to zero after use) adds them up and writes ``out``."""
         HB: tl.constexpr = BK // 2
@@ -197,6 +203,10 @@ if HAS_TRITON:
         # Rows past N / tokens past M read valid memory (clamped) and are never stored:
         # no masks on the hot loads.
         row_byte = tl.minimum(rn, N - 1).to(tl.int64) * HALF_K
+        if PERM:
+            # the output row of the accumulator's row n' ((warp, register, lane) order)
+            rq = tl.arange(0, BN)
+            rn = pid_n * BN + ((rq >> 3) & 1) * (8 * WARPS) + (rq >> 4) * 8 + (rq & 7)
         x_cols = x_ptr + tl.minimum(rm, M - 1).to(tl.int64)[None, :] * stride_xm
         if NESTED:
             offset = tl.load(offset_ptr).to(tl.float32)
@@ -213,9 +223,22 @@ if HAS_TRITON:
         rt = tl.arange(0, SB)
         rk = tl.arange(0, BK)
         acc = tl.zeros((BN, BM), dtype=tl.float32)
+        if PERM:
+            # physical K of logical k' = (byte in chunk, chunk of 16 bytes, nibble) order
+            kp = ((rk >> 1) & 3) * 32 + (rk >> 3) * 2 + (rk & 1)
+            kp = tl.max_contiguous(tl.multiple_of(kp, 2), 2)  # (even, odd) pairs stay adjacent
+        else:
+            kp = rk
         for kb in range(kb0, kb1, HB):
             j3 = kb + rg[None, :, None] * SB + rt[None, None, :]  # [1, NB, SB] byte in row
-            if EVEN_K:
+            if PERM:
+                j2 = kb + tl.arange(0, HB)[None, :]
+                if EVEN_K:
+                    b2 = tl.load(w_ptr + row_byte[:, None] + j2)
+                else:
+                    b2 = tl.load(w_ptr + row_byte[:, None] + j2, mask=j2 < HALF_K, other=0)
+                b = tl.reshape(b2, (BN, NB, SB))
+            elif EVEN_K:
                 b = tl.load(w_ptr + row_byte[:, None, None] + j3)
             else:
                 b = tl.load(w_ptr + row_byte[:, None, None] + j3, mask=j3 < HALF_K, other=0)
@@ -230,7 +253,10 @@ if HAS_TRITON:
                 )
             hi, lo = _decode_bytes(b, s, table, lut_ptr, DT, LUT, BN, NB, SB)
             w = tl.reshape(tl.join(hi, lo), (BN, BK))  # element 2j: high nibble of byte j
-            kk = 2 * kb + rk
+            if PERM:
+                w = tl.reshape(w, (2, WARPS, 8, 4, 16, 2))
+                w = tl.reshape(tl.permute(w, (1, 0, 2, 4, 3, 5)), (BN, BK))
+            kk = 2 * kb + kp
             if EVEN_K:
                 xt = tl.load(x_cols + kk[:, None])
             else:
@@ -364,7 +390,9 @@ class _Launch:
         compiled = self.kernel[self.grid](*args, **self.kw)
         if ck is None and _FAST_LAUNCH and out.device.type == "cuda" and compiled is not None:
             self.ck = compiled
-            self.consts = tuple(self.kw[n] for n in self.kernel.arg_names[len(args) :])
+            params = inspect.signature(self.kernel.fn).parameters
+            names = self.kernel.arg_names[len(args) :]
+            self.consts = tuple(self.kw[n] if n in self.kw else params[n].default for n in names)
             self.aligned0 = aligned
 
     def _check_fast(self, args: tuple, out: torch.Tensor) -> bool:
@@ -420,7 +448,7 @@ def _split_buffers(device: torch.device, numel: int, tiles: int) -> tuple[torch.
 class _Plan:
     """A config resolved for one (M, N, K): kernels, grids and constexprs, ready to launch."""
 
-    __slots__ = ("kind", "launch", "need", "split")
+    __slots__ = ("kind", "launch", "lut", "need", "split")
 
     def __init__(self, config: tuple, M: int, N: int, K: int, meta: _Meta, has_bias: bool) -> None:
         kind = config[0]
@@ -429,7 +457,15 @@ class _Plan:
         self.split = 1
         self.launch: _Launch | None = None
         self.need = (0, 0)
-        if kind == "gemv":
+        self.lut = meta.lut
+        if kind == "gemv2":
+            # fourbit_gemv.gemv_kernel: ("gemv2", BN, BK, warps, split), all M (1-4) rows at once
+            cfg = tuple(config[1:5])
+            kw = _gemv.gemv_constexprs(cfg, M, K, bs, meta.nested, has_bias)
+            self.split = kw["SPLIT"]
+            self.lut = _gemv.aligned_lut(meta.lut)  # the words layout ORs offsets into it
+            self.launch = _Launch(_gemv.gemv_kernel, _gemv.gemv_grid(cfg, M, N, K), kw)
+        elif kind == "gemv":
             _, BN, BK, warps = config
             kw = dict(BLOCKSIZE=bs, NESTED=meta.nested, HAS_BIAS=has_bias, ALIGNED=K % bs == 0, BN=BN, BK=BK)
             self.launch = _Launch(_gemv_kernel, (triton.cdiv(N, BN), M), dict(kw, num_warps=warps))
@@ -441,6 +477,9 @@ class _Plan:
             lut = config[7] if len(config) > 7 else DEFAULT_LUT
             if not _LUT_GATHER:
                 lut = 0
+            # the fragment-order decode exists for one tile shape
+            perm = bool(config[8]) if len(config) > 8 else False
+            perm = perm and BK == 128 and BN == 16 * warps
             self.split = split
             grid = (triton.cdiv(N, BN), triton.cdiv(M, BM), split)
             if split > 1:
@@ -448,7 +487,7 @@ class _Plan:
             kw = dict(
                 BLOCKSIZE=bs, NESTED=meta.nested, HAS_BIAS=has_bias, ALIGNED=K % bs == 0,
                 BM=BM, BN=BN, BK=BK, SPLIT_K=split, EVEN_K=half_k % (BK // 2) == 0,
-                LUT=lut, num_warps=warps, num_stages=stages,
+                LUT=lut, PERM=perm, WARPS=warps, num_warps=warps, num_stages=stages,
             )  # fmt: skip
             self.launch = _Launch(_gemm_kernel, grid, kw)
         elif kind == "dequant":
@@ -490,6 +529,18 @@ class _Plan:
                 N,
             )
             self.launch(args, out, aligned)
+        elif kind == "gemv2":
+            if not _gemv._ok_x(x):
+                x = x.clone()
+            aligned = _aligned(x) and _aligned(out) and (bias is None or _aligned(bias))
+            if self.split == 1:
+                args = (x, w, meta.absmax, meta.a8, meta.code2, meta.offset, self.lut, bias_arg, out, N, K, K, N)
+                self.launch(args, out, aligned)
+            else:  # fp32 partials added atomically into a zeroed workspace
+                acc = torch.zeros((M, N), dtype=torch.float32, device=x.device)
+                args = (x, w, meta.absmax, meta.a8, meta.code2, meta.offset, self.lut, bias_arg, acc, N, K, K, N)
+                self.launch(args, acc, aligned)
+                out.copy_(acc)
         elif kind == "gemv":
             aligned = _aligned(x) and _aligned(out) and (bias is None or _aligned(bias))
             args = (x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, out, N, K, K, N)
@@ -629,51 +680,84 @@ def _token_tile(M: int) -> int:
     return 16 if M <= 16 else 32 if M <= 32 else 64 if M <= 64 else 128
 
 
-def heuristic_config(M: int, dtype: torch.dtype) -> tuple:
+def _split_for(N: int | None, M: int, BN: int = 64) -> int:
+    """Split-K so that about two programs per SM of an H100 (132) exist: the dot kernel
+    runs at a few programs per SM, and shapes with few row tiles leave SMs idle."""
+    if N is None:
+        return 1
+    tiles = triton.cdiv(N, BN) * triton.cdiv(M, _token_tile(M))
+    return max(1, min(4, round(264 / tiles)))
+
+
+def heuristic_config(M: int, dtype: torch.dtype, N: int | None = None, K: int | None = None) -> tuple:
+    """The path without timing (interpreter, CUDA graph capture, ``BNB_4BIT_AUTOTUNE=0``),
+    from the H100 measurements in benchmarks/linear4bit-notes.md."""
+    if M <= 4:
+        return ("gemv2", *_gemv.gemv_config(M, N or 4096, K or 4096, dtype))
     if dtype == torch.float32:
-        return ("gemv", 16, 256, 4) if M <= 4 else ("dequant",)
-    if M == 1:
-        return ("gemv", 8, 1024, 4)
+        return ("dequant",)
     if M <= 512:
-        # ("dot", tokens BM, weight rows BN, BK, warps, stages, split-K)
-        return ("dot", _token_tile(M), 64, 128, 4, 4 if M <= 64 else 3, 1)
+        # ("dot", tokens BM, weight rows BN, BK, warps, stages, split-K, decode, fragment order)
+        if M <= 64:
+            return ("dot", _token_tile(M), 64, 128, 4, 4, _split_for(N, M), 1, 1)
+        return ("dot", 128, 64, 128, 4, 3, 1, 4)
     return ("dequant",)
 
 
-def candidates(M: int, dtype: torch.dtype) -> list[tuple]:
+def _gemv_candidates(M: int, dtype: torch.dtype) -> list[tuple]:
     if dtype == torch.float32:
-        return [("gemv", 16, 256, 4), ("gemv", 8, 512, 4), ("dequant",)] if M <= 4 else [("dequant",)]
+        new = [("gemv2", *c) for c in _gemv.GEMV_CONFIGS["fp32"]]
+        return [*new, ("gemv", 16, 256, 4)]
+    new = [("gemv2", *c) for c in _gemv.GEMV_CONFIGS["16bit"]]
     if M == 1:
-        return [
-            ("gemv", 8, 1024, 4),
-            ("gemv", 4, 2048, 4),
-            ("gemv", 16, 1024, 8),
-            ("gemv", 8, 2048, 8),
-            ("gemv", 16, 512, 4),
-            ("gemv", 32, 512, 8),
-        ]
+        # two configs of the older GEMV kernel stay in the race
+        return [*new, ("gemv", 8, 1024, 4), ("gemv", 16, 512, 4)]
+    return new[:6]
+
+
+def candidates(M: int, dtype: torch.dtype, N: int | None = None) -> list[tuple]:
+    """What the autotuner times for M tokens (N output features, when known)."""
+    return list(dict.fromkeys(_candidates(M, dtype, N)))
+
+
+def _candidates(M: int, dtype: torch.dtype, N: int | None) -> list[tuple]:
+    if dtype == torch.float32:
+        return [*_gemv_candidates(M, dtype), ("dequant",)] if M <= 4 else [("dequant",)]
+    if M == 1:
+        return _gemv_candidates(M, dtype)
     bm = _token_tile(M)
+    # Decode 1 (two gathers from the 16 fp32 values, conflict-free) was the fastest at 16
+    # tokens on the H100; 3 (bf16 pairs, scaled in bf16: one more rounding) at 128 tokens;
+    # 4 (fp32 pairs) keeps fp32 scaling with one gather per byte. The last field (1) decodes
+    # in the MMA fragment's order: no shared-memory round trip of the decoded weight.
+    pairs = 3 if dtype == torch.bfloat16 else 4
+    auto = _split_for(N, M)
     if M <= 64:
-        # 64 weight rows per program; split-K for the shapes with few row tiles
-        dots = [
-            ("dot", bm, 64, 128, 4, 4, 1),
-            ("dot", bm, 64, 128, 4, 4, 2),
-            ("dot", bm, 64, 128, 4, 4, 4),
-            ("dot", bm, 128, 128, 8, 4, 1),
-            ("dot", bm, 64, 256, 4, 3, 1),
+        splits = sorted({1, 2, 4, auto})
+        dots = [("dot", bm, 64, 128, 4, 4, sp, 1, 1) for sp in splits]
+        dots += [
+            ("dot", bm, 64, 128, 4, 4, auto, pairs, 1),
+            ("dot", bm, 64, 128, 4, 4, auto, 4, 1),
+            ("dot", bm, 64, 128, 4, 4, auto, 1),
+            ("dot", bm, 128, 128, 8, 4, auto, 1, 1),
         ]
         if M <= 4:
-            return [("gemv", 8, 1024, 4), *dots[:3], ("dequant",)]
+            return [*_gemv_candidates(M, dtype), *dots[:3], ("dequant",)]
         return [*dots, ("dequant",)]
     if M <= 512:
         return [
-            ("dot", 128, 64, 128, 4, 3, 1),
-            ("dot", 128, 64, 128, 4, 3, 2),
-            ("dot", 128, 128, 128, 8, 3, 1),
-            ("dot", 128, 128, 64, 8, 4, 1),
+            ("dot", 128, 128, 128, 8, 3, 1, 1, 1),
+            ("dot", 128, 128, 128, 8, 3, 1, pairs, 1),
+            ("dot", 128, 128, 128, 8, 3, 2, pairs, 1),
+            ("dot", 128, 128, 128, 8, 3, 1, 4, 1),
+            ("dot", 128, 64, 128, 4, 3, 1, pairs),
+            ("dot", 128, 64, 128, 4, 3, 2, pairs),
+            ("dot", 128, 64, 128, 4, 3, 1, 4),
             ("dequant",),
         ]
-    return [("dot", 128, 128, 64, 8, 4, 1), ("dequant",), ("dequant_chunked",)]
+    # Compute bound: cuBLAS on the dequantized weight (the fused kernel measured 3x slower
+    # at 2048 tokens; chunks of the weight small enough for L2 made cuBLAS slower).
+    return [("dequant",)]
 
 
 _TUNED: dict[tuple, tuple] = {}
@@ -698,9 +782,13 @@ def select_config(
     if cfg is not None:
         return cfg
     if not _autotune_enabled() or x.device.type != "cuda" or torch.cuda.is_current_stream_capturing():
-        return heuristic_config(M, x.dtype)
+        return heuristic_config(M, x.dtype, N, K)
+    cands = candidates(M, x.dtype, N)
+    if len(cands) == 1:
+        _TUNED[key] = cands[0]
+        return cands[0]
     best, best_ms = None, float("inf")
-    for c in candidates(M, x.dtype):
+    for c in cands:
         try:
             plan = _Plan(c, M, N, K, meta, bias is not None)
             plan(x, w, meta, bias, out, M, N, K)
@@ -709,7 +797,7 @@ def select_config(
             continue
         if ms < best_ms:
             best, best_ms = c, ms
-    cfg = best or heuristic_config(M, x.dtype)
+    cfg = best or heuristic_config(M, x.dtype, N, K)
     _TUNED[key] = cfg
     return cfg
 
