@@ -58,7 +58,7 @@ def _warm(job: tuple[int, list[tuple]]) -> int:
     import bnb_kernels  # noqa: F401
     from bnb_kernels.backends.triton import fourbit_matmul as T
 
-    K, N = 512, 256
+    K, N = 8192, 256  # every size a multiple of 16, K long enough for every split-K
     W, q, (absmax2, a8, code8, offset) = build(K, N)
     meta = T._make_meta(absmax2, 64, T._lut("nf4", W.device), a8, code8, offset)
     x = torch.randn(M, K, dtype=W.dtype, device=W.device)
@@ -74,15 +74,21 @@ def _warm(job: tuple[int, list[tuple]]) -> int:
     return done
 
 
-def prewarm(tokens: list[int], procs: int) -> None:
+def prewarm(tokens: list[int], procs: int, extra: bool = True) -> None:
+    """Compile, in ``procs`` processes, every candidate the autotuner tries for these token
+    counts on the anchor shapes (and the EXTRA configs), into Triton's disk cache."""
     import multiprocessing as mp
 
     from bnb_kernels.backends.triton import fourbit_matmul as T
 
     jobs = []
     for M in tokens:
-        cfgs = [c for c in T.candidates(M, torch.bfloat16) + EXTRA.get(M, []) if c[0] == "dot" or c[0] == "gemv"]
-        cfgs = list(dict.fromkeys(cfgs))
+        cfgs = []
+        for N in sorted({n for _, n in SHAPES}):
+            cfgs += T.candidates(M, torch.bfloat16, N)
+        if extra:
+            cfgs += EXTRA.get(M, [])
+        cfgs = [c for c in dict.fromkeys(cfgs) if c[0] != "dequant_chunked"]
         for i in range(0, len(cfgs), 2):
             jobs.append((M, cfgs[i : i + 2]))
     t0 = time.time()
@@ -97,6 +103,7 @@ def main() -> int:
     ap.add_argument("--shapes", default="0,1,2")
     ap.add_argument("--tokens", default="16,128,2048")
     ap.add_argument("--prewarm", type=int, default=0, help="compile first in this many processes")
+    ap.add_argument("--prewarm-only", action="store_true", help="compile the candidates, time nothing")
     ap.add_argument("--budget-s", type=float, default=1e9, help="stop starting new cases after this")
     args = ap.parse_args()
     import triton
@@ -115,9 +122,11 @@ def main() -> int:
     t_start = time.time()
     if args.prewarm and dev == "cuda":
         try:
-            prewarm([int(t) for t in args.tokens.split(",")], args.prewarm)
+            prewarm([int(t) for t in args.tokens.split(",")], args.prewarm, extra=not args.prewarm_only)
         except Exception as exc:
             print(f"prewarm failed: {exc!r}", flush=True)
+    if args.prewarm_only:
+        return 0
     lines: list[str] = []
 
     def say(s: str) -> None:

@@ -223,5 +223,25 @@ def test_gpu_direct_launch_matches(M: int) -> None:
         assert plans[0].launch.checked and plans[0].launch.ck is not None
 
 
+@gpu
+def test_gpu_direct_launch_of_large_dequantize() -> None:
+    """The dequantize path's first direct launch is checked by checksum (its output is
+    weight-sized); later calls still match the reference."""
+    from bnb_kernels.backends.reference import fourbit_matmul as ref
+    from bnb_kernels.backends.triton import fourbit_matmul as T
+
+    N, K, M = 4096, 4096, 600  # a 32 MiB bf16 weight
+    _, x, bias, q, extra = _case(N, K, M, 64, torch.bfloat16, True, "nf4", "cuda", seed=11)
+    expected = ref.gemm_4bit(x, q, [N, K], extra[0], 64, "nf4", bias, *extra[1:])
+    meta = T._make_meta(extra[0], 64, T._lut("nf4", x.device), *extra[1:])
+    plan = T._Plan(("dequant",), M, N, K, meta, True)
+    for _ in range(3):
+        out = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device="cuda")
+        plan(x, q.reshape(-1), meta, bias, out, M, N, K)
+        assert _rel(out, expected) < 1.2e-2
+    if T._FAST_LAUNCH:
+        assert plan.launch.checked and plan.launch.ck is not None
+
+
 if __name__ == "__main__":
     _interpreter_checks()

@@ -400,13 +400,23 @@ class _Launch:
         global _FAST_LAUNCH
         self.checked = True
         try:
-            probe = torch.zeros_like(out)
-            fast_args = tuple(probe if a is out else a for a in args)
-            _fast_launch(self.ck, self.grid, out.device, fast_args + self.consts)
-            self.kernel[self.grid](*args, **self.kw)
-            # Same kernel, same inputs; split-K partials may be added in another order.
-            if torch.allclose(probe.float(), out.float(), rtol=1e-3, atol=1e-3, equal_nan=True):
-                return True
+            if out.numel() * out.element_size() <= (16 << 20):
+                probe = torch.zeros_like(out)  # zeros: split-K GEMV outputs are added into
+                fast_args = tuple(probe if a is out else a for a in args)
+                _fast_launch(self.ck, self.grid, out.device, fast_args + self.consts)
+                self.kernel[self.grid](*args, **self.kw)
+                # Same kernel, same inputs; split-K partials may be added in another order.
+                if torch.allclose(probe.float(), out.float(), rtol=1e-3, atol=1e-3, equal_nan=True):
+                    return True
+            else:
+                # A weight-sized output (dequantize): checksums instead of a second copy.
+                # NaN first, so anything the direct launch leaves unwritten shows.
+                out.fill_(float("nan"))
+                _fast_launch(self.ck, self.grid, out.device, args + self.consts)
+                fast = torch.sum(out, dtype=torch.float64)
+                self.kernel[self.grid](*args, **self.kw)
+                if bool(torch.isfinite(fast)) and torch.equal(fast, torch.sum(out, dtype=torch.float64)):
+                    return True
         except Exception:
             pass
         _FAST_LAUNCH = False
@@ -591,22 +601,31 @@ _LUT_GATHER = HAS_TRITON and hasattr(tl, "gather")
 DEFAULT_LUT = 4
 
 
+_RUNTIME: tuple | None = None
+
+
+def _runtime() -> tuple:
+    """(the driver's current-stream getter, Triton's runtime knobs), looked up once."""
+    global _RUNTIME
+    from triton import knobs
+    from triton.runtime import driver
+
+    _RUNTIME = (driver.active.get_current_stream, knobs.runtime)
+    return _RUNTIME
+
+
 def _fast_launch(ck, grid: tuple, device: torch.device, args: tuple) -> None:
     """Launch an already compiled kernel exactly as ``JITFunction.run`` does after its
     specialization and cache lookup, which cost most of a launch's host time. Only used for
     a plan whose integer arguments never change and whose pointers keep the alignment the
     kernel was compiled for."""
-    from triton import knobs
-    from triton.runtime import driver
-
-    stream = driver.active.get_current_stream(device.index if device.index is not None else 0)
-    g0 = grid[0]
+    get_stream, rt = _RUNTIME or _runtime()
+    stream = get_stream(device.index if device.index is not None else 0)
+    enter = rt.launch_enter_hook
+    meta = None if enter is None else ck.launch_metadata(grid, stream, *args)
     g1 = grid[1] if len(grid) > 1 else 1
     g2 = grid[2] if len(grid) > 2 else 1
-    ck.run(
-        g0, g1, g2, stream, ck.function, ck.packed_metadata, ck.launch_metadata(grid, stream, *args),
-        knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook, *args,
-    )  # fmt: skip
+    ck.run(grid[0], g1, g2, stream, ck.function, ck.packed_metadata, meta, enter, rt.launch_exit_hook, *args)
 
 
 def launch(
