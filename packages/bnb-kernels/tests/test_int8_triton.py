@@ -127,6 +127,7 @@ def check_direct_launch() -> list[str]:
     T._DIRECT = True
     T._DIRECT_DEVICES = ("cuda", "cpu")
     T._stream_of = lambda index: 0
+    T._INT_POINTERS = False  # the interpreter needs tensors; the addresses are compared below
     fails: list[str] = []
     N, K = 24, 40
     _W, CB, SCB = _weight(N, K, "cpu", 3)
@@ -155,6 +156,15 @@ def check_direct_launch() -> list[str]:
             plan = next(iter(run.plans.values()))
             if plan.kind != kind or not plan.fast or len(launched) == n0:
                 fails.append(f"direct {kind} M={M} t={t} {dt}: plan {plan.kind} fast={plan.fast}")
+            # the integer arguments of a direct launch are the addresses of the tensor arguments
+            bufs = plan.alloc(x.device)
+            for a_t, a_p in zip(plan.args(x, bias, bufs, False), plan.args(x, bias, bufs, True)):
+                same = len(a_t) == len(a_p) and all(
+                    (p == t.data_ptr()) if isinstance(t, torch.Tensor) else (p == t and type(p) is type(t))
+                    for t, p in zip(a_t, a_p)
+                )
+                if not same:
+                    fails.append(f"direct {kind} M={M} t={t} {dt}: addresses differ from the tensors")
     return fails
 
 

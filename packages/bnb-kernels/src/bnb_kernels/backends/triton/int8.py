@@ -1,27 +1,30 @@
 """Triton GPU kernels of the LLM.int8() ops.
 
-- ``_row_quant_kernel``: one pass over the activations. Per row: the absmax of the
-  non-outlier values, the int8 codes (outlier elements get 0) and, with a threshold, the
-  outlier columns: a column flag plus a compact device-side list of the flagged columns
-  (atomics, only in rows that hold an outlier; no host synchronization). Compiled without
-  fused multiply-add so the codes equal the reference's.
+- ``_row_quant_kernel``: one pass over the activations (two above ``ONE_PASS_MAX_K``). Per
+  row: the absmax of the non-outlier values, the int8 codes (outlier elements get 0) and,
+  with a threshold, a flag per outlier column (plain stores: no atomics, no host
+  synchronization). Compiled without fused multiply-add so the codes equal the reference's.
+- ``_outlier_cols_kernel``: from the flags, the ascending list of outlier columns and its
+  length (on the device) and, optionally, code 0 in every outlier column (the reference's
+  whole-column split).
 - ``_int8_gemm_kernel``: int8 x int8 -> int32 on the tensor cores (``tl.dot``), with the
   dequantization (row scale x column scale x 1/127^2), the bias and the fp16 outlier
-  columns applied in the epilogue. The outlier columns come from the device-side list, so
-  the loop bound is read on the GPU: a forward can be captured in a CUDA graph. For those
-  columns the epilogue first removes their int8 contribution exactly (integer dot
-  subtracted from the accumulator), then adds ``A[:, cols] @ dequant(CB[:, cols]).T`` in
-  16-bit with float32 accumulation, which is the reference's mixed decomposition.
+  columns applied in the epilogue: ``A[:, cols] @ dequant(CB[:, cols]).T`` in 16-bit with
+  float32 accumulation, the columns read from the device-side list (a forward can be
+  captured in a CUDA graph). Where the caller's codes of those columns are not 0
+  (``int8_mixed_scaled_mm``) their int8 product is first subtracted exactly.
 - ``_w8a16_kernel`` (weight-only): reads each int8 weight byte once, converts it to the
   activation dtype in registers and multiplies the activations as they are (no activation
   quantization: every column, outlier or not, is exact). Row tiles of 16 for 2-16 rows,
   64-128 for 17-1024 rows.
 - ``_gemv_kernel``: one row, multiply-add on the CUDA cores (no padding to a tensor-core tile).
 
-``int8_linear_fused`` picks: 1 row: gemv or w8a16, 2-16 rows: w8a16, 17-1024 rows: w8a16
-with row tiles or quantize + int8 GEMM, more: quantize + int8 GEMM. Where two candidates
-exist, the faster is timed once per shape on the device (whole path, launches included)
-and kept. The reference-schema ops reuse the same kernels.
+``prepare_int8_linear`` binds a weight (modules keep the result) and keeps a plan per input
+shape: 1 row: gemv or w8a16, 2-16 rows: w8a16, 17-1024 rows: w8a16 with row tiles or
+quantize + int8 GEMM, more: quantize + int8 GEMM; where two candidates exist the faster is
+timed once per shape on the device. After its first call a plan launches the compiled
+kernels directly (``direct_launch``: no binder, no specialization, no cache lookup), which
+is most of the host time of a call. The reference-schema ops reuse the same kernels.
 """
 
 # No `from __future__ import annotations` here: Triton 3.0's interpreter recognizes
@@ -73,7 +76,7 @@ if HAS_TRITON:
         X,
         CODES,
         ROW_STATS,
-        WS,
+        FL,
         K,
         stride_xm,
         stride_cm,
@@ -82,9 +85,10 @@ if HAS_TRITON:
         BLOCK_K: tl.constexpr,
         ONE_PASS: tl.constexpr,
     ):
-        # WS[0:K] (int32, zeroed by the caller): set to 1 at every column holding an outlier.
-        # Plain stores (idempotent, no atomics, no extra reductions); the compact list of the
-        # flagged columns is built afterwards by _outlier_cols_kernel.
+        # FL[0:K] (int8, zeroed by the caller): set to 1 at every column holding an outlier.
+        # A flag is read before it is written (most rows flag the same few columns: reads of
+        # a set flag do not contend like writes); no atomics, no host synchronization. The
+        # compact list of the flagged columns is built afterwards by _outlier_cols_kernel.
         row = tl.program_id(0).to(tl.int64)
         x_row = X + row * stride_xm
         c_row = CODES + row * stride_cm
@@ -96,7 +100,9 @@ if HAS_TRITON:
             valid = ax == ax  # not NaN
             if HAS_THRESHOLD:
                 valid = valid & (ax < threshold)
-                tl.store(WS + offs, tl.full([BLOCK_K], 1, tl.int32), mask=(ax >= threshold) & mask)
+                outl = (ax >= threshold) & mask
+                seen = tl.load(FL + offs, mask=outl, other=1)
+                tl.store(FL + offs, tl.full([BLOCK_K], 1, tl.int8), mask=outl & (seen == 0))
             absmax = tl.max(tl.where(valid, ax, 0.0), axis=0)
         else:
             acc = tl.zeros([BLOCK_K], dtype=tl.float32)
@@ -106,7 +112,9 @@ if HAS_TRITON:
                 ok = a == a
                 if HAS_THRESHOLD:
                     ok = ok & (a < threshold)
-                    tl.store(WS + k0 + offs, tl.full([BLOCK_K], 1, tl.int32), mask=(a >= threshold) & m)
+                    outl = (a >= threshold) & m
+                    seen = tl.load(FL + k0 + offs, mask=outl, other=1)
+                    tl.store(FL + k0 + offs, tl.full([BLOCK_K], 1, tl.int8), mask=outl & (seen == 0))
                 acc = tl.maximum(acc, tl.where(ok, a, 0.0))
             absmax = tl.max(acc, axis=0)
         tl.store(ROW_STATS + row, absmax)
@@ -132,7 +140,8 @@ if HAS_TRITON:
 
     @triton.jit
     def _outlier_cols_kernel(
-        WS,
+        FL,
+        IDX,
         CODES,
         COLS64,
         M,
@@ -140,37 +149,43 @@ if HAS_TRITON:
         stride_cm,
         ROWS: tl.constexpr,
         BLOCK: tl.constexpr,
+        BLOCK_J: tl.constexpr,
         ZERO_CODES: tl.constexpr,
         WRITE64: tl.constexpr,
     ):
-        # After _row_quant_kernel: WS[0:K] column flags. Program 0 writes the flagged columns
-        # in ascending order to WS[K:2K] (int32; and COLS64 as int64) and their number to
-        # WS[2K]. With ZERO_CODES every program also sets the codes of its ROWS rows to 0 in
-        # the flagged columns (the reference's whole-column split). Each program scans the
-        # flags itself: no ordering between programs is needed.
+        # After _row_quant_kernel: FL[0:K] column flags. Writes the flagged columns in
+        # ascending order to IDX[0:count] (int32; and COLS64 as int64) and count to IDX[K].
+        # Every program builds the list from the flags (one load of BLOCK flags at a time)
+        # and writes it (identical values); with ZERO_CODES it then reads its own list back
+        # and sets the codes of its ROWS rows to 0 in those columns (the reference's
+        # whole-column split). No ordering between programs is needed.
         pid = tl.program_id(0)
         offs = tl.arange(0, BLOCK)
         total = tl.sum(tl.zeros([BLOCK], dtype=tl.int32), axis=0)
         for k0 in range(0, K, BLOCK):
             cols = k0 + offs
-            f = tl.load(WS + cols, mask=cols < K, other=0)
+            f = tl.load(FL + cols, mask=cols < K, other=0).to(tl.int32)
             n = tl.sum(f, axis=0)
             if n > 0:
                 hit = f > 0
-                if pid == 0:
-                    pos = total + tl.cumsum(f, axis=0) - 1
-                    tl.store(WS + K + pos, cols, mask=hit)
-                    if WRITE64:
+                pos = total + tl.cumsum(f, axis=0) - 1
+                tl.store(IDX + pos, cols, mask=hit)
+                if WRITE64:
+                    if pid == 0:
                         tl.store(COLS64 + pos, cols.to(tl.int64), mask=hit)
-                if ZERO_CODES:
-                    zero = tl.zeros([BLOCK], dtype=tl.int8)
-                    for r in range(ROWS):
-                        row = pid * ROWS + r
-                        if row < M:
-                            tl.store(CODES + row.to(tl.int64) * stride_cm + cols, zero, mask=hit)
             total += n
         if pid == 0:
-            tl.store(WS + 2 * K, total)
+            tl.store(IDX + K, total)
+        if ZERO_CODES:
+            tl.debug_barrier()  # this program's list writes are visible to all its threads
+            rows = pid * ROWS + tl.arange(0, ROWS)
+            rj = tl.arange(0, BLOCK_J)
+            zero = tl.zeros([ROWS, BLOCK_J], dtype=tl.int8)
+            c_rows = CODES + rows.to(tl.int64)[:, None] * stride_cm
+            for j0 in range(0, total, BLOCK_J):
+                jm = (j0 + rj) < total
+                c = tl.load(IDX + j0 + rj, mask=jm, other=0)
+                tl.store(c_rows + c[None, :], zero, mask=(rows < M)[:, None] & jm[None, :])
 
     @triton.jit
     def _int8_gemm_kernel(
@@ -233,9 +248,9 @@ if HAS_TRITON:
         mask_m = rm < M
         mask_n = rn < N
         if HAS_OUTLIERS:
-            # WS[K:2K]: the outlier columns (int32), WS[2K]: how many (written on the device)
-            IDX = WS + K
-            count = tl.load(WS + 2 * K)
+            # WS[0:count]: the outlier columns (int32), WS[K]: count (both written on the device)
+            IDX = WS
+            count = tl.load(WS + K)
             rj = tl.arange(0, BLOCK_J)
             if SUBTRACT_OUTLIERS:
                 # Remove the int8 contribution of the outlier columns exactly.
@@ -278,6 +293,7 @@ if HAS_TRITON:
         SCB,
         BIAS,
         OUT,
+        PART,
         M,
         N,
         K,
@@ -291,7 +307,10 @@ if HAS_TRITON:
         BLOCK_M: tl.constexpr,
         BLOCK_N: tl.constexpr,
         BLOCK_K: tl.constexpr,
+        SPLIT_K: tl.constexpr,
     ):
+        # SPLIT_K > 1: program (n, m, s) multiplies the s-th slice of K and writes its scaled
+        # float32 partial to PART[s]; _splitk_sum_kernel adds the slices (and the bias).
         if M_MAJOR:  # consecutive programs share a weight tile (several row blocks): L2 reuse
             pid_m = tl.program_id(0)
             pid_n = tl.program_id(1)
@@ -303,10 +322,17 @@ if HAS_TRITON:
         rk = tl.arange(0, BLOCK_K)
         rwn = tl.max_contiguous(tl.multiple_of(rn % N, BLOCK_N), BLOCK_N)
         mask_m = rm < M
-        x_ptrs = X + rm.to(tl.int64)[:, None] * stride_xm + rk[None, :]
-        w_ptrs = W + rwn.to(tl.int64)[:, None] * stride_wn + rk[None, :]
+        if SPLIT_K > 1:
+            k_per = tl.cdiv(tl.cdiv(K, SPLIT_K), BLOCK_K) * BLOCK_K
+            k_lo = tl.program_id(2) * k_per
+            k_hi = tl.minimum(k_lo + k_per, K)
+        else:
+            k_lo = 0
+            k_hi = K
+        x_ptrs = X + rm.to(tl.int64)[:, None] * stride_xm + (k_lo + rk)[None, :]
+        w_ptrs = W + rwn.to(tl.int64)[:, None] * stride_wn + (k_lo + rk)[None, :]
         acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
+        for k0 in range(k_lo, k_hi, BLOCK_K):
             if EVEN_K:
                 x = tl.load(x_ptrs, mask=mask_m[:, None], other=0.0)
                 w = tl.load(w_ptrs)
@@ -323,10 +349,25 @@ if HAS_TRITON:
         mask_n = rn < N
         scale = tl.load(SCB + rn, mask=mask_n, other=0.0) * _I127
         out = acc * scale[None, :]
+        if SPLIT_K > 1:
+            p_ptrs = PART + (tl.program_id(2) * M + rm).to(tl.int64)[:, None] * N + rn[None, :]
+            tl.store(p_ptrs, out, mask=mask_m[:, None] & mask_n[None, :])
+        else:
+            if HAS_BIAS:
+                out = out + tl.load(BIAS + rn, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+            o_ptrs = OUT + rm.to(tl.int64)[:, None] * stride_om + rn[None, :]
+            tl.store(o_ptrs, out.to(OUT.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+    @triton.jit
+    def _splitk_sum_kernel(PART, BIAS, OUT, M, N, SPLIT: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < M * N
+        acc = tl.load(PART + offs, mask=mask, other=0.0)
+        for s in tl.static_range(1, SPLIT):
+            acc += tl.load(PART + s * M * N + offs, mask=mask, other=0.0)
         if HAS_BIAS:
-            out = out + tl.load(BIAS + rn, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-        o_ptrs = OUT + rm.to(tl.int64)[:, None] * stride_om + rn[None, :]
-        tl.store(o_ptrs, out.to(OUT.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+            acc += tl.load(BIAS + offs % N, mask=mask, other=0.0).to(tl.float32)
+        tl.store(OUT + offs, acc.to(OUT.dtype.element_ty), mask=mask)
 
     @triton.jit
     def _gemv_kernel(
@@ -407,16 +448,18 @@ if HAS_TRITON:
         key=["M_BUCKET", "N", "K", "EPILOGUE", "HAS_OUTLIERS", "SUBTRACT_OUTLIERS"],
     )(triton.heuristics({"EVEN_K": _even_k})(triton.jit(_int8_gemm_kernel.fn)))
 
+    # 2-16 rows: the weight stream is the work; split K so that wide column tiles (few
+    # re-reads of the activations from L2) still give every SM several programs.
     _W8A16_TUNED = triton.autotune(
         configs=[
-            triton.Config({"BLOCK_N": 16, "BLOCK_K": 512}, num_warps=4, num_stages=4),
-            triton.Config({"BLOCK_N": 16, "BLOCK_K": 256}, num_warps=4, num_stages=4),
-            triton.Config({"BLOCK_N": 16, "BLOCK_K": 128}, num_warps=4, num_stages=6),
-            triton.Config({"BLOCK_N": 32, "BLOCK_K": 256}, num_warps=4, num_stages=4),
-            triton.Config({"BLOCK_N": 32, "BLOCK_K": 512}, num_warps=4, num_stages=3),
-            triton.Config({"BLOCK_N": 64, "BLOCK_K": 256}, num_warps=8, num_stages=3),
-            triton.Config({"BLOCK_N": 64, "BLOCK_K": 128}, num_warps=4, num_stages=4),
-            triton.Config({"BLOCK_N": 128, "BLOCK_K": 128}, num_warps=8, num_stages=3),
+            triton.Config({"BLOCK_N": 16, "BLOCK_K": 512, "SPLIT_K": 1}, num_warps=4, num_stages=4),
+            triton.Config({"BLOCK_N": 32, "BLOCK_K": 256, "SPLIT_K": 1}, num_warps=4, num_stages=4),
+            triton.Config({"BLOCK_N": 32, "BLOCK_K": 256, "SPLIT_K": 4}, num_warps=4, num_stages=4),
+            triton.Config({"BLOCK_N": 64, "BLOCK_K": 256, "SPLIT_K": 4}, num_warps=4, num_stages=4),
+            triton.Config({"BLOCK_N": 64, "BLOCK_K": 128, "SPLIT_K": 8}, num_warps=4, num_stages=5),
+            triton.Config({"BLOCK_N": 128, "BLOCK_K": 128, "SPLIT_K": 8}, num_warps=4, num_stages=4),
+            triton.Config({"BLOCK_N": 128, "BLOCK_K": 256, "SPLIT_K": 4}, num_warps=8, num_stages=3),
+            triton.Config({"BLOCK_N": 64, "BLOCK_K": 512, "SPLIT_K": 2}, num_warps=4, num_stages=3),
         ],
         key=["M", "N", "K"],
     )(triton.heuristics({"EVEN_K": _even_k})(triton.jit(_w8a16_kernel.fn)))
@@ -425,11 +468,11 @@ if HAS_TRITON:
     # int8 weight converted in registers); raced against quantize + int8 GEMM per shape.
     _W8A16_BIG = triton.autotune(
         configs=[
-            triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=4, num_stages=4),
-            triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64}, num_warps=8, num_stages=3),
-            triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 128}, num_warps=4, num_stages=4),
-            triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 64}, num_warps=4, num_stages=4),
-            triton.Config({"BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 64}, num_warps=8, num_stages=3),
+            triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "SPLIT_K": 1}, num_warps=4, num_stages=4),
+            triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "SPLIT_K": 1}, num_warps=8, num_stages=3),
+            triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 128, "SPLIT_K": 1}, num_warps=4, num_stages=4),
+            triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 64, "SPLIT_K": 1}, num_warps=4, num_stages=4),
+            triton.Config({"BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 64, "SPLIT_K": 1}, num_warps=8, num_stages=3),
         ],
         key=["M", "N", "K"],
     )(triton.heuristics({"EVEN_K": _even_k})(triton.jit(_w8a16_kernel.fn)))
@@ -463,7 +506,7 @@ def _grid(kind: str, M: int, N: int, kw: dict) -> tuple:
     if kind == "gemm":
         return (triton.cdiv(M, kw["BLOCK_M"]) * triton.cdiv(N, kw["BLOCK_N"]),)
     if kind == "w8a16":
-        return (triton.cdiv(N, kw["BLOCK_N"]), triton.cdiv(M, 16))
+        return (triton.cdiv(N, kw["BLOCK_N"]), triton.cdiv(M, 16), kw.get("SPLIT_K", 1))
     if kind == "w8a16big":
         return (triton.cdiv(M, kw["BLOCK_M"]), triton.cdiv(N, kw["BLOCK_N"]))
     return (triton.cdiv(N, kw["BLOCK_N"]),)
@@ -562,7 +605,7 @@ class _OnDevice:
 # Kernel steps: each builds its launch (arguments in signature order) and its configuration.
 
 
-def _quant_step(M: int, K: int, threshold: float) -> tuple[_Step, bool]:
+def _quant_step(M: int, K: int, threshold: float) -> _Step:
     one_pass = K <= ONE_PASS_MAX_K
     if one_pass:
         block = triton.next_power_of_2(max(K, 16))
@@ -572,28 +615,30 @@ def _quant_step(M: int, K: int, threshold: float) -> tuple[_Step, bool]:
     kw = {"HAS_THRESHOLD": threshold > 0.0, "BLOCK_K": block, "ONE_PASS": one_pass, "num_warps": warps}
     if not _INTERPRET:
         kw["enable_fp_fusion"] = False  # the codes must round x * scale exactly as the reference does
-    return _Step(_row_quant_kernel, (M,), kw), threshold > 0.0
+    return _Step(_row_quant_kernel, (M,), kw)
 
 
-def _quant_args(A2, codes, row_stats, ws, threshold: float) -> tuple:
+def _quant_args(A2, codes, row_stats, fl, threshold: float) -> tuple:
     K = A2.shape[1]
-    return (A2, codes, row_stats, ws if ws is not None else row_stats, K, A2.stride(0), codes.stride(0), threshold)
+    return (A2, codes, row_stats, fl if fl is not None else codes, K, A2.stride(0), codes.stride(0), threshold)
 
 
-def _outlier_step(M: int, zero_codes: bool, write64: bool) -> _Step:
-    rows = 1 if not zero_codes else (_OUTLIER_ROWS if M <= 2048 else 4 * _OUTLIER_ROWS)
-    kw = {"ROWS": rows, "BLOCK": 256 if _INTERPRET else 1024, "ZERO_CODES": zero_codes, "WRITE64": write64}
-    kw["num_warps"] = 4
+def _outlier_step(M: int, K: int, zero_codes: bool, write64: bool) -> _Step:
+    rows = _OUTLIER_ROWS if M <= 2048 else 4 * _OUTLIER_ROWS
+    block = 256 if _INTERPRET else min(triton.next_power_of_2(max(K, 16)), 8192)
+    kw = {
+        "ROWS": rows,
+        "BLOCK": block,
+        "BLOCK_J": 16 if _INTERPRET else 32,
+        "ZERO_CODES": zero_codes,
+        "WRITE64": write64,
+        "num_warps": max(4, min(16, block // 512)),  # at most 16 flags per thread
+    }
     return _Step(_outlier_cols_kernel, (triton.cdiv(M, rows) if zero_codes else 1,), kw)
 
 
-def _outlier_args(ws, codes, cols64, M: int, K: int) -> tuple:
-    return (ws, codes, cols64 if cols64 is not None else ws, M, K, codes.stride(0))
-
-
-def _ws(K: int, device: torch.device) -> torch.Tensor:
-    """Outlier workspace (int32, zeroed): column flags [0:K], column list [K:2K], count [2K]."""
-    return torch.zeros(2 * K + 1, device=device, dtype=torch.int32)
+def _outlier_args(fl, ws, codes, cols64, M: int, K: int) -> tuple:
+    return (fl, ws, codes, cols64 if cols64 is not None else ws, M, K, codes.stride(0))
 
 
 def row_quant(
@@ -601,11 +646,11 @@ def row_quant(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Quantize the rows of ``A`` (fused kernel) and, with a threshold, find the outlier columns.
 
-    Returns ``(codes [rows, K] int8, row_stats [rows] float32, ws, cols)``: ``ws`` the int32
-    outlier workspace (flags, the ascending column list at ``ws[K:2K]`` and its length at
-    ``ws[2K]``, all on the device) and ``cols`` an int64 copy of the list (when ``cols64``);
-    both None without a threshold. With ``zero_cols`` every code of an outlier column is 0
-    (the reference's codes); else only the outlier elements are.
+    Returns ``(codes [rows, K] int8, row_stats [rows] float32, ws, cols)``: ``ws`` int32
+    [K + 1], the ascending list of outlier columns at ``ws[:n]`` and ``n`` at ``ws[K]`` (all on
+    the device), and ``cols`` an int64 copy of the list (when ``cols64``); both None without a
+    threshold. With ``zero_cols`` every code of an outlier column is 0 (the reference's
+    codes); else only the outlier elements are.
     """
     A2 = _2d(A)
     rows, K = A2.shape
@@ -613,15 +658,15 @@ def row_quant(
     codes = torch.empty((rows, K), device=device, dtype=torch.int8)
     row_stats = torch.empty(rows, device=device, dtype=torch.float32)
     has_t = threshold > 0.0
-    ws = _ws(K, device) if has_t else None
+    fl = torch.zeros(K, device=device, dtype=torch.int8) if has_t else None
+    ws = torch.zeros(K + 1, device=device, dtype=torch.int32) if has_t else None
     c64 = torch.empty(max(K, 1), device=device, dtype=torch.int64) if (has_t and cols64) else None
     if rows == 0 or K == 0:
         return codes, row_stats, ws, c64
-    step, _ = _quant_step(rows, K, threshold)
     with _OnDevice(device):
-        step.slow(_quant_args(A2, codes, row_stats, ws, float(threshold)))
+        _quant_step(rows, K, threshold).slow(_quant_args(A2, codes, row_stats, fl, float(threshold)))
         if has_t:
-            _outlier_step(rows, zero_cols, cols64).slow(_outlier_args(ws, codes, c64, rows, K))
+            _outlier_step(rows, K, zero_cols, cols64).slow(_outlier_args(fl, ws, codes, c64, rows, K))
     return codes, row_stats, ws, c64
 
 
@@ -690,7 +735,7 @@ def gemm(
     subtract_outliers: bool = True,
 ) -> torch.Tensor:
     """``CA [M, K] @ CB [N, K].T`` in int32; with ``row_stats``/``col_stats`` dequantized to
-    ``dtype`` (+ ``bias``); with ``X``/``ws`` (outlier workspace, see :func:`row_quant`) plus
+    ``dtype`` (+ ``bias``); with ``X``/``ws`` (the outlier columns, see :func:`row_quant`) plus
     the 16-bit outlier columns (``subtract_outliers``: their codes in ``CA`` are not 0)."""
     M, K = CA.shape
     N = CB.shape[0]
@@ -711,7 +756,12 @@ def gemm(
     return out
 
 
-def _w8a16_args(X, CB, SCB, bias, out) -> tuple:
+# K is split in at most this many slices (2-16 rows); the partial sums buffer is sized for it
+# until the configuration is known.
+_MAX_SPLIT = 8
+
+
+def _w8a16_args(X, CB, SCB, bias, out, part) -> tuple:
     M, K = X.shape
     return (
         X,
@@ -719,6 +769,7 @@ def _w8a16_args(X, CB, SCB, bias, out) -> tuple:
         SCB,
         bias if bias is not None else SCB,
         out,
+        part if part is not None else out,
         M,
         CB.shape[0],
         K,
@@ -734,18 +785,30 @@ def _w8a16_step(kind: str, M: int, N: int, K: int, args: tuple, dtype, has_bias:
     if small:
         flags["BLOCK_M"] = 16
     if _INTERPRET:
-        kw = {"BLOCK_N": 16, "BLOCK_K": 32} if small else {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32}
-        best = (kw, 4, 1)
+        if small:
+            best = ({"BLOCK_N": 16, "BLOCK_K": 32, "SPLIT_K": 2}, 4, 1)
+        else:
+            best = ({"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "SPLIT_K": 1}, 4, 1)
     elif not AUTOTUNE:
-        best = (
-            ({"BLOCK_N": 32, "BLOCK_K": 256}, 4, 4) if small else ({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64}, 4, 4)
-        )
+        if small:
+            best = ({"BLOCK_N": 64, "BLOCK_K": 256, "SPLIT_K": 4}, 4, 4)
+        else:
+            best = ({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "SPLIT_K": 1}, 4, 4)
     else:
         key = (kind, M, N, K, dtype, *flags.values())
         best = _BEST.get(key)
         if best is None:
             best = _tune(kind, _W8A16_TUNED if small else _W8A16_BIG, key, M, N, args, flags)
     return _launch_step(kind, _w8a16_kernel, best, M, N, K, args, flags)
+
+
+def _sum_step(M: int, N: int, split: int, has_bias: bool) -> _Step:
+    kw = {"SPLIT": split, "HAS_BIAS": has_bias, "BLOCK": 1024, "num_warps": 4}
+    return _Step(_splitk_sum_kernel, (triton.cdiv(M * N, 1024),), kw)
+
+
+def _sum_args(part, bias, out, M: int, N: int) -> tuple:
+    return (part, bias if bias is not None else part, out, M, N)
 
 
 def _zero_k(X: torch.Tensor, N: int, bias: torch.Tensor | None) -> torch.Tensor:
@@ -755,14 +818,18 @@ def _zero_k(X: torch.Tensor, N: int, bias: torch.Tensor | None) -> torch.Tensor:
 
 def w8a16(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``X [M, K] @ (CB * SCB / 127).T (+ bias)`` on the tensor cores (M padded to 16),
-    reading each weight byte once."""
+    reading each weight byte once (K split in slices where that is faster)."""
     M, K = X.shape
     N = CB.shape[0]
     if M == 0 or N == 0 or K == 0:
         return _zero_k(X, N, bias)
     out = torch.empty((M, N), device=X.device, dtype=X.dtype)
+    part = torch.empty((_MAX_SPLIT, M, N), device=X.device, dtype=torch.float32)
     with _OnDevice(X.device):
-        _w8a16_step("w8a16", M, N, K, _w8a16_args(X, CB, SCB, bias, out), X.dtype, bias is not None)
+        step = _w8a16_step("w8a16", M, N, K, _w8a16_args(X, CB, SCB, bias, out, part), X.dtype, bias is not None)
+        split = step.kw["SPLIT_K"]
+        if split > 1:
+            _sum_step(M, N, split, bias is not None).slow(_sum_args(part, bias, out, M, N))
     return out
 
 
@@ -775,7 +842,7 @@ def w8a16_big(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.
         return _zero_k(X, N, bias)
     out = torch.empty((M, N), device=X.device, dtype=X.dtype)
     with _OnDevice(X.device):
-        _w8a16_step("w8a16big", M, N, K, _w8a16_args(X, CB, SCB, bias, out), X.dtype, bias is not None)
+        _w8a16_step("w8a16big", M, N, K, _w8a16_args(X, CB, SCB, bias, out, None), X.dtype, bias is not None)
     return out
 
 
@@ -815,6 +882,7 @@ def gemv(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.Tenso
 _DIRECT = direct_launch_supported()
 _DIRECT_DEVICES = ("cuda",)  # tests add "cpu" to check the direct-launch arguments under the interpreter
 _STREAM = None  # triton's current-stream getter, resolved at the first direct launch
+_INT_POINTERS = True  # direct launches pass addresses (the interpreter test passes tensors)
 
 
 def _stream_of(index: int) -> int:
@@ -826,13 +894,17 @@ def _stream_of(index: int) -> int:
     return _STREAM(index)
 
 
-class _Plan:
-    """One path for one input shape: how to allocate its outputs, the arguments of each
-    launch, and the launches themselves. Built (and its kernels compiled, autotuned) at the
-    first call; from then on launched directly (``direct_launch``), skipping Triton's binder,
-    once a direct launch has been checked to give the same result as Triton's own."""
+def _align16(n: int) -> int:
+    return (n + 15) & ~15
 
-    __slots__ = ("K", "M", "N", "dtype", "fast", "kind", "lin", "steps", "threshold")
+
+class _Plan:
+    """One path for one input shape: which buffers a call allocates, the arguments of each
+    launch, and the launches. Built (its kernels compiled, autotuned) at the first call; from
+    then on launched directly (``direct_launch``: integer pointers, no binder), once a direct
+    launch has been checked to give the same result as Triton's own launch."""
+
+    __slots__ = ("K", "M", "N", "dtype", "fast", "kind", "lin", "offs", "split", "steps", "threshold")
 
     def __init__(self, lin: "_Int8Linear", kind: str, M: int, dtype: torch.dtype, threshold: float) -> None:
         self.lin = lin
@@ -844,55 +916,106 @@ class _Plan:
         self.threshold = threshold if kind == "int8" else 0.0
         self.steps: list[_Step] | None = None
         self.fast = False
+        self.split = 0  # w8a16: slices of K (0: not chosen yet, buffers sized for _MAX_SPLIT)
+        # int8: one int8 buffer holds the codes [M, K], the row stats (float32) and, with a
+        # threshold, the outlier list (int32 [K + 1]); 16-byte aligned offsets
+        rs = _align16(M * self.K)
+        ws = rs + _align16(4 * M)
+        self.offs = (rs, ws, ws + (_align16(4 * (self.K + 1)) if self.threshold > 0.0 else 0))
 
-    def build(self, A2: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, list[tuple]]:
-        """Allocate this call's outputs; the arguments of each launch."""
+    def alloc(self, device: torch.device) -> tuple:
+        """This call's buffers: (out, scratch, flags)."""
+        M, N = self.M, self.N
+        if self.kind == "gemv":
+            return torch.empty((1, N), device=device, dtype=self.dtype), None, None
+        out = torch.empty((M, N), device=device, dtype=self.dtype)
+        if self.kind == "w8a16":
+            split = self.split or _MAX_SPLIT
+            part = torch.empty((split, M, N), device=device, dtype=torch.float32) if split > 1 else None
+            return out, part, None
+        if self.kind == "w8a16big":
+            return out, None, None
+        buf = torch.empty(self.offs[2], device=device, dtype=torch.int8)
+        fl = torch.zeros(self.K, device=device, dtype=torch.int8) if self.threshold > 0.0 else None
+        return out, buf, fl
+
+    def args(self, A2: torch.Tensor, bias: torch.Tensor | None, bufs: tuple, ptrs: bool) -> list[tuple]:
+        """The arguments of each launch, with tensors (Triton's launch) or, with ``ptrs``,
+        integer addresses (direct launch: the launcher does not inspect them)."""
         lin = self.lin
         M, N, K = self.M, self.N, self.K
-        device = A2.device
-        if self.kind == "gemv":
-            out = torch.empty((1, N), device=device, dtype=A2.dtype)
-            return out, [_gemv_args(A2, lin.CB, lin.SCB, bias, out)]
-        if self.kind != "int8":
-            out = torch.empty((M, N), device=device, dtype=A2.dtype)
-            return out, [_w8a16_args(A2, lin.CB, lin.SCB, bias, out)]
-        t = self.threshold
-        codes = torch.empty((M, K), device=device, dtype=torch.int8)
-        row_stats = torch.empty(M, device=device, dtype=torch.float32)
-        out = torch.empty((M, N), device=device, dtype=A2.dtype)
-        if t > 0.0:
-            ws = _ws(K, device)
-            return out, [
-                _quant_args(A2, codes, row_stats, ws, t),
-                _outlier_args(ws, codes, None, M, K),
-                _gemm_args(codes, lin.CB, out, row_stats, lin.SCB, bias, A2, ws),
+        out, scratch, fl = bufs
+        if ptrs:
+            x, cb, scb, o = A2.data_ptr(), lin.cb_ptr, lin.scb_ptr, out.data_ptr()
+            b = bias.data_ptr() if bias is not None else None
+        else:
+            x, cb, scb, o, b = A2, lin.CB, lin.SCB, out, bias
+        kind = self.kind
+        if kind == "gemv":
+            return [(x, cb, scb, scb if b is None else b, o, N, K, K)]
+        if kind == "w8a16big" or (kind == "w8a16" and scratch is None):
+            return [(x, cb, scb, scb if b is None else b, o, o, M, N, K, K, K, N)]
+        if kind == "w8a16":
+            part = scratch.data_ptr() if ptrs else scratch
+            return [
+                (x, cb, scb, scb if b is None else b, o, part, M, N, K, K, K, N),
+                (part, part if b is None else b, o, M, N),
             ]
-        return out, [
-            _quant_args(A2, codes, row_stats, None, 0.0),
-            _gemm_args(codes, lin.CB, out, row_stats, lin.SCB, bias, None, None),
+        o_rs, o_ws, _ = self.offs
+        if ptrs:
+            base = scratch.data_ptr()
+            codes, rs, ws = base, base + o_rs, base + o_ws
+            flags = fl.data_ptr() if fl is not None else None
+        else:
+            codes = scratch[: M * K].view(M, K)
+            rs = scratch[o_rs : o_rs + 4 * M].view(torch.float32)
+            ws = scratch[o_ws : o_ws + 4 * (K + 1)].view(torch.int32) if fl is not None else None
+            flags = fl
+        mb = _mbucket(M)
+        bb = rs if b is None else b
+        if self.threshold > 0.0:
+            return [
+                (x, codes, rs, flags, K, K, K, self.threshold),
+                (flags, ws, codes, ws, M, K, K),
+                (codes, cb, o, rs, scb, bb, x, ws, M, N, K, mb, K, K, N, K),
+            ]
+        return [
+            (x, codes, rs, codes, K, K, K, 0.0),
+            (codes, cb, o, rs, scb, bb, codes, rs, M, N, K, mb, K, K, N, 0),
         ]
 
     def prepare(self, A2: torch.Tensor, bias: torch.Tensor | None, check: bool) -> torch.Tensor:
         """First call: choose configurations (autotune), launch through Triton and, with
         ``check`` (a plan that is kept), check a direct launch against it (one host sync)."""
-        out, argsets = self.build(A2, bias)
+        bufs = self.alloc(A2.device)
+        argsets = self.args(A2, bias, bufs, False)
         M, N, K, dtype = self.M, self.N, self.K, A2.dtype
         has_bias = bias is not None
-        if self.kind == "gemv":
-            steps = [_gemv_step(N, K, argsets[0], dtype, has_bias)]
-        elif self.kind in ("w8a16", "w8a16big"):
-            steps = [_w8a16_step(self.kind, M, N, K, argsets[0], dtype, has_bias)]
-        else:
-            quant, _ = _quant_step(M, K, self.threshold)
-            quant.slow(argsets[0])
-            steps = [quant]
-            if self.threshold > 0.0:
-                outl = _outlier_step(M, True, False)
-                outl.slow(argsets[1])
-                steps.append(outl)
-            flags = _gemm_flags(True, has_bias, A2 if self.threshold > 0.0 else None, False)
-            steps.append(_gemm_step(M, N, K, argsets[-1], flags, dtype, torch.int8))
+        with _OnDevice(A2.device):
+            if self.kind == "gemv":
+                steps = [_gemv_step(N, K, argsets[0], dtype, has_bias)]
+            elif self.kind == "w8a16big":
+                steps = [_w8a16_step(self.kind, M, N, K, argsets[0], dtype, has_bias)]
+            elif self.kind == "w8a16":
+                step = _w8a16_step(self.kind, M, N, K, argsets[0], dtype, has_bias)
+                self.split = step.kw["SPLIT_K"]
+                steps = [step]
+                if self.split > 1:
+                    total = _sum_step(M, N, self.split, has_bias)
+                    total.slow(argsets[1])
+                    steps.append(total)
+            else:
+                quant = _quant_step(M, K, self.threshold)
+                quant.slow(argsets[0])
+                steps = [quant]
+                if self.threshold > 0.0:
+                    outl = _outlier_step(M, K, True, False)
+                    outl.slow(argsets[1])
+                    steps.append(outl)
+                flags = _gemm_flags(True, has_bias, A2 if self.threshold > 0.0 else None, False)
+                steps.append(_gemm_step(M, N, K, argsets[-1], flags, dtype, torch.int8))
         self.steps = steps
+        out = bufs[0]
         if (
             check
             and _DIRECT
@@ -926,18 +1049,18 @@ class _Plan:
         )
 
     def run_direct(self, A2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        out, argsets = self.build(A2, bias)
+        bufs = self.alloc(A2.device)
         stream = _stream_of(self.lin.index)
-        for step, args in zip(self.steps, argsets):  # type: ignore[arg-type]
+        for step, args in zip(self.steps, self.args(A2, bias, bufs, _INT_POINTERS)):  # type: ignore[arg-type]
             direct_launch(step.ck, step.grid, stream, args + step.consts)
-        return out
+        return bufs[0]
 
     def run_triton(self, A2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        out, argsets = self.build(A2, bias)
+        bufs = self.alloc(A2.device)
         with _OnDevice(A2.device):
-            for step, args in zip(self.steps, argsets):  # type: ignore[arg-type]
+            for step, args in zip(self.steps, self.args(A2, bias, bufs, False)):  # type: ignore[arg-type]
                 step.slow(args)
-        return out
+        return bufs[0]
 
     def __call__(self, A2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if self.fast and _aligned(A2, bias) and self.lin.on_current_device():
@@ -980,7 +1103,7 @@ class _Int8Linear:
     threshold)`` is ``int8_linear_fused``. Keeps a plan per input shape, so that a call costs
     the allocation of its outputs and the direct kernel launches."""
 
-    __slots__ = ("CB", "K", "N", "SCB", "device", "index", "keep", "multi", "plans")
+    __slots__ = ("CB", "K", "N", "SCB", "cb_ptr", "device", "index", "keep", "multi", "plans", "scb_ptr")
 
     def __init__(self, CB: torch.Tensor, SCB: torch.Tensor, keep: bool = True) -> None:
         if CB.dtype != torch.int8 or CB.dim() != 2:
@@ -992,6 +1115,8 @@ class _Int8Linear:
             raise ValueError(f"SCB is on {SCB.device} but CB on {CB.device}")
         self.CB = CB if CB.is_contiguous() else CB.contiguous()
         self.SCB = (SCB if SCB.dtype == torch.float32 else SCB.float()).contiguous()
+        self.cb_ptr = self.CB.data_ptr()
+        self.scb_ptr = self.SCB.data_ptr()
         self.N, self.K = N, K
         self.device = CB.device
         cuda = CB.device.type == "cuda"
@@ -1108,8 +1233,7 @@ if HAS_TRITON:
         if threshold > 0.0:
             # the op returns a data-dependent size: its one host synchronization, after every
             # kernel (quantize, outlier columns sorted and zeroed) has been queued
-            K = ws.shape[0] // 2
-            n = _read_count(ws[2 * K :])
+            n = _read_count(ws[-1:])
             return codes, row_stats, cols[:n]
         return codes, row_stats, None
 
@@ -1174,9 +1298,9 @@ if HAS_TRITON:
             return out.reshape(*A.shape[:-1], CB.shape[0]), A.new_empty((rows, 0))
         K = A2.shape[1]
         n = outlier_cols.numel()
-        ws = torch.empty(2 * K + 1, device=A.device, dtype=torch.int32)
-        ws[K : K + n] = outlier_cols.to(device=A.device, dtype=torch.int32)
-        ws[2 * K] = n
+        ws = torch.empty(K + 1, device=A.device, dtype=torch.int32)
+        ws[:n] = outlier_cols.to(device=A.device, dtype=torch.int32)
+        ws[K] = n
         # the caller's codes of the outlier columns need not be 0: their int8 part is subtracted
         out = gemm(_2d(CA), CB, SCA.reshape(-1).float(), SCB.reshape(-1).float(), bias, A.dtype, A2, ws, True)
         return out.reshape(*A.shape[:-1], CB.shape[0]), A2[:, outlier_cols.long()]
