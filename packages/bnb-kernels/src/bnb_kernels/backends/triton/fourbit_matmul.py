@@ -489,7 +489,7 @@ class _Plan:
                 lut = 0
             # the fragment-order decode exists for one tile shape
             perm = bool(config[8]) if len(config) > 8 else False
-            perm = perm and BK == 128 and BN == 16 * warps
+            perm = perm and BK == 128 and BN == 16 * warps and _HAS_PERMUTE
             self.split = split
             grid = (triton.cdiv(N, BN), triton.cdiv(M, BM), split)
             if split > 1:
@@ -597,6 +597,7 @@ _FAST_LAUNCH = _fast_launch_supported()
 # tl.gather (Triton >= 3.2) keeps the decode table in shared memory; older Triton loads the
 # 16 values from global memory (LUT mode 0).
 _LUT_GATHER = HAS_TRITON and hasattr(tl, "gather")
+_HAS_PERMUTE = HAS_TRITON and hasattr(tl, "permute")  # the fragment-order decode
 # The dot kernel's decode (``_decode_bytes``): 4 = one gather of an fp32 pair per byte.
 DEFAULT_LUT = 4
 
