@@ -144,30 +144,33 @@ if HAS_TRITON:
     def _decode_bytes(
         b, s, table, lut_ptr, DT: tl.constexpr, LUT: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr, D2: tl.constexpr
     ):
-        """Values (in ``DT``) of the high and low nibbles of the [D0, D1, D2] bytes ``b``
-        times their scales ``s``. LUT 0: two loads from the 16-entry table in global memory
-        (Triton < 3.2, no tl.gather); 1: two gathers from it; 3: one gather of a packed
-        pair per byte, scaled in ``DT``; 4: one gather of an fp32 pair per byte, scaled in
-        fp32."""
+        """Values (in ``DT``) of the [D0, D1, D2] bytes ``b`` times their scales ``s``, as a
+        [D0, D1, D2, 2] tensor: (high nibble, low nibble) of each byte. LUT 0: two loads from
+        the 16-entry table in global memory (Triton < 3.2, no tl.gather); 1: one gather of
+        both nibbles from it; 3: one gather of a packed pair per byte, scaled in ``DT``; 4:
+        one gather of an fp32 pair per byte, scaled in fp32."""
         c = b.to(tl.int32)
         if LUT == 0:
             hi = (tl.load(lut_ptr + (c >> 4)) * s).to(DT)
             lo = (tl.load(lut_ptr + (c & 15)) * s).to(DT)
+            v = tl.join(hi, lo)
         elif LUT == 1:
-            hv = tl.reshape(tl.gather(table, tl.reshape(c >> 4, (D0 * D1 * D2,)), 0), (D0, D1, D2))
-            lv = tl.reshape(tl.gather(table, tl.reshape(c & 15, (D0 * D1 * D2,)), 0), (D0, D1, D2))
-            hi = (hv * s).to(DT)
-            lo = (lv * s).to(DT)
+            # one gather (one table store and barrier) for both nibbles of every byte
+            idx = tl.reshape(tl.join(c >> 4, c & 15), (D0 * D1 * D2 * 2,))
+            vals = tl.reshape(tl.gather(table, idx, 0), (D0, D1, D2, 2))
+            v = (vals * s[:, :, :, None]).to(DT)
         elif LUT == 3:
             pv = tl.reshape(tl.gather(table, tl.reshape(c, (D0 * D1 * D2,)), 0), (D0, D1, D2))
             sd = s.to(DT)
             hi = (pv & 0xFFFF).to(tl.int16).to(DT, bitcast=True) * sd
             lo = (pv >> 16).to(tl.int16).to(DT, bitcast=True) * sd
+            v = tl.join(hi, lo)
         else:
             pv = tl.reshape(tl.gather(table, tl.reshape(c, (D0 * D1 * D2,)), 0), (D0, D1, D2))
             hi = (pv.to(tl.int32).to(tl.float32, bitcast=True) * s).to(DT)
             lo = ((pv >> 32).to(tl.int32).to(tl.float32, bitcast=True) * s).to(DT)
-        return hi, lo
+            v = tl.join(hi, lo)
+        return v
 
     @triton.jit
     def _gemm_kernel(
@@ -251,8 +254,8 @@ if HAS_TRITON:
                 s = _block_scale(
                     (row_byte[:, None, None] + j3) // BPB, j3 < HALF_K, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED
                 )
-            hi, lo = _decode_bytes(b, s, table, lut_ptr, DT, LUT, BN, NB, SB)
-            w = tl.reshape(tl.join(hi, lo), (BN, BK))  # element 2j: high nibble of byte j
+            v = _decode_bytes(b, s, table, lut_ptr, DT, LUT, BN, NB, SB)
+            w = tl.reshape(v, (BN, BK))  # element 2j: high nibble of byte j
             if PERM:
                 w = tl.reshape(w, (2, WARPS, 8, 4, 16, 2))
                 w = tl.reshape(tl.permute(w, (1, 0, 2, 4, 3, 5)), (BN, BK))
