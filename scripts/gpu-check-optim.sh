@@ -3,9 +3,10 @@
 #   bash scripts/gpu-check-optim.sh            (logs under $OUT when set, else build/gpu-check-optim)
 # 1. set-up without the native build (the optimizer GPU paths do not need it),
 # 2. the optimizer GPU tests (4 pytest processes at once: the time goes to Triton compiles),
-# 3. scripts/gpu-profile.py --only optim (step, host and kernel time per case),
-# 4. kernel variants on one 4096x14336 parameter (programs of 2/4/8 blocks; the old arithmetic
-#    code search and bisection instead of the bucket table) with triton's do_bench.
+# 3. kernel variants on one 4096x14336 parameter (tiles of 2/4 blocks, persistent prefetching
+#    programs or not) with triton's do_bench; the best one's BNB_OPTIM8_* knobs are exported,
+# 4. scripts/gpu-profile.py --only optim (step, host and kernel time per case),
+# 5. a cProfile of one AdamW8bit bf16 step (where the host time goes).
 # Sections have their own timeouts so that a slow one still leaves the others' results.
 set -o pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,7 +25,7 @@ t0=$(date +%s)
 
 echo "== tests"
 T="packages/bnb-kernels/tests"
-run_tests() {  # name, pytest args...
+run_tests() { # name, pytest args...
   local name=$1
   shift
   timeout "${TEST_TIMEOUT:-100}" "$PY" -m pytest -m gpu -q -ra -p no:cacheprovider "$@" >"$OUT/tests-$name.log" 2>&1
@@ -37,36 +38,25 @@ run_tests optim packages/bnb-optim/tests &
 wait
 for f in "$OUT"/tests-*.log; do
   echo "-- $(basename "$f"): $(grep -E '(passed|failed|error)' "$f" | tail -1) $(tail -1 "$f")"
-  grep -q "^rc 0$" "$f" || { status=1; grep -E "^(FAILED|ERROR)|Error|assert" "$f" | head -20; }
+  grep -q "^rc 0$" "$f" || {
+    status=1
+    grep -E "^(FAILED|ERROR)|Error|assert" "$f" | head -20
+  }
 done
 echo "tests took $(($(date +%s) - t0)) s"
 
-echo "== profile"
-timeout "${PROFILE_TIMEOUT:-70}" "$PY" scripts/gpu-profile.py --only optim 2>&1 | tee "$OUT/profile.log" || status=1
-
 echo "== variants (kernel ms on one 4096x14336 parameter; do_bench, L2 flushed)"
-timeout "${VARIANT_TIMEOUT:-45}" "$PY" - <<'EOF' 2>&1 | tee "$OUT/variants.log" || status=1
-import torch, triton.testing
+timeout "${VARIANT_TIMEOUT:-60}" "$PY" - "$OUT/best.env" <<'EOF' 2>&1 | tee "$OUT/variants.log" || status=1
+import sys, torch, triton.testing
 from bnb_kernels.backends.reference import optim as ref
 from bnb_kernels.backends.triton import optim as tri
 
 n = 4096 * 14336
 q1, q2 = ref.dynamic_map(True).cuda(), ref.dynamic_map(False).cuda()
-real_search = tri.search_table
-
-
-def arith(q):  # the previous kernel's arithmetic estimate + one midpoint read
-    mid_ext, k = ref.codebook_tables(q)[1:]
-    return mid_ext, k, 0
-
-
-def bisect(q):
-    return ref.codebook_tables(q)[1], 0, 0
-
-
-variants = [("table b4w4", 4, 4, real_search), ("table b2w2", 2, 2, real_search),
-            ("table b8w8", 8, 8, real_search), ("arith b4w4", 4, 4, arith), ("bisect b4w4", 4, 4, bisect)]
-rows = []
+# (name, blocks per tile = warps, persistent prefetching programs, programs per SM)
+variants = [("pf b4 8/SM", 4, True, 8), ("pf b4 4/SM", 4, True, 4), ("pf b4 16/SM", 4, True, 16),
+            ("pf b2 16/SM", 2, True, 16), ("nopf b4", 4, False, 8), ("nopf b2", 2, False, 8)]
+total = {v[0]: 0.0 for v in variants}
 for name, dtype in (("adam", torch.bfloat16), ("adam", torch.float32), ("lion", torch.bfloat16), ("ademamix", torch.float32)):
     k = 2 if name == "ademamix" else 1
     p = (torch.randn(n, device="cuda") * 0.02).to(dtype)
@@ -78,8 +68,8 @@ for name, dtype in (("adam", torch.bfloat16), ("adam", torch.float32), ("lion", 
     a2 = torch.full(((n + 255) // 256,), 1e-6, device="cuda") if two else None
     nbytes = n * (3 * p.element_size() + 2 * (k + (1 if two else 0)))
     out = []
-    for vname, blocks, warps, search in variants:
-        tri.BLOCKS_8BIT, tri.WARPS_8BIT, tri.search_table = blocks, warps, search
+    for vname, blocks, pf, per_sm in variants:
+        tri.BLOCKS_8BIT, tri.WARPS_8BIT, tri.PREFETCH_8BIT, tri.PROGRAMS_PER_SM = blocks, blocks, pf, per_sm
         tri._PLANS.clear()
         step = [0]
 
@@ -89,13 +79,42 @@ for name, dtype in (("adam", torch.bfloat16), ("adam", torch.float32), ("lion", 
                                                 1e-6, q1, q2 if two else None, a1, a2, 0.0, 1.0)
         try:
             ms = triton.testing.do_bench(fn, warmup=20, rep=60, return_mode="median")
+            total[vname] += ms
             out.append(f"{vname} {ms:6.3f}")
         except Exception as e:  # a variant that does not compile is reported, not fatal
+            total[vname] += 1e9
             out.append(f"{vname} failed {type(e).__name__}: {str(e)[:80]}")
-    limit = nbytes / 3.0e9
-    print(f"{name:9s} {str(dtype)[6:]:8s} limit {limit:5.2f} ms | " + " | ".join(out), flush=True)
+    print(f"{name:9s} {str(dtype)[6:]:8s} limit {nbytes / 3.0e9:5.2f} ms | " + " | ".join(out), flush=True)
     del p, g, c1, c2, a1, a2
-tri.BLOCKS_8BIT, tri.WARPS_8BIT, tri.search_table = 4, 4, real_search
+best = min(variants, key=lambda v: total[v[0]])
+print(f"best over the four cases: {best[0]}")
+with open(sys.argv[1], "w") as f:
+    f.write(f"export BNB_OPTIM8_BLOCKS={best[1]} BNB_OPTIM8_PREFETCH={int(best[2])} BNB_OPTIM8_PROGRAMS_PER_SM={best[3]}\n")
+EOF
+if [ -f "$OUT/best.env" ]; then
+  cat "$OUT/best.env"
+  # shellcheck disable=SC1091
+  source "$OUT/best.env"
+fi
+
+echo "== profile (with the knobs above)"
+timeout "${PROFILE_TIMEOUT:-70}" "$PY" scripts/gpu-profile.py --only optim 2>&1 | tee "$OUT/profile.log" || status=1
+
+echo "== host time of one AdamW8bit bf16 step (the profile's 16 parameters; cProfile)"
+timeout 40 "$PY" - <<'EOF' 2>&1 | tee "$OUT/host.log"
+import cProfile, pstats, time, torch, bitsandbytes as bnb
+params = [torch.nn.Parameter(torch.randn(*s, dtype=torch.bfloat16, device="cuda") * 0.02)
+          for s in [(4096, 14336)] * 8 + [(4096,)] * 8]
+for p in params:
+    p.grad = torch.randn_like(p) * 1e-3
+opt = bnb.optim.AdamW8bit(params, lr=1e-4)
+for _ in range(3):
+    opt.step()
+torch.cuda.synchronize()
+t0 = time.perf_counter(); opt.step(); t1 = time.perf_counter(); torch.cuda.synchronize(); t2 = time.perf_counter()
+print(f"host {1e3 * (t1 - t0):.3f} ms, step {1e3 * (t2 - t0):.3f} ms")
+pr = cProfile.Profile(); pr.enable(); opt.step(); pr.disable(); torch.cuda.synchronize()
+pstats.Stats(pr).sort_stats("tottime").print_stats(12)
 EOF
 echo "== total $(($(date +%s) - t0)) s"
 exit $status

@@ -17,6 +17,7 @@ directly (``_common.direct_launch``), which keeps the host well ahead of the GPU
 
 # No `from __future__ import annotations` here: Triton 3.0's interpreter recognizes
 # `tl.constexpr` parameters only when the annotation is the object, not a string.
+import os
 import weakref
 from dataclasses import dataclass
 
@@ -39,8 +40,12 @@ except ImportError:  # pragma: no cover
 __all__ = ["optimizer_update_8bit_blockwise", "optimizer_update_32bit", "search_table"]
 
 _OPT_IDS = {"adam": 0, "lamb": 0, "ademamix": 1, "momentum": 2, "lars": 2, "rmsprop": 3, "adagrad": 4, "lion": 5}
-BLOCKS_8BIT = 4  # blocks of 256 per program, one warp each (8 values per thread)
-WARPS_8BIT = 4
+# blocks of 256 per tile, one warp each (8 values per thread); BNB_OPTIM8_* are tuning knobs
+BLOCKS_8BIT = int(os.environ.get("BNB_OPTIM8_BLOCKS", "4"))
+WARPS_8BIT = BLOCKS_8BIT
+# persistent programs that load their next tile while updating the current one
+PREFETCH_8BIT = os.environ.get("BNB_OPTIM8_PREFETCH", "1") not in ("0", "")
+PROGRAMS_PER_SM = int(os.environ.get("BNB_OPTIM8_PROGRAMS_PER_SM", "8"))
 BLOCK_32BIT = 2048
 # inline PTX (div.approx) on the GPU; the interpreter runs the plain division
 _FAST = not interpreting()
@@ -172,17 +177,6 @@ def _table_code(x, t_ptr, SHIFT: tl.constexpr):
 
 
 @triton.jit
-def _state8(c_ptr, q_ptr, a_ptr, offs, rows, mask, rmask, EVEN: tl.constexpr):
-    if EVEN:
-        codes = tl.load(c_ptr + offs)
-        am = tl.load(a_ptr + rows)
-    else:
-        codes = tl.load(c_ptr + offs, mask=mask, other=0)
-        am = tl.load(a_ptr + rows, mask=rmask, other=0.0)
-    return tl.load(q_ptr + codes.to(tl.int32)) * am[:, None]
-
-
-@triton.jit
 def _requant(
     s, mask, rows, rmask, c_ptr, a_ptr, t_ptr, offs, EVEN: tl.constexpr, KIND: tl.constexpr, SHIFT: tl.constexpr
 ):
@@ -205,36 +199,71 @@ def _requant(
 
 
 @triton.jit
-def _opt8_kernel(
-    g_ptr, p_ptr, c1_ptr, c2_ptr, q1_ptr, q2_ptr, t1_ptr, t2_ptr, a1_ptr, a2_ptr, n, nb,
+def _load_tile(
+    t, g_ptr, p_ptr, c1_ptr, c2_ptr, a1_ptr, a2_ptr, n, nb, OPT: tl.constexpr, BLOCKS: tl.constexpr, EVEN: tl.constexpr
+):
+    """Gradient, parameter, codes and absmax of tile t (BLOCKS blocks), as stored."""
+    rows = t * BLOCKS + tl.arange(0, BLOCKS)
+    offs = rows[:, None] * 256 + tl.arange(0, 256)[None, :]
+    if EVEN:
+        g = tl.load(g_ptr + offs)
+        p = tl.load(p_ptr + offs)
+        c1 = tl.load(c1_ptr + offs)
+        a1 = tl.load(a1_ptr + rows)
+    else:
+        mask = offs < n
+        rmask = rows < nb
+        g = tl.load(g_ptr + offs, mask=mask, other=0.0)
+        p = tl.load(p_ptr + offs, mask=mask, other=0.0)
+        c1 = tl.load(c1_ptr + offs, mask=mask, other=0)
+        a1 = tl.load(a1_ptr + rows, mask=rmask, other=0.0)
+    c2 = c1
+    a2 = a1
+    c3 = c1
+    a3 = a1
+    if OPT == 0 or OPT == 1:
+        if EVEN:
+            c2 = tl.load(c2_ptr + offs)
+            a2 = tl.load(a2_ptr + rows)
+        else:
+            c2 = tl.load(c2_ptr + offs, mask=mask, other=0)
+            a2 = tl.load(a2_ptr + rows, mask=rmask, other=0.0)
+    if OPT == 1:
+        if EVEN:
+            c3 = tl.load(c1_ptr + n + offs)
+            a3 = tl.load(a1_ptr + nb + rows)
+        else:
+            c3 = tl.load(c1_ptr + n + offs, mask=mask, other=0)
+            a3 = tl.load(a1_ptr + nb + rows, mask=rmask, other=0.0)
+    return g, p, c1, a1, c2, a2, c3, a3
+
+
+@triton.jit
+def _update_tile(
+    t, g, p, c1, a1, c2, a2, c3, a3,
+    p_ptr, c1_ptr, c2_ptr, q1_ptr, q2_ptr, t1_ptr, t2_ptr, a1_ptr, a2_ptr, n, nb,
     b1, omb1, b2, omb2, b3, omb3, alpha, eps, wd, lr, decay, ic1, isc2, gscale, first,
     OPT: tl.constexpr, K1: tl.constexpr, SH1: tl.constexpr, K2: tl.constexpr, SH2: tl.constexpr,
-    BLOCKS: tl.constexpr, EVEN: tl.constexpr, I64: tl.constexpr, SKIP: tl.constexpr, FAST: tl.constexpr,
+    BLOCKS: tl.constexpr, EVEN: tl.constexpr, SKIP: tl.constexpr, FAST: tl.constexpr,
 ):  # fmt: skip
-    # BLOCKS quantization blocks of 256 per program, one warp each: a block's absmax is a warp
-    # reduction (no barrier); EVEN: n is a multiple of BLOCKS * 256 (no masks)
-    pid = tl.program_id(0)
-    if I64:
-        pid = pid.to(tl.int64)
-    rows = pid * BLOCKS + tl.arange(0, BLOCKS)
+    """Update tile t from its loaded values; write parameter, codes and absmax."""
+    rows = t * BLOCKS + tl.arange(0, BLOCKS)
     offs = rows[:, None] * 256 + tl.arange(0, 256)[None, :]
     if EVEN:
         mask = None
         rmask = None
-        g = tl.load(g_ptr + offs).to(tl.float32)
-        p = tl.load(p_ptr + offs).to(tl.float32)
     else:
         mask = offs < n
         rmask = rows < nb
-        g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-        p = tl.load(p_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    s1 = _state8(c1_ptr, q1_ptr, a1_ptr, offs, rows, mask, rmask, EVEN)
+    g = g.to(tl.float32)
+    p = p.to(tl.float32)
+    s1 = tl.load(q1_ptr + c1.to(tl.int32)) * a1[:, None]
     s2 = s1
     s3 = s1
     if OPT == 0 or OPT == 1:
-        s2 = _state8(c2_ptr, q2_ptr, a2_ptr, offs, rows, mask, rmask, EVEN)
+        s2 = tl.load(q2_ptr + c2.to(tl.int32)) * a2[:, None]
     if OPT == 1:
-        s3 = _state8(c1_ptr + n, q1_ptr, a1_ptr + nb, offs, rows, mask, rmask, EVEN)
+        s3 = tl.load(q1_ptr + c3.to(tl.int32)) * a3[:, None]
     n1, n2, n3, u, ok = _elem(
         g, p, s1, s2, s3, b1, omb1, b2, omb2, b3, omb3, alpha, eps, wd, ic1, isc2, gscale, first, OPT, SKIP, FAST
     )
@@ -248,6 +277,51 @@ def _opt8_kernel(
         _requant(n2, mask, rows, rmask, c2_ptr, a2_ptr, t2_ptr, offs, EVEN, K2, SH2)
     if OPT == 1:
         _requant(n3, mask, rows, rmask, c1_ptr + n, a1_ptr + nb, t1_ptr, offs, EVEN, K1, SH1)
+
+
+@triton.jit
+def _opt8_kernel(
+    g_ptr, p_ptr, c1_ptr, c2_ptr, q1_ptr, q2_ptr, t1_ptr, t2_ptr, a1_ptr, a2_ptr, n, nb,
+    b1, omb1, b2, omb2, b3, omb3, alpha, eps, wd, lr, decay, ic1, isc2, gscale, first,
+    OPT: tl.constexpr, K1: tl.constexpr, SH1: tl.constexpr, K2: tl.constexpr, SH2: tl.constexpr,
+    BLOCKS: tl.constexpr, EVEN: tl.constexpr, I64: tl.constexpr, SKIP: tl.constexpr, FAST: tl.constexpr,
+    PREFETCH: tl.constexpr,
+):  # fmt: skip
+    # A tile is BLOCKS quantization blocks of 256, one warp each: a block's absmax is a warp
+    # reduction (no barrier); EVEN: n is a multiple of BLOCKS * 256 (no masks). PREFETCH: a
+    # persistent grid where each program loads its next tile before updating the current one,
+    # so a warp keeps memory requests in flight through its gathers and arithmetic.
+    pid = tl.program_id(0)
+    if PREFETCH:
+        nprog = tl.num_programs(0)
+        last = tl.cdiv(nb, BLOCKS) - 1
+        g, p, c1, a1, c2, a2, c3, a3 = _load_tile(
+            pid, g_ptr, p_ptr, c1_ptr, c2_ptr, a1_ptr, a2_ptr, n, nb, OPT, BLOCKS, EVEN
+        )
+        for t in range(pid, last + 1, nprog):
+            # the next tile (the last one again at the end: read, never used)
+            gn, pn, c1n, a1n, c2n, a2n, c3n, a3n = _load_tile(
+                tl.minimum(t + nprog, last), g_ptr, p_ptr, c1_ptr, c2_ptr, a1_ptr, a2_ptr, n, nb, OPT, BLOCKS, EVEN
+            )
+            _update_tile(
+                t, g, p, c1, a1, c2, a2, c3, a3,
+                p_ptr, c1_ptr, c2_ptr, q1_ptr, q2_ptr, t1_ptr, t2_ptr, a1_ptr, a2_ptr, n, nb,
+                b1, omb1, b2, omb2, b3, omb3, alpha, eps, wd, lr, decay, ic1, isc2, gscale, first,
+                OPT, K1, SH1, K2, SH2, BLOCKS, EVEN, SKIP, FAST,
+            )  # fmt: skip
+            g, p, c1, a1, c2, a2, c3, a3 = gn, pn, c1n, a1n, c2n, a2n, c3n, a3n
+    else:
+        if I64:
+            pid = pid.to(tl.int64)
+        g, p, c1, a1, c2, a2, c3, a3 = _load_tile(
+            pid, g_ptr, p_ptr, c1_ptr, c2_ptr, a1_ptr, a2_ptr, n, nb, OPT, BLOCKS, EVEN
+        )
+        _update_tile(
+            pid, g, p, c1, a1, c2, a2, c3, a3,
+            p_ptr, c1_ptr, c2_ptr, q1_ptr, q2_ptr, t1_ptr, t2_ptr, a1_ptr, a2_ptr, n, nb,
+            b1, omb1, b2, omb2, b3, omb3, alpha, eps, wd, lr, decay, ic1, isc2, gscale, first,
+            OPT, K1, SH1, K2, SH2, BLOCKS, EVEN, SKIP, FAST,
+        )  # fmt: skip
 
 
 @triton.jit
@@ -458,6 +532,20 @@ def _launch(plan: _Plan | None, kernel, grid: tuple, args: tuple, device: torch.
         plan.ck = ck
 
 
+_SMS: dict[torch.device, int] = {}
+
+
+def _programs(device: torch.device) -> int:
+    """Programs of a persistent launch: a few per SM (2 under the interpreter, so that the
+    tests run programs over several tiles)."""
+    if device.type != "cuda":
+        return 2
+    sms = _SMS.get(device)
+    if sms is None:
+        sms = _SMS[device] = torch.cuda.get_device_properties(device).multi_processor_count
+    return sms * PROGRAMS_PER_SM
+
+
 def _stream(device: torch.device) -> int:
     from triton.runtime import driver
 
@@ -557,11 +645,14 @@ def optimizer_update_8bit_blockwise(
         nb = optim_num_blocks(n)
         t1, k1, sh1 = search_table(qmap1)
         t2, k2, sh2 = search_table(qmap2) if two else (t1, 0, 0)
-        grid = (triton.cdiv(nb, BLOCKS_8BIT),)
+        tiles = triton.cdiv(nb, BLOCKS_8BIT)
+        i64 = (2 * n + BLOCKS_8BIT * 256) >= 2**31
+        prefetch = PREFETCH_8BIT and not i64
+        grid = (min(tiles, _programs(p.device)) if prefetch else tiles,)
         consts = dict(
             OPT=_OPT_IDS[optimizer_name], K1=k1, SH1=sh1, K2=k2, SH2=sh2, BLOCKS=BLOCKS_8BIT,
-            EVEN=n % (BLOCKS_8BIT * 256) == 0, I64=(2 * n + BLOCKS_8BIT * 256) >= 2**31,
-            SKIP=bool(skip_zeros), FAST=_FAST, num_warps=WARPS_8BIT,
+            EVEN=n % (BLOCKS_8BIT * 256) == 0, I64=i64, SKIP=bool(skip_zeros), FAST=_FAST,
+            PREFETCH=prefetch, num_warps=WARPS_8BIT,
         )  # fmt: skip
         names = [a for a in _opt8_kernel.arg_names if a in consts]
         plan = _Plan(tensors, versions, extra, g, n, grid, (consts, tuple(consts[a] for a in names)))
