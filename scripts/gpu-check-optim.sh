@@ -46,16 +46,17 @@ done
 echo "tests took $(($(date +%s) - t0)) s"
 
 echo "== variants (kernel ms on one 4096x14336 parameter; do_bench, L2 flushed)"
-timeout "${VARIANT_TIMEOUT:-60}" "$PY" - "$OUT/best.env" <<'EOF' 2>&1 | tee "$OUT/variants.log" || status=1
+timeout "${VARIANT_TIMEOUT:-75}" "$PY" - "$OUT/best.env" <<'EOF' 2>&1 | tee "$OUT/variants.log" || status=1
 import sys, torch, triton.testing
 from bnb_kernels.backends.reference import optim as ref
 from bnb_kernels.backends.triton import optim as tri
 
 n = 4096 * 14336
 q1, q2 = ref.dynamic_map(True).cuda(), ref.dynamic_map(False).cuda()
-# (name, blocks per tile = warps, persistent prefetching programs, programs per SM)
-variants = [("pf b4 8/SM", 4, True, 8), ("pf b4 4/SM", 4, True, 4), ("pf b4 16/SM", 4, True, 16),
-            ("pf b2 16/SM", 2, True, 16), ("nopf b4", 4, False, 8), ("nopf b2", 2, False, 8)]
+# (name, blocks per tile = warps, persistent prefetching programs, programs per SM, maxnreg)
+variants = [("pf b4 8/SM", 4, True, 8, 0), ("pf b4 4/SM", 4, True, 4, 0), ("pf b4 16/SM", 4, True, 16, 0),
+            ("pf b2 16/SM", 2, True, 16, 0), ("pf b4 8/SM r64", 4, True, 8, 64), ("nopf b4", 4, False, 8, 0),
+            ("nopf b2", 2, False, 8, 0), ("nopf b4 r48", 4, False, 8, 48)]
 total = {v[0]: 0.0 for v in variants}
 for name, dtype in (("adam", torch.bfloat16), ("adam", torch.float32), ("lion", torch.bfloat16), ("ademamix", torch.float32)):
     k = 2 if name == "ademamix" else 1
@@ -68,8 +69,9 @@ for name, dtype in (("adam", torch.bfloat16), ("adam", torch.float32), ("lion", 
     a2 = torch.full(((n + 255) // 256,), 1e-6, device="cuda") if two else None
     nbytes = n * (3 * p.element_size() + 2 * (k + (1 if two else 0)))
     out = []
-    for vname, blocks, pf, per_sm in variants:
+    for vname, blocks, pf, per_sm, nreg in variants:
         tri.BLOCKS_8BIT, tri.WARPS_8BIT, tri.PREFETCH_8BIT, tri.PROGRAMS_PER_SM = blocks, blocks, pf, per_sm
+        tri.MAXNREG_8BIT = nreg
         tri._PLANS.clear()
         step = [0]
 
@@ -89,7 +91,8 @@ for name, dtype in (("adam", torch.bfloat16), ("adam", torch.float32), ("lion", 
 best = min(variants, key=lambda v: total[v[0]])
 print(f"best over the four cases: {best[0]}")
 with open(sys.argv[1], "w") as f:
-    f.write(f"export BNB_OPTIM8_BLOCKS={best[1]} BNB_OPTIM8_PREFETCH={int(best[2])} BNB_OPTIM8_PROGRAMS_PER_SM={best[3]}\n")
+    f.write(f"export BNB_OPTIM8_BLOCKS={best[1]} BNB_OPTIM8_PREFETCH={int(best[2])} "
+            f"BNB_OPTIM8_PROGRAMS_PER_SM={best[3]} BNB_OPTIM8_MAXNREG={best[4]}\n")
 EOF
 if [ -f "$OUT/best.env" ]; then
   cat "$OUT/best.env"

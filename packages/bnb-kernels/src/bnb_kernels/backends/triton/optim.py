@@ -46,6 +46,7 @@ WARPS_8BIT = BLOCKS_8BIT
 # persistent programs that load their next tile while updating the current one
 PREFETCH_8BIT = os.environ.get("BNB_OPTIM8_PREFETCH", "1") not in ("0", "")
 PROGRAMS_PER_SM = int(os.environ.get("BNB_OPTIM8_PROGRAMS_PER_SM", "8"))
+MAXNREG_8BIT = int(os.environ.get("BNB_OPTIM8_MAXNREG", "0"))  # 0: the compiler's choice
 BLOCK_32BIT = 2048
 # inline PTX (div.approx) on the GPU; the interpreter runs the plain division
 _FAST = not interpreting()
@@ -654,6 +655,8 @@ def optimizer_update_8bit_blockwise(
             EVEN=n % (BLOCKS_8BIT * 256) == 0, I64=i64, SKIP=bool(skip_zeros), FAST=_FAST,
             PREFETCH=prefetch, num_warps=WARPS_8BIT,
         )  # fmt: skip
+        if MAXNREG_8BIT and not interpreting():
+            consts["maxnreg"] = MAXNREG_8BIT
         names = [a for a in _opt8_kernel.arg_names if a in consts]
         plan = _Plan(tensors, versions, extra, g, n, grid, (consts, tuple(consts[a] for a in names)))
         # codebooks (contiguous) and search tables: small, shared by every parameter of a device
