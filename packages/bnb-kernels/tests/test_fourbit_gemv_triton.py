@@ -26,6 +26,9 @@ CASES = [
     (30, 200, 3, 128, torch.float16, True, "nf4", (4, 64, 1, 1)),  # K % blocksize != 0: bytes path
     (12, 770, 1, 32, torch.float32, False, "fp4", (2, 128, 1, 2)),  # odd K/2, bytes path, split
     (17, 66, 4, 64, torch.bfloat16, True, "nf4", (1, 32, 1, 1)),  # K/2 not a multiple of 4
+    (9, 320, 2, 64, torch.bfloat16, True, "nf4", (4, 64, 1, 1, 1)),  # prefetch, 5 steps + tail
+    (6, 512, 3, 32, torch.float16, False, "fp4", (2, 128, 1, 1, 1)),  # prefetch, plain absmax
+    (5, 256, 1, 64, torch.float32, True, "nf4", (1, 64, 1, 2, 1)),  # prefetch within split-K ranges
 ]
 
 
@@ -127,14 +130,17 @@ def test_configs_and_grid() -> None:
     pytest.importorskip("triton")
     from bnb_kernels.backends.triton import fourbit_gemv as G
 
-    for key in ("16bit", "fp32"):
-        for BN, BK, warps, split in G.GEMV_CONFIGS[key]:
-            assert BK >= 32 and BK & (BK - 1) == 0 and BN & (BN - 1) == 0
-            assert warps in (1, 2, 4, 8) and split >= 1
-            grid = G.gemv_grid((BN, BK, warps, split), 3, 1000, 4096)
+    for key, configs in G.GEMV_CONFIGS.items():
+        for cfg in configs:
+            BN, BK, warps, split = cfg[:4]
+            assert BK >= 32 and BK & (BK - 1) == 0 and BN & (BN - 1) == 0 and BN <= 4, (key, cfg)
+            assert warps in (1, 2, 4, 8) and split >= 1 and len(cfg) in (4, 5)
+            grid = G.gemv_grid(cfg, 3, 1000, 4096)
             assert grid[0] * BN >= 1000 and grid[1] == 1 and 1 <= grid[2] <= split
+            assert G.gemv_constexprs(cfg, 2, 4096, 64, True, False)["PIPE"] == (len(cfg) > 4 and bool(cfg[4]))
     for dt in (torch.float16, torch.bfloat16, torch.float32):
-        assert len(G.gemv_config(1, 4096, 4096, dt)) == 4
+        for M in (1, 2, 3, 4):
+            assert G.gemv_config(M, 4096, 4096, dt) in G.gemv_candidates(M, dt)
     with pytest.raises(ValueError, match="1 to 4"):
         G.gemv_constexprs((2, 4096, 4, 1), 5, 4096, 64, False, False)
 

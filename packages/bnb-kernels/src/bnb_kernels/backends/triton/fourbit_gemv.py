@@ -33,6 +33,7 @@ from ._common import HAS_TRITON, tl, triton
 __all__ = [
     "GEMV_CONFIGS",
     "aligned_lut",
+    "gemv_candidates",
     "gemv_config",
     "gemv_constexprs",
     "gemv_grid",
@@ -120,15 +121,65 @@ if HAS_TRITON:
         return onehot[:, None] * (tl.sum(p, axis=0) * s)[None, :]
 
     @triton.jit
+    def _fetch(wq, a8_ptr, absmax_ptr, n, kw, half_k, kb, k_hi, jw, rg, BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr):
+        """The global loads of one weight row's step at byte ``kb``: its [4, G] words and the
+        scale inputs of its G groups (nested: the 8-bit codes and their second-level absmax;
+        plain: the fp32 absmax, returned twice). Steps at or past ``k_hi`` load nothing."""
+        gmask = (kb + rg * 16) < k_hi  # whole groups (k_hi is a multiple of 16)
+        wbase = tl.multiple_of(n * kw + kb // 4, 4)
+        w = tl.load(wq + wbase + jw, mask=gmask[None, :], other=0)
+        blk = (n * half_k + tl.minimum(kb + rg * 16, half_k - 16)) // (BLOCKSIZE // 2)
+        if NESTED:
+            q = tl.load(a8_ptr + blk, mask=gmask, other=0).to(tl.int32)
+            am = tl.load(absmax_ptr + blk // 256, mask=gmask, other=0.0)
+        else:
+            am = tl.load(absmax_ptr + blk, mask=gmask, other=0.0)
+            q = am
+        return w, q, am
+
+    @triton.jit
+    def _row_step(
+        w, q, am, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask, onehot,
+        NESTED: tl.constexpr, ROWS: tl.constexpr,
+    ):  # fmt: skip
+        """Decode one weight row's step (its words ``w`` and scale inputs) and return its
+        contributions to the ROWS token rows' [BN, G] accumulators."""
+        if NESTED:
+            s = tl.load(code2_ptr + q) * am + offset
+        else:
+            s = am
+        # Byte offsets (4 * nibble) of the table entries, OR-ed into the low bits of the
+        # 64-byte aligned table's address: one shift and one LOP3 per nibble.
+        wu = w.to(tl.uint32, bitcast=True)[:, :, None]
+        lo = (((wu << 2) >> shift) & 0x3C).to(tl.int64) | lut_base
+        hi = (((wu >> 2) >> shift) & 0x3C).to(tl.int64) | lut_base
+        h0, h1, h2, h3 = _split4(tl.load(hi.to(tl.pointer_type(tl.float32))))
+        l0, l1, l2, l3 = _split4(tl.load(lo.to(tl.pointer_type(tl.float32))))
+        p0 = _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0, stride_xm, j, jmask, onehot)
+        p1 = p0
+        p2 = p0
+        p3 = p0
+        if ROWS > 1:
+            p1 = _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0 + 1, stride_xm, j, jmask, onehot)
+        if ROWS > 2:
+            p2 = _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0 + 2, stride_xm, j, jmask, onehot)
+        if ROWS > 3:
+            p3 = _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0 + 3, stride_xm, j, jmask, onehot)
+        return p0, p1, p2, p3
+
+    @triton.jit
     def _gemv_words(
         x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset, lut_ptr, N, K, stride_xm, pid_n, row0, k_lo, k_hi,
         BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, BN: tl.constexpr, G: tl.constexpr, ROWS: tl.constexpr,
+        PIPE: tl.constexpr,
     ):  # fmt: skip
         """Main loop for rows that start on a quantization block (K % BLOCKSIZE == 0, so
         K/2 is a multiple of 16): each weight row's step is read as [4, G] int32 words,
         word (c, g) = bytes g*16 + 4c .. +3; a thread owns whole 16-byte groups (one
         128-bit load, one scale) and the activation words of those bytes, in the same
-        layout, for all token rows."""
+        layout, for all token rows. BN <= 4 weight rows, unrolled. PIPE: the next step's
+        weight words and scale inputs are loaded before this step is decoded, so each
+        thread keeps a step of loads in flight while it computes."""
         HB: tl.constexpr = G * 16
         half_k = tl.multiple_of(K // 2, 16)
         kw = tl.multiple_of(K // 8, 4)  # int32 words per weight row
@@ -139,42 +190,83 @@ if HAS_TRITON:
         shift = (tl.arange(0, 4)[None, None, :] * 8).to(tl.uint32)  # byte t of a word
         lut_base = lut_ptr.to(tl.int64)
         rsel = tl.arange(0, BN)
+        # weight rows of this program (rows past N re-read row N-1 and are never stored)
+        n0 = tl.minimum(pid_n * BN, N - 1).to(tl.int64)
+        n1 = tl.minimum(pid_n * BN + 1, N - 1).to(tl.int64)
+        n2 = tl.minimum(pid_n * BN + 2, N - 1).to(tl.int64)
+        n3 = tl.minimum(pid_n * BN + 3, N - 1).to(tl.int64)
         acc0 = tl.zeros((BN, G), dtype=tl.float32)
         acc1 = tl.zeros((BN, G), dtype=tl.float32)
         acc2 = tl.zeros((BN, G), dtype=tl.float32)
         acc3 = tl.zeros((BN, G), dtype=tl.float32)
+        if PIPE:
+            w0, q0, a0 = _fetch(wq, a8_ptr, absmax_ptr, n0, kw, half_k, k_lo, k_hi, jw, rg, BLOCKSIZE, NESTED)
+            if BN > 1:
+                w1, q1, a1 = _fetch(wq, a8_ptr, absmax_ptr, n1, kw, half_k, k_lo, k_hi, jw, rg, BLOCKSIZE, NESTED)
+            if BN > 2:
+                w2, q2, a2 = _fetch(wq, a8_ptr, absmax_ptr, n2, kw, half_k, k_lo, k_hi, jw, rg, BLOCKSIZE, NESTED)
+                w3, q3, a3 = _fetch(wq, a8_ptr, absmax_ptr, n3, kw, half_k, k_lo, k_hi, jw, rg, BLOCKSIZE, NESTED)
         for kb in range(k_lo, k_hi, HB):
             j = kb + jb  # [4, G, 4] byte within a row
             jmask = j < k_hi
-            wmask = ((kb + rg * 16) < k_hi)[None, :]  # whole groups (k_hi is a multiple of 16)
-            c0 = tl.minimum(kb + rg * 16, half_k - 16)  # first byte of each group
-            for r in tl.static_range(BN):
-                n = tl.minimum(pid_n * BN + r, N - 1).to(tl.int64)  # rows past N: never stored
-                wbase = tl.multiple_of(n * kw + kb // 4, 4)
-                wr = tl.load(wq + wbase + jw, mask=wmask, other=0)  # [4, G]
-                # Byte offsets (4 * nibble) of the table entries, OR-ed into the low bits of
-                # the 64-byte aligned table's address: one shift and one LOP3 per nibble.
-                wu = wr.to(tl.uint32, bitcast=True)[:, :, None]
-                lo = (((wu << 2) >> shift) & 0x3C).to(tl.int64) | lut_base
-                hi = (((wu >> 2) >> shift) & 0x3C).to(tl.int64) | lut_base
-                h0, h1, h2, h3 = _split4(tl.load(hi.to(tl.pointer_type(tl.float32))))
-                l0, l1, l2, l3 = _split4(tl.load(lo.to(tl.pointer_type(tl.float32))))
-                blk = (n * half_k + c0) // (BLOCKSIZE // 2)
-                s = _scale(blk, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)  # [G]
-                onehot = (rsel == r).to(tl.float32)
-                acc0 += _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0, stride_xm, j, jmask, onehot)
-                if ROWS > 1:
-                    acc1 += _words_partial(
-                        h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0 + 1, stride_xm, j, jmask, onehot
+            if PIPE:
+                cw0, cq0, ca0 = w0, q0, a0
+                w0, q0, a0 = _fetch(wq, a8_ptr, absmax_ptr, n0, kw, half_k, kb + HB, k_hi, jw, rg, BLOCKSIZE, NESTED)
+                if BN > 1:
+                    cw1, cq1, ca1 = w1, q1, a1
+                    w1, q1, a1 = _fetch(
+                        wq, a8_ptr, absmax_ptr, n1, kw, half_k, kb + HB, k_hi, jw, rg, BLOCKSIZE, NESTED
                     )
-                if ROWS > 2:
-                    acc2 += _words_partial(
-                        h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0 + 2, stride_xm, j, jmask, onehot
+                if BN > 2:
+                    cw2, cq2, ca2 = w2, q2, a2
+                    w2, q2, a2 = _fetch(
+                        wq, a8_ptr, absmax_ptr, n2, kw, half_k, kb + HB, k_hi, jw, rg, BLOCKSIZE, NESTED
                     )
-                if ROWS > 3:
-                    acc3 += _words_partial(
-                        h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0 + 3, stride_xm, j, jmask, onehot
+                    cw3, cq3, ca3 = w3, q3, a3
+                    w3, q3, a3 = _fetch(
+                        wq, a8_ptr, absmax_ptr, n3, kw, half_k, kb + HB, k_hi, jw, rg, BLOCKSIZE, NESTED
                     )
+            else:
+                cw0, cq0, ca0 = _fetch(wq, a8_ptr, absmax_ptr, n0, kw, half_k, kb, k_hi, jw, rg, BLOCKSIZE, NESTED)
+                if BN > 1:
+                    cw1, cq1, ca1 = _fetch(wq, a8_ptr, absmax_ptr, n1, kw, half_k, kb, k_hi, jw, rg, BLOCKSIZE, NESTED)
+                if BN > 2:
+                    cw2, cq2, ca2 = _fetch(wq, a8_ptr, absmax_ptr, n2, kw, half_k, kb, k_hi, jw, rg, BLOCKSIZE, NESTED)
+                    cw3, cq3, ca3 = _fetch(wq, a8_ptr, absmax_ptr, n3, kw, half_k, kb, k_hi, jw, rg, BLOCKSIZE, NESTED)
+            p0, p1, p2, p3 = _row_step(
+                cw0, cq0, ca0, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask,
+                (rsel == 0).to(tl.float32), NESTED, ROWS,
+            )  # fmt: skip
+            acc0 += p0
+            acc1 += p1
+            acc2 += p2
+            acc3 += p3
+            if BN > 1:
+                p0, p1, p2, p3 = _row_step(
+                    cw1, cq1, ca1, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask,
+                    (rsel == 1).to(tl.float32), NESTED, ROWS,
+                )  # fmt: skip
+                acc0 += p0
+                acc1 += p1
+                acc2 += p2
+                acc3 += p3
+            if BN > 2:
+                p0, p1, p2, p3 = _row_step(
+                    cw2, cq2, ca2, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask,
+                    (rsel == 2).to(tl.float32), NESTED, ROWS,
+                )  # fmt: skip
+                acc0 += p0
+                acc1 += p1
+                acc2 += p2
+                acc3 += p3
+                p0, p1, p2, p3 = _row_step(
+                    cw3, cq3, ca3, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask,
+                    (rsel == 3).to(tl.float32), NESTED, ROWS,
+                )  # fmt: skip
+                acc0 += p0
+                acc1 += p1
+                acc2 += p2
+                acc3 += p3
         return acc0, acc1, acc2, acc3
 
     @triton.jit
@@ -226,7 +318,7 @@ if HAS_TRITON:
         N, K, stride_xm, stride_om,
         BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, HAS_BIAS: tl.constexpr, ALIGNED: tl.constexpr,
         BN: tl.constexpr, BK: tl.constexpr,
-        ROWS: tl.constexpr = 1, SPLIT: tl.constexpr = 1, WORDS: tl.constexpr = 1,
+        ROWS: tl.constexpr = 1, SPLIT: tl.constexpr = 1, WORDS: tl.constexpr = 1, PIPE: tl.constexpr = 0,
     ):  # fmt: skip
         """out[r, n] = sum_k x[r, k] * W[n, k] (+ bias[n]) for token rows r = program_id(1) *
         ROWS ... + ROWS - 1 and BN features n; grid (cdiv(N, BN), M // ROWS, SPLIT). With
@@ -254,10 +346,10 @@ if HAS_TRITON:
         else:
             k_lo = 0
             k_hi = half_k
-        if WORDS and GROUP_SCALE:
+        if WORDS and GROUP_SCALE and BN <= 4:
             acc0, acc1, acc2, acc3 = _gemv_words(
                 x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset, lut_ptr, N, K, stride_xm, pid_n, row0, k_lo, k_hi,
-                BLOCKSIZE, NESTED, BN, G, ROWS,
+                BLOCKSIZE, NESTED, BN, G, ROWS, PIPE,
             )  # fmt: skip
         else:
             acc0, acc1, acc2, acc3 = _gemv_bytes(
@@ -276,40 +368,64 @@ if HAS_TRITON:
 # ------------------------------------------------------------------------------------------
 # Configs and launch
 #
-# A config is (BN, BK, num_warps, SPLIT): BN output features per program, BK input features
-# per step (a power of two >= 32; BK >= 1024 * num_warps keeps the conflict-free layout),
-# SPLIT programs along K (1: none; > 1 adds fp32 partials atomically).
+# A config is (BN, BK, num_warps, SPLIT[, PIPE]): BN output features per program (1, 2 or 4
+# for the words layout), BK input features per step (a power of two >= 32; BK >= 1024 *
+# num_warps keeps the conflict-free layout), SPLIT programs along K (1: none; > 1 adds fp32
+# partials atomically), PIPE (default 0): prefetch the next step's loads.
+#
+# H100 (bf16, nf4, block size 64, nested, 2026-11-25, scripts/gpu-bench-gemv.py), us:
+#   config          4096^2  4096->14336  14336->4096  8192->28672  28672->8192
+#   (2,2048,2,1) M=1  16.0      42.9         41.4        133.9        134.1
+#   (4,2048,2,1) M=1  16.5      39.8         43.4        125.3        144.4
+#   (1,4096,4,1) M=1  18.4      46.8         46.7        140.2        132.3
+#   (2,2048,2,1) M=4  61.9      70.9         72.7        240.6        251.8
+#   (4,2048,2,1) M=4  27.6      83.7         82.1        293.2        291.2
+#   (2,4096,4,1) M=4  28.6     129.1         82.9        264.0        253.0
+# PIPE configs were not timed on a GPU yet (the autotuner of fourbit_matmul.py times all).
 
-GEMV_CONFIGS: dict[str, list[tuple[int, int, int, int]]] = {
-    # bf16 / fp16 activations
+GEMV_CONFIGS: dict[str, list[tuple[int, ...]]] = {
+    # bf16 / fp16 activations, 1 token
     "16bit": [
-        (2, 4096, 4, 1),
-        (4, 4096, 4, 1),
-        (1, 4096, 4, 1),
         (2, 2048, 2, 1),
         (4, 2048, 2, 1),
-        (8, 2048, 2, 1),
-        (4, 1024, 1, 1),
-        (2, 8192, 4, 1),
-        (2, 4096, 4, 2),
-        (4, 4096, 4, 2),
+        (1, 4096, 4, 1),
+        (2, 1024, 1, 1),
+        (2, 2048, 2, 1, 1),
+        (4, 2048, 2, 1, 1),
+        (2, 1024, 1, 1, 1),
+        (1, 2048, 2, 1, 1),
+        (2, 2048, 2, 2),
+    ],
+    # bf16 / fp16 activations, 2-4 tokens
+    "16bit_rows": [
+        (2, 2048, 2, 1),
+        (4, 2048, 2, 1),
+        (2, 4096, 4, 1),
+        (1, 4096, 4, 1),
+        (2, 2048, 2, 1, 1),
+        (4, 2048, 2, 1, 1),
     ],
     "fp32": [
-        (2, 4096, 4, 1),
-        (4, 2048, 2, 1),
         (2, 2048, 2, 1),
-        (4, 4096, 4, 2),
+        (1, 2048, 2, 1),
+        (2, 2048, 2, 1, 1),
+        (2, 2048, 2, 2),
     ],
 }
 
 
-def gemv_config(M: int, N: int, K: int, dtype: torch.dtype) -> tuple[int, int, int, int]:
-    """The config to use before (or without) timing candidates on the device."""
+def gemv_candidates(M: int, dtype: torch.dtype) -> list[tuple[int, ...]]:
+    """Configs worth timing for M (1-4) token rows of ``dtype`` activations."""
     if dtype == torch.float32:
-        return (2, 2048, 2, 1)
-    if M > 2:
-        return (2, 2048, 2, 1)
-    return (2, 4096, 4, 1) if K >= 4096 else (2, 2048, 2, 1)
+        return list(GEMV_CONFIGS["fp32"])
+    return list(GEMV_CONFIGS["16bit" if M == 1 else "16bit_rows"])
+
+
+def gemv_config(M: int, N: int, K: int, dtype: torch.dtype) -> tuple[int, ...]:
+    """The config to use before (or without) timing candidates on the device."""
+    if dtype != torch.float32 and M > 1 and N * K <= (1 << 24):
+        return (4, 2048, 2, 1)
+    return (2, 2048, 2, 1)
 
 
 def _split(split: int, K: int, BK: int) -> int:
@@ -318,13 +434,13 @@ def _split(split: int, K: int, BK: int) -> int:
 
 def gemv_grid(config: tuple, M: int, N: int, K: int) -> tuple[int, int, int]:
     """Grid of ``gemv_kernel`` for ``config``: ROWS = M (1-4) token rows per program."""
-    BN, BK, _, split = config
+    BN, BK, _, split = config[:4]
     return (triton.cdiv(N, BN), 1, _split(split, K, BK))
 
 
 def gemv_constexprs(config: tuple, M: int, K: int, blocksize: int, nested: bool, has_bias: bool) -> dict:
     """Keyword arguments of ``gemv_kernel[grid](...)`` after its 13 positional ones."""
-    BN, BK, warps, split = config
+    BN, BK, warps, split = config[:4]
     if not 1 <= M <= 4:
         raise ValueError(f"gemv_kernel handles 1 to 4 token rows, got {M}")
     return dict(
@@ -336,6 +452,7 @@ def gemv_constexprs(config: tuple, M: int, K: int, blocksize: int, nested: bool,
         BK=BK,
         ROWS=M,
         SPLIT=_split(split, K, BK),
+        PIPE=bool(config[4]) if len(config) > 4 else False,
         num_warps=warps,
     )
 
