@@ -30,6 +30,9 @@ CONFIGS = [
     ("dot", 16, 64, 128, 4, 2, 1, 1, 1),
     ("dot", 32, 128, 128, 8, 2, 2, 4, 1),
     ("dot", 16, 64, 128, 4, 2, 3, 3, 1),
+    # num_stages=1 with the fragment order: next step prefetched into registers
+    ("dot", 16, 64, 128, 4, 1, 1, 1, 1),
+    ("dot", 16, 64, 128, 4, 1, 3, 1, 1),
     # fourbit_gemv.gemv_kernel (1-4 token rows): (BN, BK, warps, split-K)
     ("gemv2", 2, 64, 1, 1),
     ("gemv2", 4, 128, 1, 2),

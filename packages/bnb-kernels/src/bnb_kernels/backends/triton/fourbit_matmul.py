@@ -173,12 +173,46 @@ if HAS_TRITON:
         return v
 
     @triton.jit
+    def _load_step(
+        kb, w_ptr, row_byte, x_cols, kp, absmax_ptr, a8_ptr, code2_ptr, offset, HALF_K,
+        BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, ALIGNED: tl.constexpr, EVEN_K: tl.constexpr,
+        BN: tl.constexpr, BK: tl.constexpr, NB: tl.constexpr, SB: tl.constexpr,
+    ):  # fmt: skip
+        """One K step's inputs for the fragment-order decode: the [BN, NB, SB] byte tile
+        (16-byte loads), its scales and the [BK, BM] activation tile in the permuted K
+        order."""
+        HB: tl.constexpr = BK // 2
+        j2 = kb + tl.arange(0, HB)[None, :]
+        if EVEN_K:
+            b2 = tl.load(w_ptr + row_byte[:, None] + j2)
+        else:
+            b2 = tl.load(w_ptr + row_byte[:, None] + j2, mask=j2 < HALF_K, other=0)
+        b = tl.reshape(b2, (BN, NB, SB))
+        rg = tl.arange(0, NB)
+        if ALIGNED:
+            g0 = kb + rg * SB
+            blk = (row_byte[:, None] + g0[None, :]) // (BLOCKSIZE // 2)
+            s = _block_scale(blk, (g0 < HALF_K)[None, :], absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)[:, :, None]
+        else:
+            j3 = kb + rg[None, :, None] * SB + tl.arange(0, SB)[None, None, :]
+            s = _block_scale(
+                (row_byte[:, None, None] + j3) // (BLOCKSIZE // 2), j3 < HALF_K,
+                absmax_ptr, a8_ptr, code2_ptr, offset, NESTED,
+            )  # fmt: skip
+        kk = 2 * kb + kp
+        if EVEN_K:
+            xt = tl.load(x_cols + kk[:, None])
+        else:
+            xt = tl.load(x_cols + kk[:, None], mask=(kk < 2 * HALF_K)[:, None], other=0.0)
+        return b, s, xt
+
+    @triton.jit
     def _gemm_kernel(
         x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset_ptr, lut_ptr, bias_ptr, out_ptr, ws_ptr, cnt_ptr,
         M, N, HALF_K, stride_xm, stride_om,
         BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, HAS_BIAS: tl.constexpr, ALIGNED: tl.constexpr,
         BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SPLIT_K: tl.constexpr, EVEN_K: tl.constexpr,
-        LUT: tl.constexpr, PERM: tl.constexpr = False, WARPS: tl.constexpr = 4,
+        LUT: tl.constexpr, PERM: tl.constexpr = False, WARPS: tl.constexpr = 4, PF: tl.constexpr = False,
     ):  # fmt: skip
         """``out[m, n] = sum_k x[m, k] W[n, k]`` computed transposed: a [BN weight rows, BM
         tokens] tile per program, so the decoded weight is the tensor cores' A operand (taken
@@ -189,7 +223,9 @@ if HAS_TRITON:
         the tile's rows and K are renumbered (x is read in the same K order, the output
         rows are mapped back) so that the values each thread decodes from its own 16 bytes
         are exactly the MMA's A fragment: no shared-memory round trip for the decoded
-        weight. SPLIT_K programs share the K range:
+        weight. PF (with PERM, num_stages=1): the next step's inputs are loaded into
+        registers during this step instead of staged through shared memory by the
+        pipeliner. SPLIT_K programs share the K range:
         each writes its fp32 partial to ``ws``; the last one to finish a tile (a counter per
         tile, reset to zero after use) adds them up and writes ``out``."""
         HB: tl.constexpr = BK // 2
@@ -232,40 +268,74 @@ if HAS_TRITON:
             kp = tl.max_contiguous(tl.multiple_of(kp, 2), 2)  # (even, odd) pairs stay adjacent
         else:
             kp = rk
-        for kb in range(kb0, kb1, HB):
-            j3 = kb + rg[None, :, None] * SB + rt[None, None, :]  # [1, NB, SB] byte in row
-            if PERM:
-                j2 = kb + tl.arange(0, HB)[None, :]
-                if EVEN_K:
-                    b2 = tl.load(w_ptr + row_byte[:, None] + j2)
-                else:
-                    b2 = tl.load(w_ptr + row_byte[:, None] + j2, mask=j2 < HALF_K, other=0)
-                b = tl.reshape(b2, (BN, NB, SB))
-            elif EVEN_K:
-                b = tl.load(w_ptr + row_byte[:, None, None] + j3)
-            else:
-                b = tl.load(w_ptr + row_byte[:, None, None] + j3, mask=j3 < HALF_K, other=0)
-            if ALIGNED:
-                g0 = kb + rg * SB
-                blk = (row_byte[:, None] + g0[None, :]) // BPB
-                gm = (g0 < HALF_K)[None, :]
-                s = _block_scale(blk, gm, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)[:, :, None]
-            else:
-                s = _block_scale(
-                    (row_byte[:, None, None] + j3) // BPB, j3 < HALF_K, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED
-                )
-            v = _decode_bytes(b, s, table, lut_ptr, DT, LUT, BN, NB, SB)
-            w = tl.reshape(v, (BN, BK))  # element 2j: high nibble of byte j
-            if PERM:
-                w = tl.reshape(w, (2, WARPS, 8, 4, 16, 2))
-                w = tl.reshape(tl.permute(w, (1, 0, 2, 4, 3, 5)), (BN, BK))
-            kk = 2 * kb + kp
+        if PF:
+            # num_stages=1 and the next step's bytes, scales and activations loaded into
+            # registers while this step decodes (no shared-memory staging of the bytes)
             if EVEN_K:
-                xt = tl.load(x_cols + kk[:, None])
+                kn = tl.minimum(kb0, HALF_K - HB)  # clamped: in bounds, never used past kb1
             else:
-                # zeros past K: the padded codes decode to finite values times 0
-                xt = tl.load(x_cols + kk[:, None], mask=(kk < 2 * HALF_K)[:, None], other=0.0)
-            acc = tl.dot(w, xt, acc)
+                kn = kb0
+            b_n, s_n, x_n = _load_step(
+                kn, w_ptr, row_byte, x_cols, kp, absmax_ptr, a8_ptr, code2_ptr, offset, HALF_K,
+                BLOCKSIZE, NESTED, ALIGNED, EVEN_K, BN, BK, NB, SB,
+            )  # fmt: skip
+            for kb in range(kb0, kb1, HB):
+                b = b_n
+                s = s_n
+                xt = x_n
+                if EVEN_K:
+                    kn = tl.minimum(kb + HB, HALF_K - HB)
+                else:
+                    kn = kb + HB
+                b_n, s_n, x_n = _load_step(
+                    kn, w_ptr, row_byte, x_cols, kp, absmax_ptr, a8_ptr, code2_ptr, offset, HALF_K,
+                    BLOCKSIZE, NESTED, ALIGNED, EVEN_K, BN, BK, NB, SB,
+                )  # fmt: skip
+                v = _decode_bytes(b, s, table, lut_ptr, DT, LUT, BN, NB, SB)
+                w = tl.reshape(tl.reshape(v, (BN, BK)), (2, WARPS, 8, 4, 16, 2))
+                w = tl.reshape(tl.permute(w, (1, 0, 2, 4, 3, 5)), (BN, BK))
+                acc = tl.dot(w, xt, acc)
+        else:
+            for kb in range(kb0, kb1, HB):
+                j3 = kb + rg[None, :, None] * SB + rt[None, None, :]  # [1, NB, SB] byte in row
+                if PERM:
+                    j2 = kb + tl.arange(0, HB)[None, :]
+                    if EVEN_K:
+                        b2 = tl.load(w_ptr + row_byte[:, None] + j2)
+                    else:
+                        b2 = tl.load(w_ptr + row_byte[:, None] + j2, mask=j2 < HALF_K, other=0)
+                    b = tl.reshape(b2, (BN, NB, SB))
+                elif EVEN_K:
+                    b = tl.load(w_ptr + row_byte[:, None, None] + j3)
+                else:
+                    b = tl.load(w_ptr + row_byte[:, None, None] + j3, mask=j3 < HALF_K, other=0)
+                if ALIGNED:
+                    g0 = kb + rg * SB
+                    blk = (row_byte[:, None] + g0[None, :]) // BPB
+                    gm = (g0 < HALF_K)[None, :]
+                    s = _block_scale(blk, gm, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)[:, :, None]
+                else:
+                    s = _block_scale(
+                        (row_byte[:, None, None] + j3) // BPB,
+                        j3 < HALF_K,
+                        absmax_ptr,
+                        a8_ptr,
+                        code2_ptr,
+                        offset,
+                        NESTED,
+                    )
+                v = _decode_bytes(b, s, table, lut_ptr, DT, LUT, BN, NB, SB)
+                w = tl.reshape(v, (BN, BK))  # element 2j: high nibble of byte j
+                if PERM:
+                    w = tl.reshape(w, (2, WARPS, 8, 4, 16, 2))
+                    w = tl.reshape(tl.permute(w, (1, 0, 2, 4, 3, 5)), (BN, BK))
+                kk = 2 * kb + kp
+                if EVEN_K:
+                    xt = tl.load(x_cols + kk[:, None])
+                else:
+                    # zeros past K: the padded codes decode to finite values times 0
+                    xt = tl.load(x_cols + kk[:, None], mask=(kk < 2 * HALF_K)[:, None], other=0.0)
+                acc = tl.dot(w, xt, acc)
         nmask = rn < N
         omask = nmask[:, None] & (rm < M)[None, :]
         optrs = out_ptr + rm.to(tl.int64)[None, :] * stride_om + rn[:, None]
@@ -500,7 +570,7 @@ class _Plan:
             kw = dict(
                 BLOCKSIZE=bs, NESTED=meta.nested, HAS_BIAS=has_bias, ALIGNED=K % bs == 0,
                 BM=BM, BN=BN, BK=BK, SPLIT_K=split, EVEN_K=half_k % (BK // 2) == 0,
-                LUT=lut, PERM=perm, WARPS=warps, num_warps=warps, num_stages=stages,
+                LUT=lut, PERM=perm, WARPS=warps, PF=perm and stages == 1, num_warps=warps, num_stages=stages,
             )  # fmt: skip
             self.launch = _Launch(_gemm_kernel, grid, kw)
         elif kind == "dequant":
@@ -759,6 +829,8 @@ def _candidates(M: int, dtype: torch.dtype, N: int | None) -> list[tuple]:
         splits = sorted({1, 2, 4, auto})
         dots = [("dot", bm, 64, 128, 4, 4, sp, 1, 1) for sp in splits]
         dots += [
+            ("dot", bm, 64, 128, 4, 1, auto, 1, 1),  # num_stages=1: register prefetch
+            ("dot", bm, 64, 128, 4, 1, max(2, auto), 1, 1),
             ("dot", bm, 64, 128, 4, 4, auto, pairs, 1),
             ("dot", bm, 64, 128, 4, 4, auto, 4, 1),
             ("dot", bm, 64, 128, 4, 4, auto, 1),
@@ -773,6 +845,7 @@ def _candidates(M: int, dtype: torch.dtype, N: int | None) -> list[tuple]:
             ("dot", 128, 128, 128, 8, 3, 1, pairs, 1),
             ("dot", 128, 128, 128, 8, 3, 2, pairs, 1),
             ("dot", 128, 128, 128, 8, 3, 1, 4, 1),
+            ("dot", 128, 128, 128, 8, 1, 1, 1, 1),
             ("dot", 128, 64, 128, 4, 3, 1, pairs),
             ("dot", 128, 64, 128, 4, 3, 2, pairs),
             ("dot", 128, 64, 128, 4, 3, 1, 4),
