@@ -71,7 +71,7 @@ if HAS_TRITON:
     _MMDQ = tl.constexpr(MM_DEQUANT)
     _I127 = tl.constexpr(INV_127)
 
-    @triton.jit
+    @triton.jit(do_not_specialize=["epoch"])
     def _row_quant_kernel(
         X,
         CODES,
@@ -81,14 +81,17 @@ if HAS_TRITON:
         stride_xm,
         stride_cm,
         threshold,
+        epoch,
         HAS_THRESHOLD: tl.constexpr,
         BLOCK_K: tl.constexpr,
         ONE_PASS: tl.constexpr,
     ):
-        # FL[0:K] (int8, zeroed by the caller): set to 1 at every column holding an outlier.
-        # A flag is read before it is written (most rows flag the same few columns: reads of
-        # a set flag do not contend like writes); no atomics, no host synchronization. The
-        # compact list of the flagged columns is built afterwards by _outlier_cols_kernel.
+        # FL[0:K] (int32): raised to at least `epoch` at every column holding an outlier (a
+        # column counts as flagged when its flag >= epoch: a plan keeps its flags between
+        # calls and counts epochs up instead of zeroing them; a stale flag only adds a column
+        # to the exact 16-bit part). A flag is read before it is raised: most rows flag the
+        # same few columns, and reads of a raised flag do not contend like writes. No host
+        # synchronization; _outlier_cols_kernel builds the list of flagged columns.
         row = tl.program_id(0).to(tl.int64)
         x_row = X + row * stride_xm
         c_row = CODES + row * stride_cm
@@ -101,8 +104,8 @@ if HAS_TRITON:
             if HAS_THRESHOLD:
                 valid = valid & (ax < threshold)
                 outl = (ax >= threshold) & mask
-                seen = tl.load(FL + offs, mask=outl, other=1)
-                tl.store(FL + offs, tl.full([BLOCK_K], 1, tl.int8), mask=outl & (seen == 0))
+                seen = tl.load(FL + offs, mask=outl, other=0)
+                tl.atomic_max(FL + offs, tl.full([BLOCK_K], 0, tl.int32) + epoch, mask=outl & (seen < epoch))
             absmax = tl.max(tl.where(valid, ax, 0.0), axis=0)
         else:
             acc = tl.zeros([BLOCK_K], dtype=tl.float32)
@@ -113,8 +116,8 @@ if HAS_TRITON:
                 if HAS_THRESHOLD:
                     ok = ok & (a < threshold)
                     outl = (a >= threshold) & m
-                    seen = tl.load(FL + k0 + offs, mask=outl, other=1)
-                    tl.store(FL + k0 + offs, tl.full([BLOCK_K], 1, tl.int8), mask=outl & (seen == 0))
+                    seen = tl.load(FL + k0 + offs, mask=outl, other=0)
+                    tl.atomic_max(FL + k0 + offs, tl.full([BLOCK_K], 0, tl.int32) + epoch, mask=outl & (seen < epoch))
                 acc = tl.maximum(acc, tl.where(ok, a, 0.0))
             absmax = tl.max(acc, axis=0)
         tl.store(ROW_STATS + row, absmax)
@@ -138,23 +141,22 @@ if HAS_TRITON:
                 r = (q + _MAGIC) - _MAGIC
                 tl.store(c_row + k0 + offs, tl.where(keep, r, 0.0).to(tl.int8), mask=m)
 
-    @triton.jit
+    @triton.jit(do_not_specialize=["epoch"])
     def _outlier_cols_kernel(
         FL,
         IDX,
         CODES,
-        COLS64,
         M,
         K,
         stride_cm,
+        epoch,
         ROWS: tl.constexpr,
         BLOCK: tl.constexpr,
         BLOCK_J: tl.constexpr,
         ZERO_CODES: tl.constexpr,
-        WRITE64: tl.constexpr,
     ):
-        # After _row_quant_kernel: FL[0:K] column flags. Writes the flagged columns in
-        # ascending order to IDX[0:count] (int32; and COLS64 as int64) and count to IDX[K].
+        # After _row_quant_kernel: FL[0:K] column flags (set: >= epoch). Writes the flagged
+        # columns in ascending order to IDX[0:count] (int32 or int64) and count to IDX[K].
         # Every program builds the list from the flags (one load of BLOCK flags at a time)
         # and writes it (identical values); with ZERO_CODES it then reads its own list back
         # and sets the codes of its ROWS rows to 0 in those columns (the reference's
@@ -164,18 +166,15 @@ if HAS_TRITON:
         total = tl.sum(tl.zeros([BLOCK], dtype=tl.int32), axis=0)
         for k0 in range(0, K, BLOCK):
             cols = k0 + offs
-            f = tl.load(FL + cols, mask=cols < K, other=0).to(tl.int32)
+            f = (tl.load(FL + cols, mask=cols < K, other=0) >= epoch).to(tl.int32)
             n = tl.sum(f, axis=0)
             if n > 0:
                 hit = f > 0
                 pos = total + tl.cumsum(f, axis=0) - 1
-                tl.store(IDX + pos, cols, mask=hit)
-                if WRITE64:
-                    if pid == 0:
-                        tl.store(COLS64 + pos, cols.to(tl.int64), mask=hit)
+                tl.store(IDX + pos, cols.to(IDX.dtype.element_ty), mask=hit)
             total += n
         if pid == 0:
-            tl.store(IDX + K, total)
+            tl.store(IDX + K, total.to(IDX.dtype.element_ty))
         if ZERO_CODES:
             tl.debug_barrier()  # this program's list writes are visible to all its threads
             rows = pid * ROWS + tl.arange(0, ROWS)
@@ -620,10 +619,10 @@ def _quant_step(M: int, K: int, threshold: float) -> _Step:
 
 def _quant_args(A2, codes, row_stats, fl, threshold: float) -> tuple:
     K = A2.shape[1]
-    return (A2, codes, row_stats, fl if fl is not None else codes, K, A2.stride(0), codes.stride(0), threshold)
+    return (A2, codes, row_stats, fl if fl is not None else row_stats, K, A2.stride(0), codes.stride(0), threshold, 1)
 
 
-def _outlier_step(M: int, K: int, zero_codes: bool, write64: bool) -> _Step:
+def _outlier_step(M: int, K: int, zero_codes: bool) -> _Step:
     rows = _OUTLIER_ROWS if M <= 2048 else 4 * _OUTLIER_ROWS
     block = 256 if _INTERPRET else min(triton.next_power_of_2(max(K, 16)), 8192)
     kw = {
@@ -631,26 +630,25 @@ def _outlier_step(M: int, K: int, zero_codes: bool, write64: bool) -> _Step:
         "BLOCK": block,
         "BLOCK_J": 16 if _INTERPRET else 32,
         "ZERO_CODES": zero_codes,
-        "WRITE64": write64,
         "num_warps": max(4, min(16, block // 512)),  # at most 16 flags per thread
     }
     return _Step(_outlier_cols_kernel, (triton.cdiv(M, rows) if zero_codes else 1,), kw)
 
 
-def _outlier_args(fl, ws, codes, cols64, M: int, K: int) -> tuple:
-    return (fl, ws, codes, cols64 if cols64 is not None else ws, M, K, codes.stride(0))
+def _outlier_args(fl, ws, codes, M: int, K: int) -> tuple:
+    return (fl, ws, codes, M, K, codes.stride(0), 1)
 
 
 def row_quant(
-    A: torch.Tensor, threshold: float = 0.0, zero_cols: bool = True, cols64: bool = False
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    A: torch.Tensor, threshold: float = 0.0, zero_cols: bool = True, list_dtype: torch.dtype = torch.int32
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Quantize the rows of ``A`` (fused kernel) and, with a threshold, find the outlier columns.
 
-    Returns ``(codes [rows, K] int8, row_stats [rows] float32, ws, cols)``: ``ws`` int32
-    [K + 1], the ascending list of outlier columns at ``ws[:n]`` and ``n`` at ``ws[K]`` (all on
-    the device), and ``cols`` an int64 copy of the list (when ``cols64``); both None without a
-    threshold. With ``zero_cols`` every code of an outlier column is 0 (the reference's
-    codes); else only the outlier elements are.
+    Returns ``(codes [rows, K] int8, row_stats [rows] float32, cols)``: ``cols`` (``list_dtype``,
+    [K + 1], None without a threshold) holds the ascending outlier columns at ``cols[:n]`` and
+    ``n`` at ``cols[K]``, on the device. With ``zero_cols`` every code of an outlier column is 0
+    (the reference's codes); else only the outlier elements are. Launches directly (no
+    Triton binder) from the second call of a shape on.
     """
     A2 = _2d(A)
     rows, K = A2.shape
@@ -658,16 +656,75 @@ def row_quant(
     codes = torch.empty((rows, K), device=device, dtype=torch.int8)
     row_stats = torch.empty(rows, device=device, dtype=torch.float32)
     has_t = threshold > 0.0
-    fl = torch.zeros(K, device=device, dtype=torch.int8) if has_t else None
-    ws = torch.zeros(K + 1, device=device, dtype=torch.int32) if has_t else None
-    c64 = torch.empty(max(K, 1), device=device, dtype=torch.int64) if (has_t and cols64) else None
+    fl = torch.zeros(K, device=device, dtype=torch.int32) if has_t else None  # flags of epoch 1
+    cols = torch.empty(K + 1, device=device, dtype=list_dtype) if has_t else None
     if rows == 0 or K == 0:
-        return codes, row_stats, ws, c64
-    with _OnDevice(device):
-        _quant_step(rows, K, threshold).slow(_quant_args(A2, codes, row_stats, fl, float(threshold)))
+        if cols is not None:
+            cols[K:] = 0
+        return codes, row_stats, cols
+    t = float(threshold)
+    key = (rows, K, A2.stride(0), A2.dtype, has_t, zero_cols, list_dtype, device.index)
+    steps = _QUANT_STEPS.get(key)
+    aligned = (A2.data_ptr() & 15) == 0
+    if (
+        steps is not None
+        and _QUANT_DIRECT.get(key)
+        and aligned
+        and (device.type != "cuda" or torch.cuda.device_count() == 1 or torch.cuda.current_device() == device.index)
+    ):
+        stream = _stream_of(device.index if device.index is not None else 0)
+        ptr = _ptr if _INT_POINTERS else _same
+        cp, rp = ptr(codes), ptr(row_stats)
+        flp = ptr(fl) if has_t else rp
+        q = steps[0]
+        direct_launch(q.ck, q.grid, stream, (ptr(A2), cp, rp, flp, K, A2.stride(0), K, t, 1, *q.consts))
         if has_t:
-            _outlier_step(rows, K, zero_cols, cols64).slow(_outlier_args(fl, ws, codes, c64, rows, K))
-    return codes, row_stats, ws, c64
+            o = steps[1]
+            direct_launch(o.ck, o.grid, stream, (flp, ptr(cols), cp, rows, K, K, 1, *o.consts))
+        return codes, row_stats, cols
+    fresh = steps is None
+    if fresh:
+        steps = [_quant_step(rows, K, threshold)]
+        if has_t:
+            steps.append(_outlier_step(rows, K, zero_cols))
+    with _OnDevice(device):
+        steps[0].slow(_quant_args(A2, codes, row_stats, fl, t))
+        if has_t:
+            steps[1].slow(_outlier_args(fl, cols, codes, rows, K))
+    if fresh and aligned:
+        _QUANT_STEPS[key] = steps
+    elif (
+        not fresh
+        and aligned
+        and _DIRECT
+        and device.type in _DIRECT_DEVICES
+        and steps[0].ck is not None
+        and not _capturing(device)
+    ):
+        # second call of this shape: check a direct launch against Triton's (one host sync)
+        _QUANT_DIRECT[key] = True
+        try:
+            got = row_quant(A2, threshold, zero_cols, list_dtype)
+            same = torch.equal(got[0], codes) and torch.equal(got[1], row_stats)
+            if has_t:
+                n = int(cols[K])
+                same = same and int(got[2][K]) == n and torch.equal(got[2][:n], cols[:n])
+        except Exception:  # pragma: no cover - depends on the Triton build
+            same = False
+        _QUANT_DIRECT[key] = same
+    return codes, row_stats, cols
+
+
+def _ptr(t: torch.Tensor) -> int:
+    return t.data_ptr()
+
+
+def _same(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+_QUANT_STEPS: dict[tuple, list] = {}  # row_quant's launches per shape (compiled kernels after a call)
+_QUANT_DIRECT: dict[tuple, bool] = {}  # whether a direct launch was checked for the shape
 
 
 def _gemm_args(CA, CB, out, row_stats, col_stats, bias, X, ws) -> tuple:
@@ -894,6 +951,9 @@ def _stream_of(index: int) -> int:
     return _STREAM(index)
 
 
+_MAX_EPOCH = 1 << 30  # then the flags are zeroed and the epochs start again
+
+
 def _align16(n: int) -> int:
     return (n + 15) & ~15
 
@@ -904,7 +964,7 @@ class _Plan:
     then on launched directly (``direct_launch``: integer pointers, no binder), once a direct
     launch has been checked to give the same result as Triton's own launch."""
 
-    __slots__ = ("K", "M", "N", "dtype", "fast", "kind", "lin", "offs", "split", "steps", "threshold")
+    __slots__ = ("K", "M", "N", "dtype", "epoch", "fast", "flags", "kind", "lin", "offs", "split", "steps", "threshold")
 
     def __init__(self, lin: "_Int8Linear", kind: str, M: int, dtype: torch.dtype, threshold: float) -> None:
         self.lin = lin
@@ -917,6 +977,10 @@ class _Plan:
         self.steps: list[_Step] | None = None
         self.fast = False
         self.split = 0  # w8a16: slices of K (0: not chosen yet, buffers sized for _MAX_SPLIT)
+        # int8 with a threshold: the outlier-column flags, kept between calls; a column is
+        # flagged in this call when its flag >= epoch (no zeroing launch per call)
+        self.flags: torch.Tensor | None = None
+        self.epoch = 0
         # int8: one int8 buffer holds the codes [M, K], the row stats (float32) and, with a
         # threshold, the outlier list (int32 [K + 1]); 16-byte aligned offsets
         rs = _align16(M * self.K)
@@ -936,7 +1000,13 @@ class _Plan:
         if self.kind == "w8a16big":
             return out, None, None
         buf = torch.empty(self.offs[2], device=device, dtype=torch.int8)
-        fl = torch.zeros(self.K, device=device, dtype=torch.int8) if self.threshold > 0.0 else None
+        fl = None
+        if self.threshold > 0.0:
+            fl = self.flags
+            self.epoch += 1
+            if fl is None or self.epoch >= _MAX_EPOCH:
+                fl = self.flags = torch.zeros(self.K, device=device, dtype=torch.int32)
+                self.epoch = 1
         return out, buf, fl
 
     def args(self, A2: torch.Tensor, bias: torch.Tensor | None, bufs: tuple, ptrs: bool) -> list[tuple]:
@@ -974,13 +1044,14 @@ class _Plan:
         mb = _mbucket(M)
         bb = rs if b is None else b
         if self.threshold > 0.0:
+            e = self.epoch
             return [
-                (x, codes, rs, flags, K, K, K, self.threshold),
-                (flags, ws, codes, ws, M, K, K),
+                (x, codes, rs, flags, K, K, K, self.threshold, e),
+                (flags, ws, codes, M, K, K, e),
                 (codes, cb, o, rs, scb, bb, x, ws, M, N, K, mb, K, K, N, K),
             ]
         return [
-            (x, codes, rs, codes, K, K, K, 0.0),
+            (x, codes, rs, rs, K, K, K, 0.0, 1),
             (codes, cb, o, rs, scb, bb, codes, rs, M, N, K, mb, K, K, N, 0),
         ]
 
@@ -1009,7 +1080,7 @@ class _Plan:
                 quant.slow(argsets[0])
                 steps = [quant]
                 if self.threshold > 0.0:
-                    outl = _outlier_step(M, K, True, False)
+                    outl = _outlier_step(M, K, True)
                     outl.slow(argsets[1])
                     steps.append(outl)
                 flags = _gemm_flags(True, has_bias, A2 if self.threshold > 0.0 else None, False)
@@ -1228,12 +1299,12 @@ if HAS_TRITON:
     @register("int8_vectorwise_quant", "triton", "cuda", available=_available)
     def int8_vectorwise_quant(A: torch.Tensor, threshold: float = 0.0):
         torch._check(threshold >= 0.0, lambda: f"threshold must be >= 0, got {threshold}")
-        codes, row_stats, ws, cols = row_quant(A, threshold, zero_cols=True, cols64=True)
+        codes, row_stats, cols = row_quant(A, threshold, zero_cols=True, list_dtype=torch.int64)
         codes = codes.reshape(A.shape)
         if threshold > 0.0:
             # the op returns a data-dependent size: its one host synchronization, after every
             # kernel (quantize, outlier columns sorted and zeroed) has been queued
-            n = _read_count(ws[-1:])
+            n = _read_count(cols[-1:])
             return codes, row_stats, cols[:n]
         return codes, row_stats, None
 
