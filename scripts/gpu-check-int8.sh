@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/bnb-int8-out}"
 mkdir -p "$OUT"
 TEST_TIMEOUT="${TEST_TIMEOUT:-70}"
-PROFILE_TIMEOUT="${PROFILE_TIMEOUT:-85}"
+PROFILE_TIMEOUT="${PROFILE_TIMEOUT:-80}"
 t0=$(date +%s)
 source scripts/gpu-env.sh || echo "gpu-env.sh reported an error (continuing)"
 set +e
@@ -35,7 +35,7 @@ tail -n 4 "$OUT"/tests*.log
 echo "== tests done after $(( $(date +%s) - t0 )) s"
 timeout "$PROFILE_TIMEOUT" "$PY" scripts/gpu-profile.py --only linear8bit --out "$OUT/profile.txt" 2>&1 | tee "$OUT/profile.log"
 echo "== profile exit ${PIPESTATUS[0]} after $(( $(date +%s) - t0 )) s"
-timeout 25 "$PY" - <<'PYEOF' 2>&1 | tee "$OUT/quant.log"
+timeout 35 "$PY" - <<'PYEOF' 2>&1 | tee "$OUT/quant.log"
 import torch
 import triton.testing as tt
 
@@ -58,14 +58,27 @@ for name, X in (("randn", A), ("8 outlier cols", A.clone().index_fill_(1, torch.
     kms = bench(lambda X=X: T.row_quant(X, 6.0, zero_cols=True, list_dtype=torch.int64))
     print(f"int8_vectorwise_quant 4096x8192 t6 ({name}): {ms * 1e3:6.1f} us = {3 * X.numel() / ms / 1e6:6.0f} GB/s "
           f"| kernels alone {kms * 1e3:6.1f} us | {len(got[2])} outlier cols | equal to reference: {same}")
-for K, limits in ((8192, (4096, 8192)), (14336, (8192, 16384))):
+def variant(**kw):
+    for k, v in kw.items():
+        setattr(T, k, v)
+    T._QUANT_STEPS.clear()
+    T._QUANT_DIRECT.clear()
+
+
+for K, variants in (
+    (8192, ({}, {"ONE_PASS_WARPS": 16}, {"ONE_PASS_MAX_K": 4096})),
+    (14336, ({}, {"TWO_PASS_BLOCK": 2048, "TWO_PASS_WARPS": 4}, {"TWO_PASS_BLOCK": 8192, "TWO_PASS_WARPS": 16})),
+):
     X = torch.randn(4096, K, dtype=torch.float16, device="cuda")
     X[:, :: K // 8] *= 20
-    for limit in limits:
-        T.ONE_PASS_MAX_K = limit
+    for kw in variants:
+        variant(**kw)
         for t in (0.0, 6.0):
             ms = bench(lambda X=X, t=t: T.row_quant(X, t, zero_cols=False))
-            print(f"row_quant 4096x{K} t{t:g} one-pass up to K={limit}: {ms * 1e3:6.1f} us = {3 * X.numel() / ms / 1e6:6.0f} GB/s")
-    T.ONE_PASS_MAX_K = 8192
+            print(f"row_quant 4096x{K} t{t:g} {kw or 'default'}: {ms * 1e3:6.1f} us = {3 * X.numel() / ms / 1e6:6.0f} GB/s")
+        if K == 8192:
+            ms = bench(lambda X=X: bnb.functional.int8_vectorwise_quant(X, threshold=6.0))
+            print(f"   int8_vectorwise_quant 4096x8192 t6 {kw or 'default'}: {ms * 1e3:6.1f} us = {3 * X.numel() / ms / 1e6:6.0f} GB/s")
+        variant(ONE_PASS_MAX_K=8192, ONE_PASS_WARPS=8, TWO_PASS_BLOCK=4096, TWO_PASS_WARPS=8)
 PYEOF
 echo "== quant timing exit ${PIPESTATUS[0]} after $(( $(date +%s) - t0 )) s"

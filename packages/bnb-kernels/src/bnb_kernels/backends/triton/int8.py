@@ -497,6 +497,8 @@ _TIMINGS: dict[tuple, dict[str, float]] = {}
 # K up to this: one pass per row (the row stays in registers); above: two passes (the second
 # reads the row again, from L2), which keeps more rows in flight per SM.
 ONE_PASS_MAX_K = 8192
+ONE_PASS_WARPS = 8  # one pass, K > 2048
+TWO_PASS_BLOCK, TWO_PASS_WARPS = 4096, 8
 # Rows per program of the outlier-column kernel (each program scans the column flags).
 _OUTLIER_ROWS = 16
 
@@ -608,9 +610,9 @@ def _quant_step(M: int, K: int, threshold: float) -> _Step:
     one_pass = K <= ONE_PASS_MAX_K
     if one_pass:
         block = triton.next_power_of_2(max(K, 16))
-        warps = 4 if block <= 2048 else 8
+        warps = 4 if block <= 2048 else ONE_PASS_WARPS
     else:
-        block, warps = 4096, 8
+        block, warps = TWO_PASS_BLOCK, TWO_PASS_WARPS
     kw = {"HAS_THRESHOLD": threshold > 0.0, "BLOCK_K": block, "ONE_PASS": one_pass, "num_warps": warps}
     if not _INTERPRET:
         kw["enable_fp_fusion"] = False  # the codes must round x * scale exactly as the reference does
@@ -761,7 +763,9 @@ def _gemm_flags(epilogue: bool, has_bias: bool, X, subtract_outliers: bool) -> d
         "HAS_OUTLIERS": has_out,
         "SUBTRACT_OUTLIERS": has_out and subtract_outliers,
         "IEEE": has_out and X.dtype == torch.float32,
-        "BLOCK_J": 32,
+        # outlier columns per epilogue step: 16 (the 16-bit dot's minimum; a few columns is
+        # the common case), 32 where their int8 product is subtracted (int8 dot minimum)
+        "BLOCK_J": 32 if (has_out and subtract_outliers) else 16,
     }
 
 
