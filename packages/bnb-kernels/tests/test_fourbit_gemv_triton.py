@@ -143,6 +143,11 @@ def test_configs_and_grid() -> None:
             assert G.gemv_config(M, 4096, 4096, dt) in G.gemv_candidates(M, dt)
     with pytest.raises(ValueError, match="1 to 4"):
         G.gemv_constexprs((2, 4096, 4, 1), 5, 4096, 64, False, False)
+    x = torch.zeros(1, 33)
+    with pytest.raises(ValueError, match="even K"):
+        G.gemv_launch((2, 64, 1, 1), x, x, x, x, x, x, x, None, x, 4, 33, 32, False)
+    assert G.gemv_x_ok(torch.zeros(2, 64, dtype=torch.bfloat16))
+    assert not G.gemv_x_ok(torch.zeros(2 * 64 + 1, dtype=torch.bfloat16)[1:].view(2, 64))
 
 
 if __name__ == "__main__":

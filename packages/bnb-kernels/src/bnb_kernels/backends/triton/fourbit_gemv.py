@@ -524,6 +524,8 @@ def gemv_launch(
     layout (for tests and benchmarks; it is used anyway when K % blocksize != 0). Returns
     ``out``."""
     M = x.shape[0]
+    if K % 2 or x.shape[-1] != K:
+        raise ValueError(f"gemv_kernel needs an even K matching x's {x.shape[-1]} features, got K={K}")
     if not gemv_x_ok(x):
         x = x.clone(memory_format=torch.contiguous_format)
     lut = aligned_lut(lut)
