@@ -15,8 +15,6 @@ import pytest
 import torch
 
 CONFIGS = [
-    ("gemv", 16, 64, 4),
-    ("gemv", 8, 256, 4),
     # ("dot", tokens BM, weight rows BN, BK, warps, stages[, split-K])
     ("dot", 16, 16, 64, 4, 2),
     ("dot", 32, 32, 32, 4, 2),
@@ -33,9 +31,10 @@ CONFIGS = [
     # num_stages=1 with the fragment order: next step prefetched into registers
     ("dot", 16, 64, 128, 4, 1, 1, 1, 1),
     ("dot", 16, 64, 128, 4, 1, 3, 1, 1),
-    # fourbit_gemv.gemv_kernel (1-4 token rows): (BN, BK, warps, split-K)
-    ("gemv2", 2, 64, 1, 1),
-    ("gemv2", 4, 128, 1, 2),
+    # fourbit_gemv.gemv_kernel (1-4 token rows): (BN, BK, warps, split-K[, prefetch])
+    ("gemv", 2, 64, 1, 1),
+    ("gemv", 4, 128, 1, 2),
+    ("gemv", 2, 64, 1, 1, 1),
     ("dequant",),
     ("dequant_chunked",),
 ]
@@ -84,7 +83,7 @@ def _interpreter_checks() -> None:
         for cfg in CONFIGS:
             if cfg[0] == "dot" and dt != torch.float16:
                 continue
-            if cfg[0] == "gemv2" and M > 4:
+            if cfg[0] == "gemv" and M > 4:
                 continue
             out = torch.full((M, N), float("nan"), dtype=dt)
             T.launch(cfg, x, q.reshape(-1), meta, bias, out, N)
@@ -147,9 +146,9 @@ def test_heuristics_cover_every_batch_size() -> None:
     for M in (1, 2, 3, 4, 5, 16, 17, 64, 100, 512, 513, 2048, 10000):
         for dt in (torch.float16, torch.bfloat16, torch.float32):
             for N in (None, 4096, 28672):
-                assert T.heuristic_config(M, dt, N)[0] in ("gemv", "gemv2", "dot", "dequant")
+                assert T.heuristic_config(M, dt, N)[0] in ("gemv", "dot", "dequant")
                 cands = T.candidates(M, dt, N)
-                assert cands and all(c[0] in ("gemv", "gemv2", "dot", "dequant", "dequant_chunked") for c in cands)
+                assert cands and all(c[0] in ("gemv", "dot", "dequant", "dequant_chunked") for c in cands)
                 assert len(set(cands)) == len(cands)
             if dt == torch.float32:
                 assert all(c[0] != "dot" for c in cands)  # no tf32 for fp32 activations

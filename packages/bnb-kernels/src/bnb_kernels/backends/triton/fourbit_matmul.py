@@ -4,15 +4,18 @@ Three paths, chosen per (M bucket, N, K, dtype) — by timing the candidates on 
 call for that key on a GPU (``BNB_4BIT_AUTOTUNE=0`` turns this off and uses the built-in
 heuristic), and by the heuristic under the interpreter or during CUDA graph capture:
 
-- ``gemv``: one program per (BN output features, one row of A); each loops over K, decodes
-  BN x BK/2 packed bytes (two codes each) and accumulates ``code * x`` with FMAs in fp32,
-  scaling by the block absmax. For 1-4 tokens: pure bandwidth, no tensor cores.
-- ``dot``: a (BM x BN) output tile per program; the weight tile is decoded to the
-  activation dtype in registers and fed to ``tl.dot`` twice (even and odd input features,
-  so the nibbles need no interleaving). From 2 tokens up to the hundreds.
+- ``gemv`` (1-4 tokens): ``fourbit_gemv.gemv_kernel``, pure weight bandwidth on the CUDA
+  cores, one program for all token rows.
+- ``dot`` (2 to a few hundred tokens): ``_gemm_kernel``, the weight tile decoded in registers
+  and fed to the tensor cores as the A operand of a transposed product (tokens on the MMA's
+  N side, 16 of them fill it); optional split-K reduced in-kernel.
 - ``dequant``: decode the whole weight to the activation dtype (one fused kernel that also
-  decodes the nested absmax) and call cuBLAS — for very large M, where the matmul is
-  compute bound and cuBLAS wins.
+  decodes the nested absmax) and call cuBLAS — for large M, where the matmul is compute
+  bound and cuBLAS wins. (``dequant_chunked`` does it in L2-sized row chunks; measured
+  slower, kept for explicit use.)
+
+After a plan's first launch through Triton, its compiled kernel is launched directly
+(``_fast_launch``), which takes most of Triton's per-call host time away.
 
 Nested absmax (``absmax_8bit``/``absmax_code``/``absmax_offset``) is decoded inside each
 kernel; there is no extra launch. Codes index the 16-entry table of ``quant_type``.
@@ -50,73 +53,6 @@ if HAS_TRITON:
         else:
             s = tl.load(absmax_ptr + blk, mask=mask, other=0.0)
         return s
-
-    @triton.jit
-    def _decode_tile(
-        w_ptr, row_byte, nmask, kb, half_k, absmax_ptr, a8_ptr, code2_ptr, offset, lut_ptr,
-        BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, ALIGNED: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-    ):  # fmt: skip
-        """Codes of a [BN, BK/2] byte tile (rows ``row_byte``, bytes ``kb``..) as values times
-        their block scale: returns (high-nibble values, low-nibble values, byte index in row),
-        shaped [BN, NB, SB] with SB bytes per scale group. ALIGNED: rows start on a block
-        boundary (K % BLOCKSIZE == 0), so one scale serves each group; otherwise every byte
-        looks its scale up."""
-        SUB: tl.constexpr = BK if BK < BLOCKSIZE else BLOCKSIZE
-        NB: tl.constexpr = BK // SUB
-        SB: tl.constexpr = SUB // 2
-        rg = tl.arange(0, NB)
-        rt = tl.arange(0, SB)
-        j3 = kb + rg[None, :, None] * SB + rt[None, None, :]  # [1, NB, SB]
-        mask = nmask[:, None, None] & (j3 < half_k)
-        byte_idx = row_byte[:, None, None] + j3
-        b = tl.load(w_ptr + byte_idx, mask=mask, other=0).to(tl.int32)
-        vh = tl.load(lut_ptr + (b >> 4))
-        vl = tl.load(lut_ptr + (b & 15))
-        if ALIGNED:
-            g0 = kb + rg * SB  # [NB] first byte of each group
-            gmask = nmask[:, None] & (g0[None, :] < half_k)
-            blk = (row_byte[:, None] + g0[None, :]) * 2 // BLOCKSIZE
-            s = _block_scale(blk, gmask, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)[:, :, None]
-        else:
-            s = _block_scale(byte_idx * 2 // BLOCKSIZE, mask, absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)
-        return vh * s, vl * s, j3
-
-    @triton.jit
-    def _gemv_kernel(
-        x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset_ptr, lut_ptr, bias_ptr, out_ptr,
-        N, K, stride_xm, stride_om,
-        BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, HAS_BIAS: tl.constexpr, ALIGNED: tl.constexpr,
-        BN: tl.constexpr, BK: tl.constexpr,
-    ):  # fmt: skip
-        SUB: tl.constexpr = BK if BK < BLOCKSIZE else BLOCKSIZE
-        NB: tl.constexpr = BK // SUB
-        SB: tl.constexpr = SUB // 2
-        HB: tl.constexpr = BK // 2
-        pid_n = tl.program_id(0)
-        m = tl.program_id(1)
-        rn = pid_n * BN + tl.arange(0, BN)
-        nmask = rn < N
-        half_k = K // 2
-        row_byte = rn.to(tl.int64) * half_k
-        if NESTED:
-            offset = tl.load(offset_ptr).to(tl.float32)
-        else:
-            offset = 0.0
-        x_row = x_ptr + m.to(tl.int64) * stride_xm
-        acc = tl.zeros((BN, NB, SB), dtype=tl.float32)
-        for kb in range(0, half_k, HB):
-            wh, wl, j3 = _decode_tile(
-                w_ptr, row_byte, nmask, kb, half_k, absmax_ptr, a8_ptr, code2_ptr, offset, lut_ptr,
-                BLOCKSIZE, NESTED, ALIGNED, BN, BK,
-            )  # fmt: skip
-            jm = j3 < half_k
-            xe = tl.load(x_row + 2 * j3, mask=jm, other=0.0).to(tl.float32)
-            xo = tl.load(x_row + 2 * j3 + 1, mask=jm, other=0.0).to(tl.float32)
-            acc += wh * xe + wl * xo
-        res = tl.sum(tl.sum(acc, axis=2), axis=1)
-        if HAS_BIAS:
-            res += tl.load(bias_ptr + rn, mask=nmask, other=0.0).to(tl.float32)
-        tl.store(out_ptr + m.to(tl.int64) * stride_om + rn, res.to(out_ptr.dtype.element_ty), mask=nmask)
 
     @triton.jit
     def _pair_table(lut_ptr, DT: tl.constexpr, LUT: tl.constexpr):
@@ -352,7 +288,7 @@ if HAS_TRITON:
             done = tl.atomic_add(cnt_ptr + tile, 1, sem="acq_rel")
             if done == SPLIT_K - 1:
                 res = tl.zeros((BN, BM), dtype=tl.float32)
-                for i in tl.static_range(SPLIT_K):
+                for i in range(SPLIT_K):  # not unrolled: one partial tile live at a time
                     res += tl.load(wptrs + i * MN, mask=omask, other=0.0, cache_modifier=".cg")
                 if HAS_BIAS:
                     res += tl.load(bias_ptr + rn, mask=nmask, other=0.0).to(tl.float32)[:, None]
@@ -541,17 +477,14 @@ class _Plan:
         self.launch: _Launch | None = None
         self.need = (0, 0)
         self.lut = meta.lut
-        if kind == "gemv2":
-            # fourbit_gemv.gemv_kernel: ("gemv2", BN, BK, warps, split), all M (1-4) rows at once
-            cfg = tuple(config[1:5])
+        if kind == "gemv":
+            # fourbit_gemv.gemv_kernel: ("gemv", BN, BK, warps, split[, pipe]); one program
+            # covers all M (1-4) token rows
+            cfg = tuple(config[1:])
             kw = _gemv.gemv_constexprs(cfg, M, K, bs, meta.nested, has_bias)
             self.split = kw["SPLIT"]
             self.lut = _gemv.aligned_lut(meta.lut)  # the words layout ORs offsets into it
             self.launch = _Launch(_gemv.gemv_kernel, _gemv.gemv_grid(cfg, M, N, K), kw)
-        elif kind == "gemv":
-            _, BN, BK, warps = config
-            kw = dict(BLOCKSIZE=bs, NESTED=meta.nested, HAS_BIAS=has_bias, ALIGNED=K % bs == 0, BN=BN, BK=BK)
-            self.launch = _Launch(_gemv_kernel, (triton.cdiv(N, BN), M), dict(kw, num_warps=warps))
         elif kind == "dot":
             _, BM, BN, BK, warps, stages = config[:6]
             half_k = K // 2
@@ -612,8 +545,8 @@ class _Plan:
                 N,
             )
             self.launch(args, out, aligned)
-        elif kind == "gemv2":
-            if not _gemv._ok_x(x):
+        elif kind == "gemv":
+            if not _gemv.gemv_x_ok(x):
                 x = x.clone()
             aligned = _aligned(x) and _aligned(out) and (bias is None or _aligned(bias))
             if self.split == 1:
@@ -624,10 +557,6 @@ class _Plan:
                 args = (x, w, meta.absmax, meta.a8, meta.code2, meta.offset, self.lut, bias_arg, acc, N, K, K, N)
                 self.launch(args, acc, aligned)
                 out.copy_(acc)
-        elif kind == "gemv":
-            aligned = _aligned(x) and _aligned(out) and (bias is None or _aligned(bias))
-            args = (x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, out, N, K, K, N)
-            self.launch(args, out, aligned)
         elif kind == "dequant":
             W = torch.empty((N, K), dtype=x.dtype, device=x.device)
             args = (w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, W, N * K // 2)
@@ -786,7 +715,7 @@ def heuristic_config(M: int, dtype: torch.dtype, N: int | None = None, K: int | 
     """The path without timing (interpreter, CUDA graph capture, ``BNB_4BIT_AUTOTUNE=0``),
     from the H100 measurements in benchmarks/linear4bit-notes.md."""
     if M <= 4:
-        return ("gemv2", *_gemv.gemv_config(M, N or 4096, K or 4096, dtype))
+        return ("gemv", *_gemv.gemv_config(M, N or 4096, K or 4096, dtype))
     if dtype == torch.float32:
         return ("dequant",)
     if M <= 512:
@@ -798,14 +727,9 @@ def heuristic_config(M: int, dtype: torch.dtype, N: int | None = None, K: int | 
 
 
 def _gemv_candidates(M: int, dtype: torch.dtype) -> list[tuple]:
-    if dtype == torch.float32:
-        new = [("gemv2", *c) for c in _gemv.GEMV_CONFIGS["fp32"]]
-        return [*new, ("gemv", 16, 256, 4)]
-    new = [("gemv2", *c) for c in _gemv.GEMV_CONFIGS["16bit"]]
-    if M == 1:
-        # two configs of the older GEMV kernel stay in the race
-        return [*new, ("gemv", 8, 1024, 4), ("gemv", 16, 512, 4)]
-    return new[:6]
+    # fourbit_gemv's own list (its H100 run: 1.2-1.35x the previous GEMV kernel at 1 token,
+    # 2.3-3.5x at 4 tokens, so that kernel is gone)
+    return [("gemv", *c) for c in _gemv.gemv_candidates(M, dtype)]
 
 
 def candidates(M: int, dtype: torch.dtype, N: int | None = None) -> list[tuple]:
@@ -843,7 +767,6 @@ def _candidates(M: int, dtype: torch.dtype, N: int | None) -> list[tuple]:
         return [
             ("dot", 128, 128, 128, 8, 3, 1, 1, 1),
             ("dot", 128, 128, 128, 8, 3, 1, pairs, 1),
-            ("dot", 128, 128, 128, 8, 3, 2, pairs, 1),
             ("dot", 128, 128, 128, 8, 3, 1, 4, 1),
             ("dot", 128, 128, 128, 8, 1, 1, 1, 1),
             ("dot", 128, 64, 128, 4, 3, 1, pairs),
