@@ -4,7 +4,8 @@
 # 1. set-up without the native build (the optimizer GPU paths do not need it),
 # 2. the optimizer GPU tests (4 pytest processes at once: the time goes to Triton compiles),
 # 3. kernel variants on one 4096x14336 parameter (tiles of 2/4 blocks, persistent prefetching
-#    programs or not) with triton's do_bench; the best one's BNB_OPTIM8_* knobs are exported,
+#    programs or not) with triton's do_bench; the best single one's BNB_OPTIM8_* knobs are
+#    written to $OUT/best.env (the code picks per case: _layout in backends/triton/optim.py),
 # 4. scripts/gpu-profile.py --only optim (step, host and kernel time per case),
 # 5. a cProfile of one AdamW8bit bf16 step (where the host time goes).
 # Sections have their own timeouts so that a slow one still leaves the others' results.
@@ -70,7 +71,7 @@ for name, dtype in (("adam", torch.bfloat16), ("adam", torch.float32), ("lion", 
     nbytes = n * (3 * p.element_size() + 2 * (k + (1 if two else 0)))
     out = []
     for vname, blocks, pf, per_sm, nreg in variants:
-        tri.BLOCKS_8BIT, tri.WARPS_8BIT, tri.PREFETCH_8BIT, tri.PROGRAMS_PER_SM = blocks, blocks, pf, per_sm
+        tri.BLOCKS_8BIT, tri.PREFETCH_8BIT, tri.PROGRAMS_PER_SM = blocks, pf, per_sm
         tri.MAXNREG_8BIT = nreg
         tri._PLANS.clear()
         step = [0]
@@ -94,13 +95,9 @@ with open(sys.argv[1], "w") as f:
     f.write(f"export BNB_OPTIM8_BLOCKS={best[1]} BNB_OPTIM8_PREFETCH={int(best[2])} "
             f"BNB_OPTIM8_PROGRAMS_PER_SM={best[3]} BNB_OPTIM8_MAXNREG={best[4]}\n")
 EOF
-if [ -f "$OUT/best.env" ]; then
-  cat "$OUT/best.env"
-  # shellcheck disable=SC1091
-  source "$OUT/best.env"
-fi
+[ -f "$OUT/best.env" ] && cat "$OUT/best.env"
 
-echo "== profile (with the knobs above)"
+echo "== profile (per-case defaults; the best single variant above: $OUT/best.env)"
 timeout "${PROFILE_TIMEOUT:-70}" "$PY" scripts/gpu-profile.py --only optim 2>&1 | tee "$OUT/profile.log" || status=1
 
 echo "== host time of one AdamW8bit bf16 step (the profile's 16 parameters; cProfile)"

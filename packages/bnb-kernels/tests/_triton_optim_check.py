@@ -100,10 +100,10 @@ def main() -> None:
                     if mu > 0:
                         torch.testing.assert_close(got[3], want[3], rtol=1e-4, atol=1e-6)
                 checked += 1
-    checked += plans_and_options()
-    tri.PREFETCH_8BIT = not tri.PREFETCH_8BIT  # the other program layout (one tile per program)
-    checked += plans_and_options()
-    tri.PREFETCH_8BIT = not tri.PREFETCH_8BIT
+    for prefetch in (True, False):  # both program layouts, whatever the case would pick
+        tri.PREFETCH_8BIT = prefetch
+        checked += plans_and_options()
+    tri.PREFETCH_8BIT = None
     for qname, make in T.QMAPS.items():
         qmap = make()
         x = T._adversarial(qmap, torch.Generator().manual_seed(1))
