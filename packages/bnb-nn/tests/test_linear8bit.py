@@ -249,7 +249,8 @@ def test_cuda_forward_without_host_sync_and_in_a_cuda_graph(threshold: float) ->
     m, dense = m.cuda(), dense.cuda()
     for M in (1, 4, 300):
         x = torch.randn(M, 512, device="cuda", dtype=torch.float16)
-        x[:, ::64] *= 20.0
+        if threshold > 0:
+            x[:, ::64] *= 20.0  # without a threshold, outliers would coarsen every row's scale
         with torch.inference_mode():
             y0 = m(x)
             torch.cuda.synchronize()
