@@ -527,23 +527,8 @@ class _Plan:
             else:
                 ws, cnt = _split_buffers(x.device, *self.need)
             args = (
-                x,
-                w,
-                meta.absmax,
-                meta.a8,
-                meta.code2,
-                meta.offset,
-                meta.lut,
-                bias_arg,
-                out,
-                ws,
-                cnt,
-                M,
-                N,
-                K // 2,
-                K,
-                N,
-            )
+                x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, out, ws, cnt, M, N, K // 2, K, N,
+            )  # fmt: skip
             self.launch(args, out, aligned)
         elif kind == "gemv":
             if not _gemv.gemv_x_ok(x):
