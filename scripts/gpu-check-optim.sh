@@ -4,7 +4,7 @@
 # 1. set-up without the native build (the optimizer GPU paths do not need it),
 # 2. the optimizer GPU tests (4 pytest processes at once: the time goes to Triton compiles),
 # 3. kernel variants on one 4096x14336 parameter (tiles of 2/4 blocks, persistent prefetching
-#    programs or not) with triton's do_bench; the best single one's BNB_OPTIM8_* knobs are
+#    programs or not, codebook gathers from shared memory or L1) with triton's do_bench; the best single one's BNB_OPTIM8_* knobs are
 #    written to $OUT/best.env (the code picks per case: _layout in backends/triton/optim.py),
 # 4. scripts/gpu-profile.py --only optim (step, host and kernel time per case),
 # 5. a cProfile of one AdamW8bit bf16 step (where the host time goes).
@@ -54,10 +54,12 @@ from bnb_kernels.backends.triton import optim as tri
 
 n = 4096 * 14336
 q1, q2 = ref.dynamic_map(True).cuda(), ref.dynamic_map(False).cuda()
-# (name, blocks per tile = warps, persistent prefetching programs, programs per SM, maxnreg)
-variants = [("pf b4 8/SM", 4, True, 8, 0), ("pf b4 4/SM", 4, True, 4, 0), ("pf b4 16/SM", 4, True, 16, 0),
-            ("pf b2 16/SM", 2, True, 16, 0), ("pf b4 8/SM r64", 4, True, 8, 64), ("nopf b4", 4, False, 8, 0),
-            ("nopf b2", 2, False, 8, 0), ("nopf b4 r48", 4, False, 8, 48)]
+# (name, blocks per tile = warps, persistent prefetching programs, programs per SM, maxnreg,
+#  codebook in shared memory)
+variants = [("pf b2 16/SM", 2, True, 16, 0, False), ("pf b2 16/SM smem", 2, True, 16, 0, True),
+            ("pf b4 8/SM", 4, True, 8, 0, False), ("nopf b4", 4, False, 8, 0, False),
+            ("nopf b4 smem", 4, False, 8, 0, True), ("nopf b2", 2, False, 8, 0, False),
+            ("nopf b2 smem", 2, False, 8, 0, True)]
 total = {v[0]: 0.0 for v in variants}
 for name, dtype in (("adam", torch.bfloat16), ("adam", torch.float32), ("lion", torch.bfloat16), ("ademamix", torch.float32)):
     k = 2 if name == "ademamix" else 1
@@ -70,9 +72,9 @@ for name, dtype in (("adam", torch.bfloat16), ("adam", torch.float32), ("lion", 
     a2 = torch.full(((n + 255) // 256,), 1e-6, device="cuda") if two else None
     nbytes = n * (3 * p.element_size() + 2 * (k + (1 if two else 0)))
     out = []
-    for vname, blocks, pf, per_sm, nreg in variants:
+    for vname, blocks, pf, per_sm, nreg, smem in variants:
         tri.BLOCKS_8BIT, tri.PREFETCH_8BIT, tri.PROGRAMS_PER_SM = blocks, pf, per_sm
-        tri.MAXNREG_8BIT = nreg
+        tri.MAXNREG_8BIT, tri.SMEM_8BIT = nreg, smem
         tri._PLANS.clear()
         step = [0]
 
@@ -93,7 +95,7 @@ best = min(variants, key=lambda v: total[v[0]])
 print(f"best over the four cases: {best[0]}")
 with open(sys.argv[1], "w") as f:
     f.write(f"export BNB_OPTIM8_BLOCKS={best[1]} BNB_OPTIM8_PREFETCH={int(best[2])} "
-            f"BNB_OPTIM8_PROGRAMS_PER_SM={best[3]} BNB_OPTIM8_MAXNREG={best[4]}\n")
+            f"BNB_OPTIM8_PROGRAMS_PER_SM={best[3]} BNB_OPTIM8_MAXNREG={best[4]} BNB_OPTIM8_SMEM={int(best[5])}\n")
 EOF
 [ -f "$OUT/best.env" ] && cat "$OUT/best.env"
 

@@ -9,6 +9,7 @@ import sys
 assert os.environ.get("TRITON_INTERPRET") == "1", "run with TRITON_INTERPRET=1"
 
 import torch  # noqa: E402
+import triton.language as tl  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 import test_optim as T  # noqa: E402
@@ -100,10 +101,13 @@ def main() -> None:
                     if mu > 0:
                         torch.testing.assert_close(got[3], want[3], rtol=1e-4, atol=1e-6)
                 checked += 1
-    for prefetch in (True, False):  # both program layouts, whatever the case would pick
-        tri.PREFETCH_8BIT = prefetch
+    layouts = [(True, False), (False, False)]  # both program layouts, whatever the case would pick
+    if hasattr(tl, "gather"):
+        layouts.append((False, True))  # codebook gathers through shared memory (Triton >= 3.2)
+    for prefetch, smem in layouts:
+        tri.PREFETCH_8BIT, tri.SMEM_8BIT = prefetch, smem
         checked += plans_and_options()
-    tri.PREFETCH_8BIT = None
+    tri.PREFETCH_8BIT, tri.SMEM_8BIT = None, False
     for qname, make in T.QMAPS.items():
         qmap = make()
         x = T._adversarial(qmap, torch.Generator().manual_seed(1))

@@ -105,14 +105,14 @@ def test_triton_requantization_exhaustive_on_cuda(qname):
             assert bad.numel() == 0, (qname, x[bad[:5]].tolist(), got[bad[:5]].tolist(), want[bad[:5]].tolist())
 
 
-def _steps8(name, g, p, st, steps, fast: bool, prefetch: bool = True):
+def _steps8(name, g, p, st, steps, fast: bool, prefetch: bool = True, smem: bool = False):
     b1, b2, b3, eps, wd, lr = T.HYPER[name]
     q1 = ref.dynamic_map(True).to(p.device)
     q2 = ref.dynamic_map(False).to(p.device) if name in T.TWO_STATE else None
     p = p.clone()
     c1, c2, a1, a2 = (t.clone() if t is not None else None for t in st)
-    old = tri._DIRECT, tri.PREFETCH_8BIT
-    tri._DIRECT, tri.PREFETCH_8BIT = fast, prefetch
+    old = tri._DIRECT, tri.PREFETCH_8BIT, tri.SMEM_8BIT
+    tri._DIRECT, tri.PREFETCH_8BIT, tri.SMEM_8BIT = fast, prefetch, smem
     tri._PLANS.clear()
     try:
         for step in range(1, steps + 1):
@@ -121,27 +121,27 @@ def _steps8(name, g, p, st, steps, fast: bool, prefetch: bool = True):
                 name, gs, p, c1, c2, b1, b2, b3, 5.0, eps, step, lr, q1, q2, a1, a2, wd, 1.0, False
             )
     finally:
-        tri._DIRECT, tri.PREFETCH_8BIT = old
+        tri._DIRECT, tri.PREFETCH_8BIT, tri.SMEM_8BIT = old
     return p, c1, c2, a1, a2
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", ["adam", "ademamix", "lion", "momentum"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("prefetch", [True, False])
-def test_triton_direct_launch_matches_triton_launcher(name, dtype, prefetch):
+@pytest.mark.parametrize("prefetch,smem", [(True, False), (False, False), (False, True)])
+def test_triton_direct_launch_matches_triton_launcher(name, dtype, prefetch, smem):
     """Later steps on the same tensors launch the compiled kernel directly: bit-identical to
     Triton's own launcher, for even and ragged sizes, persistent (prefetching) programs or not;
-    and both within the 8-bit tolerance of the reference over the steps."""
+    codebook gathers from L1 or shared memory; and within the 8-bit tolerance of the reference."""
     gen = torch.Generator().manual_seed(3)
     for n in (4096, 1000, 70000):
         g, p = T._inputs(name, n, dtype, gen, nonfinite=True)
         st = T._state8(name, n, gen, "cuda")
-        got = _steps8(name, g.cuda(), p.cuda(), st, 4, True, prefetch)
-        want = _steps8(name, g.cuda(), p.cuda(), st, 4, False, prefetch)
+        got = _steps8(name, g.cuda(), p.cuda(), st, 4, True, prefetch, smem)
+        want = _steps8(name, g.cuda(), p.cuda(), st, 4, False, prefetch, smem)
         for a, b in zip(got, want):
             if a is not None:
                 assert torch.equal(a, b), (name, dtype, n)
-        one = _steps8(name, g.cuda(), p.cuda(), st, 1, True, prefetch)
+        one = _steps8(name, g.cuda(), p.cuda(), st, 1, True, prefetch, smem)
         ref1 = T.run8(ref.optimizer_update_8bit_blockwise, name, g.cuda() * 1.25, p.cuda(), *st, step=1)
         T.assert_close8(one, ref1, dtype)

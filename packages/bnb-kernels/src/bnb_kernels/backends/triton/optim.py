@@ -55,6 +55,8 @@ BLOCKS_8BIT = _knob("BLOCKS", int)
 PREFETCH_8BIT = _knob("PREFETCH", bool)
 PROGRAMS_PER_SM = _knob("PROGRAMS_PER_SM", int) or 16
 MAXNREG_8BIT = _knob("MAXNREG", int) or 0  # 0: the compiler's choice
+# decode codes through a shared-memory copy of the codebook (tl.gather); off until timed on a GPU
+SMEM_8BIT = bool(_knob("SMEM", int))
 BLOCK_32BIT = 2048
 # inline PTX (div.approx) on the GPU; the interpreter runs the plain division
 _FAST = not interpreting()
@@ -248,12 +250,24 @@ def _load_tile(
 
 
 @triton.jit
+def _decode(codes, q_ptr, BLOCKS: tl.constexpr, SMEM: tl.constexpr):
+    """qmap[codes]: a gather from global memory (L1), or with SMEM through a copy of the
+    codebook that tl.gather keeps in shared memory (Triton >= 3.2)."""
+    if SMEM:
+        q = tl.load(q_ptr + tl.arange(0, 256))
+        v = tl.gather(q, tl.reshape(codes.to(tl.int32), (BLOCKS * 256,)), 0)
+        return tl.reshape(v, (BLOCKS, 256))
+    else:
+        return tl.load(q_ptr + codes.to(tl.int32))
+
+
+@triton.jit
 def _update_tile(
     t, g, p, c1, a1, c2, a2, c3, a3,
     p_ptr, c1_ptr, c2_ptr, q1_ptr, q2_ptr, t1_ptr, t2_ptr, a1_ptr, a2_ptr, n, nb,
     b1, omb1, b2, omb2, b3, omb3, alpha, eps, wd, lr, decay, ic1, isc2, gscale, first,
     OPT: tl.constexpr, K1: tl.constexpr, SH1: tl.constexpr, K2: tl.constexpr, SH2: tl.constexpr,
-    BLOCKS: tl.constexpr, EVEN: tl.constexpr, SKIP: tl.constexpr, FAST: tl.constexpr,
+    BLOCKS: tl.constexpr, EVEN: tl.constexpr, SKIP: tl.constexpr, FAST: tl.constexpr, SMEM: tl.constexpr,
 ):  # fmt: skip
     """Update tile t from its loaded values; write parameter, codes and absmax."""
     rows = t * BLOCKS + tl.arange(0, BLOCKS)
@@ -266,13 +280,13 @@ def _update_tile(
         rmask = rows < nb
     g = g.to(tl.float32)
     p = p.to(tl.float32)
-    s1 = tl.load(q1_ptr + c1.to(tl.int32)) * a1[:, None]
+    s1 = _decode(c1, q1_ptr, BLOCKS, SMEM) * a1[:, None]
     s2 = s1
     s3 = s1
     if OPT == 0 or OPT == 1:
-        s2 = tl.load(q2_ptr + c2.to(tl.int32)) * a2[:, None]
+        s2 = _decode(c2, q2_ptr, BLOCKS, SMEM) * a2[:, None]
     if OPT == 1:
-        s3 = tl.load(q1_ptr + c3.to(tl.int32)) * a3[:, None]
+        s3 = _decode(c3, q1_ptr, BLOCKS, SMEM) * a3[:, None]
     n1, n2, n3, u, ok = _elem(
         g, p, s1, s2, s3, b1, omb1, b2, omb2, b3, omb3, alpha, eps, wd, ic1, isc2, gscale, first, OPT, SKIP, FAST
     )
@@ -294,7 +308,7 @@ def _opt8_kernel(
     b1, omb1, b2, omb2, b3, omb3, alpha, eps, wd, lr, decay, ic1, isc2, gscale, first,
     OPT: tl.constexpr, K1: tl.constexpr, SH1: tl.constexpr, K2: tl.constexpr, SH2: tl.constexpr,
     BLOCKS: tl.constexpr, EVEN: tl.constexpr, I64: tl.constexpr, SKIP: tl.constexpr, FAST: tl.constexpr,
-    PREFETCH: tl.constexpr,
+    PREFETCH: tl.constexpr, SMEM: tl.constexpr,
 ):  # fmt: skip
     # A tile is BLOCKS quantization blocks of 256, one warp each: a block's absmax is a warp
     # reduction (no barrier); EVEN: n is a multiple of BLOCKS * 256 (no masks). PREFETCH: a
@@ -316,7 +330,7 @@ def _opt8_kernel(
                 t, g, p, c1, a1, c2, a2, c3, a3,
                 p_ptr, c1_ptr, c2_ptr, q1_ptr, q2_ptr, t1_ptr, t2_ptr, a1_ptr, a2_ptr, n, nb,
                 b1, omb1, b2, omb2, b3, omb3, alpha, eps, wd, lr, decay, ic1, isc2, gscale, first,
-                OPT, K1, SH1, K2, SH2, BLOCKS, EVEN, SKIP, FAST,
+                OPT, K1, SH1, K2, SH2, BLOCKS, EVEN, SKIP, FAST, SMEM,
             )  # fmt: skip
             g, p, c1, a1, c2, a2, c3, a3 = gn, pn, c1n, a1n, c2n, a2n, c3n, a3n
     else:
@@ -329,7 +343,7 @@ def _opt8_kernel(
             pid, g, p, c1, a1, c2, a2, c3, a3,
             p_ptr, c1_ptr, c2_ptr, q1_ptr, q2_ptr, t1_ptr, t2_ptr, a1_ptr, a2_ptr, n, nb,
             b1, omb1, b2, omb2, b3, omb3, alpha, eps, wd, lr, decay, ic1, isc2, gscale, first,
-            OPT, K1, SH1, K2, SH2, BLOCKS, EVEN, SKIP, FAST,
+            OPT, K1, SH1, K2, SH2, BLOCKS, EVEN, SKIP, FAST, SMEM,
         )  # fmt: skip
 
 
@@ -673,7 +687,7 @@ def optimizer_update_8bit_blockwise(
         consts = dict(
             OPT=_OPT_IDS[optimizer_name], K1=k1, SH1=sh1, K2=k2, SH2=sh2, BLOCKS=blocks,
             EVEN=n % (blocks * 256) == 0, I64=i64, SKIP=bool(skip_zeros), FAST=_FAST,
-            PREFETCH=prefetch, num_warps=blocks,
+            PREFETCH=prefetch, SMEM=SMEM_8BIT and hasattr(tl, "gather"), num_warps=blocks,
         )  # fmt: skip
         if MAXNREG_8BIT and not interpreting():
             consts["maxnreg"] = MAXNREG_8BIT
