@@ -707,7 +707,7 @@ def heuristic_config(M: int, dtype: torch.dtype, N: int | None = None, K: int | 
         # ("dot", tokens BM, weight rows BN, BK, warps, stages, split-K, decode, fragment order)
         if M <= 64:
             return ("dot", _token_tile(M), 64, 128, 4, 4, _split_for(N, M), 1, 1)
-        return ("dot", 128, 64, 128, 4, 3, 1, 4)
+        return ("dot", 128, 64, 128, 4, 3, _split_for(N, M), 4)
     return ("dequant",)
 
 
@@ -749,14 +749,17 @@ def _candidates(M: int, dtype: torch.dtype, N: int | None) -> list[tuple]:
             return [*_gemv_candidates(M, dtype), *dots[:3], ("dequant",)]
         return [*dots, ("dequant",)]
     if M <= 512:
+        a128 = _split_for(N, M, 128)
         return [
             ("dot", 128, 128, 128, 8, 3, 1, 1, 1),
+            ("dot", 128, 128, 128, 8, 3, a128, 1, 1),
             ("dot", 128, 128, 128, 8, 3, 1, pairs, 1),
+            ("dot", 128, 128, 128, 8, 3, a128, pairs, 1),
             ("dot", 128, 128, 128, 8, 3, 1, 4, 1),
-            ("dot", 128, 128, 128, 8, 1, 1, 1, 1),
+            ("dot", 128, 128, 128, 8, 1, a128, 1, 1),
             ("dot", 128, 64, 128, 4, 3, 1, pairs),
             ("dot", 128, 64, 128, 4, 3, 2, pairs),
-            ("dot", 128, 64, 128, 4, 3, 1, 4),
+            ("dot", 128, 64, 128, 4, 3, auto, 4),
             ("dequant",),
         ]
     # Compute bound: cuBLAS on the dequantized weight (the fused kernel measured 3x slower
