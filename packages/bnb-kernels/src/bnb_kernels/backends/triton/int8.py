@@ -447,21 +447,36 @@ if HAS_TRITON:
         key=["M_BUCKET", "N", "K", "EPILOGUE", "HAS_OUTLIERS", "SUBTRACT_OUTLIERS"],
     )(triton.heuristics({"EVEN_K": _even_k})(triton.jit(_int8_gemm_kernel.fn)))
 
-    # 2-16 rows: the weight stream is the work; split K so that wide column tiles (few
-    # re-reads of the activations from L2) still give every SM several programs.
-    _W8A16_TUNED = triton.autotune(
-        configs=[
-            triton.Config({"BLOCK_N": 16, "BLOCK_K": 512, "SPLIT_K": 1}, num_warps=4, num_stages=4),
-            triton.Config({"BLOCK_N": 32, "BLOCK_K": 256, "SPLIT_K": 1}, num_warps=4, num_stages=4),
-            triton.Config({"BLOCK_N": 32, "BLOCK_K": 256, "SPLIT_K": 4}, num_warps=4, num_stages=4),
-            triton.Config({"BLOCK_N": 64, "BLOCK_K": 256, "SPLIT_K": 4}, num_warps=4, num_stages=4),
-            triton.Config({"BLOCK_N": 64, "BLOCK_K": 128, "SPLIT_K": 8}, num_warps=4, num_stages=5),
-            triton.Config({"BLOCK_N": 128, "BLOCK_K": 128, "SPLIT_K": 8}, num_warps=4, num_stages=4),
-            triton.Config({"BLOCK_N": 128, "BLOCK_K": 256, "SPLIT_K": 4}, num_warps=8, num_stages=3),
-            triton.Config({"BLOCK_N": 64, "BLOCK_K": 512, "SPLIT_K": 2}, num_warps=4, num_stages=3),
-        ],
-        key=["M", "N", "K"],
-    )(triton.heuristics({"EVEN_K": _even_k})(triton.jit(_w8a16_kernel.fn)))
+    # 2-16 rows: the weight stream is the work. Splitting K lets wide column tiles (few
+    # re-reads of the activations from L2) still give every SM several programs, at the
+    # price of a second kernel that adds the slices: both kinds are tuned, and the faster
+    # plan (both kernels, timed as a whole) is kept per shape.
+    _W8A16_ONE_CONFIGS = [
+        triton.Config({"BLOCK_N": 16, "BLOCK_K": 512, "SPLIT_K": 1}, num_warps=4, num_stages=4),
+        triton.Config({"BLOCK_N": 16, "BLOCK_K": 256, "SPLIT_K": 1}, num_warps=4, num_stages=4),
+        triton.Config({"BLOCK_N": 16, "BLOCK_K": 128, "SPLIT_K": 1}, num_warps=4, num_stages=6),
+        triton.Config({"BLOCK_N": 32, "BLOCK_K": 256, "SPLIT_K": 1}, num_warps=4, num_stages=4),
+        triton.Config({"BLOCK_N": 64, "BLOCK_K": 256, "SPLIT_K": 1}, num_warps=8, num_stages=3),
+    ]
+    _W8A16_SPLIT_CONFIGS = [
+        triton.Config({"BLOCK_N": 32, "BLOCK_K": 256, "SPLIT_K": 4}, num_warps=4, num_stages=4),
+        triton.Config({"BLOCK_N": 64, "BLOCK_K": 256, "SPLIT_K": 4}, num_warps=4, num_stages=4),
+        triton.Config({"BLOCK_N": 64, "BLOCK_K": 128, "SPLIT_K": 8}, num_warps=4, num_stages=5),
+        triton.Config({"BLOCK_N": 128, "BLOCK_K": 128, "SPLIT_K": 8}, num_warps=4, num_stages=4),
+        triton.Config({"BLOCK_N": 128, "BLOCK_K": 256, "SPLIT_K": 4}, num_warps=8, num_stages=3),
+        triton.Config({"BLOCK_N": 64, "BLOCK_K": 512, "SPLIT_K": 2}, num_warps=4, num_stages=3),
+    ]
+
+    def _w8a16_tuner(configs: list):
+        return triton.autotune(configs=configs, key=["M", "N", "K"])(
+            triton.heuristics({"EVEN_K": _even_k})(triton.jit(_w8a16_kernel.fn))
+        )
+
+    _W8A16_SMALL = {
+        None: _w8a16_tuner(_W8A16_ONE_CONFIGS + _W8A16_SPLIT_CONFIGS),
+        "one": _w8a16_tuner(_W8A16_ONE_CONFIGS),
+        "split": _w8a16_tuner(_W8A16_SPLIT_CONFIGS),
+    }
 
     # 17-1024 rows: the same kernel with row tiles of 64-128 (16-bit tensor-core matmul, the
     # int8 weight converted in registers); raced against quantize + int8 GEMM per shape.
@@ -840,7 +855,10 @@ def _w8a16_args(X, CB, SCB, bias, out, part) -> tuple:
     )
 
 
-def _w8a16_step(kind: str, M: int, N: int, K: int, args: tuple, dtype, has_bias: bool) -> _Step:
+def _w8a16_step(
+    kind: str, M: int, N: int, K: int, args: tuple, dtype, has_bias: bool, mode: str | None = None
+) -> _Step:
+    """``mode`` (2-16 rows): None any configuration, "one" one K slice, "split" several."""
     small = kind == "w8a16"
     flags = {"HAS_BIAS": has_bias, "IEEE": dtype == torch.float32, "M_MAJOR": not small}
     if small:
@@ -856,10 +874,10 @@ def _w8a16_step(kind: str, M: int, N: int, K: int, args: tuple, dtype, has_bias:
         else:
             best = ({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "SPLIT_K": 1}, 4, 4)
     else:
-        key = (kind, M, N, K, dtype, *flags.values())
+        key = (kind, mode, M, N, K, dtype, *flags.values())
         best = _BEST.get(key)
         if best is None:
-            best = _tune(kind, _W8A16_TUNED if small else _W8A16_BIG, key, M, N, args, flags)
+            best = _tune(kind, _W8A16_SMALL[mode] if small else _W8A16_BIG, key, M, N, args, flags)
     return _launch_step(kind, _w8a16_kernel, best, M, N, K, args, flags)
 
 
@@ -968,10 +986,15 @@ class _Plan:
     then on launched directly (``direct_launch``: integer pointers, no binder), once a direct
     launch has been checked to give the same result as Triton's own launch."""
 
-    __slots__ = ("K", "M", "N", "dtype", "epoch", "fast", "flags", "kind", "lin", "offs", "split", "steps", "threshold")
+    __slots__ = (
+        "K", "M", "N", "dtype", "epoch", "fast", "flags", "kind", "lin", "mode", "offs", "split", "steps", "threshold",
+    )  # fmt: skip
 
-    def __init__(self, lin: "_Int8Linear", kind: str, M: int, dtype: torch.dtype, threshold: float) -> None:
+    def __init__(
+        self, lin: "_Int8Linear", kind: str, M: int, dtype: torch.dtype, threshold: float, mode: str | None = None
+    ) -> None:
         self.lin = lin
+        self.mode = mode  # w8a16: which configurations (see _w8a16_step)
         self.kind = kind  # "gemv" | "w8a16" | "w8a16big" | "int8"
         self.M = M
         self.N = lin.N
@@ -1072,7 +1095,7 @@ class _Plan:
             elif self.kind == "w8a16big":
                 steps = [_w8a16_step(self.kind, M, N, K, argsets[0], dtype, has_bias)]
             elif self.kind == "w8a16":
-                step = _w8a16_step(self.kind, M, N, K, argsets[0], dtype, has_bias)
+                step = _w8a16_step(self.kind, M, N, K, argsets[0], dtype, has_bias, self.mode)
                 self.split = step.kw["SPLIT_K"]
                 steps = [step]
                 if self.split > 1:
@@ -1158,6 +1181,7 @@ def _aligned(A2: torch.Tensor, bias: torch.Tensor | None) -> bool:
 # so the comparison is of GPU time): one row (gemv on the CUDA cores or w8a16), and
 # SMALL_M < rows <= MID_M (w8a16 with row tiles, or quantize + int8 GEMM).
 _ONE_ROW: dict[tuple, bool] = {}
+_SMALL: dict[tuple, bool] = {}  # 2-16 rows: K split in slices (+ a sum kernel) or not
 MID_M = 1024
 _MID: dict[tuple, bool] = {}
 _MAX_PLANS = 64
@@ -1237,15 +1261,25 @@ class _Int8Linear:
             use_gemv = _ONE_ROW.get(key, None if race else True)
             if use_gemv is None:
                 g = _Plan(self, "gemv", M, dtype, threshold)
-                w = _Plan(self, "w8a16", M, dtype, threshold)
+                w = _Plan(self, "w8a16", M, dtype, threshold, "one")
                 t_g, t_w = _race(g, w, A2, bias)
                 use_gemv = _ONE_ROW[key] = t_g <= t_w
                 _TIMINGS[("one_row", *key)] = {"gemv": t_g, "w8a16": t_w}
                 plan = g if use_gemv else w
                 return plan(A2, bias), plan
-            plan = _Plan(self, "gemv" if use_gemv else "w8a16", M, dtype, threshold)
+            plan = _Plan(self, "gemv" if use_gemv else "w8a16", M, dtype, threshold, "one")
         elif M <= SMALL_M:
-            plan = _Plan(self, "w8a16", M, dtype, threshold)
+            key = (M, N, K, dtype, bias is not None)
+            use_split = _SMALL.get(key, None if race else True)
+            if use_split is None:
+                one = _Plan(self, "w8a16", M, dtype, threshold, "one")
+                split = _Plan(self, "w8a16", M, dtype, threshold, "split")
+                t_one, t_split = _race(one, split, A2, bias)
+                use_split = _SMALL[key] = t_split < t_one
+                _TIMINGS[("small_rows", *key)] = {"one": t_one, "split": t_split}
+                plan = split if use_split else one
+                return plan(A2, bias), plan
+            plan = _Plan(self, "w8a16", M, dtype, threshold, "split" if use_split else "one")
         elif M <= MID_M and dtype != torch.float32:
             key = (_mbucket(M), N, K, dtype, threshold > 0.0, bias is not None)
             use_w = _MID.get(key, None if race else False)
@@ -1275,7 +1309,8 @@ def path_taken(M: int, N: int, K: int, dtype: torch.dtype, threshold: float, has
         one = _ONE_ROW.get((N, K, dtype, has_bias), not AUTOTUNE or _INTERPRET)
         return "gemv (1 row)" if one else "w8a16 (1 row)"
     if M <= SMALL_M:
-        return "w8a16"
+        split = _SMALL.get((M, N, K, dtype, has_bias), not AUTOTUNE or _INTERPRET)
+        return "w8a16 split-K" if split else "w8a16"
     if M <= MID_M and dtype != torch.float32:
         mid = _MID.get((_mbucket(M), N, K, dtype, threshold > 0.0, has_bias))
         if mid:
