@@ -29,6 +29,13 @@ CASES = [
     (9, 320, 2, 64, torch.bfloat16, True, "nf4", (4, 64, 1, 1, 1)),  # prefetch, 5 steps + tail
     (6, 512, 3, 32, torch.float16, False, "fp4", (2, 128, 1, 1, 1)),  # prefetch, plain absmax
     (5, 256, 1, 64, torch.float32, True, "nf4", (1, 64, 1, 2, 1)),  # prefetch within split-K ranges
+    # permute decode (field 6; the interpreter runs its integer emulation, CUDA the PTX)
+    (40, 128, 1, 64, torch.bfloat16, True, "nf4", (2, 64, 1, 1, 0, 1)),
+    (33, 256, 3, 32, torch.float16, False, "fp4", (4, 128, 1, 1, 0, 1)),
+    (9, 320, 2, 64, torch.bfloat16, True, "fp4", (4, 64, 1, 1, 1, 1)),  # with prefetch, tail step
+    (20, 384, 4, 128, torch.float16, True, "nf4", (2, 64, 1, 3, 0, 1)),  # split-K
+    (30, 200, 3, 128, torch.bfloat16, True, "nf4", (4, 64, 1, 1, 0, 1)),  # bytes path (gathers)
+    (12, 256, 2, 64, torch.float32, True, "nf4", (2, 64, 1, 1, 0, 1)),  # fp32: gathers
 ]
 
 
@@ -134,10 +141,12 @@ def test_configs_and_grid() -> None:
         for cfg in configs:
             BN, BK, warps, split = cfg[:4]
             assert BK >= 32 and BK & (BK - 1) == 0 and BN & (BN - 1) == 0 and BN <= 4, (key, cfg)
-            assert warps in (1, 2, 4, 8) and split >= 1 and len(cfg) in (4, 5)
+            assert warps in (1, 2, 4, 8) and split >= 1 and len(cfg) in (4, 5, 6)
             grid = G.gemv_grid(cfg, 3, 1000, 4096)
             assert grid[0] * BN >= 1000 and grid[1] == 1 and 1 <= grid[2] <= split
-            assert G.gemv_constexprs(cfg, 2, 4096, 64, True, False)["PIPE"] == (len(cfg) > 4 and bool(cfg[4]))
+            kw = G.gemv_constexprs(cfg, 2, 4096, 64, True, False)
+            assert kw["PIPE"] == (len(cfg) > 4 and bool(cfg[4]))
+            assert kw["DECODE"] == (1 if len(cfg) > 5 and cfg[5] else 0)  # not interpreting here
     for dt in (torch.float16, torch.bfloat16, torch.float32):
         for M in (1, 2, 3, 4):
             assert G.gemv_config(M, 4096, 4096, dt) in G.gemv_candidates(M, dt)
@@ -148,6 +157,47 @@ def test_configs_and_grid() -> None:
         G.gemv_launch((2, 64, 1, 1), x, x, x, x, x, x, x, None, x, 4, 33, 32, False)
     assert G.gemv_x_ok(torch.zeros(2, 64, dtype=torch.bfloat16))
     assert not G.gemv_x_ok(torch.zeros(2 * 64 + 1, dtype=torch.bfloat16)[1:].view(2, 64))
+
+
+def test_permute_decode_matches_table_lookup() -> None:
+    """The PTX text of the permute decode (run by a small interpreter of its instructions)
+    equals a plain lookup in the fp16-rounded table, for random words and every byte."""
+    from bnb_kernels.backends.triton import fourbit_decode as D
+    from bnb_kernels.codebooks import fourbit_table
+
+    g = torch.Generator().manual_seed(1)
+    words = torch.randint(-(2**31), 2**31 - 1, (4000,), generator=g, dtype=torch.int64).to(torch.int32)
+    # every byte value in every position of a word
+    b = torch.arange(256, dtype=torch.int64)
+    words = torch.cat([words, (b | (b << 8) | (b << 16) | (b << 24)).to(torch.int32), (b << 24).to(torch.int32)])
+    tables = [fourbit_table("nf4", "cpu"), fourbit_table("fp4", "cpu"), torch.randn(16, generator=g)]
+    for lut in tables:
+        planes = D.fp16_planes(lut)
+        assert all(0 <= p < 2**32 for p in planes)
+        got = D.decode_reference(words, planes)
+        want = D.lookup_reference(words, lut)
+        assert torch.equal(got, want)
+        assert (want - lut.reshape(-1).float()[0]).abs().max() <= 2.0 * lut.abs().max() + 1e-6
+        # the code values are within fp16 rounding of the table
+        exact = lut.float()[(words.to(torch.int64) & 0xFF) >> 4]
+        assert torch.allclose(want[:, 0], exact, rtol=2**-11, atol=0)
+
+
+def test_prmt_reference_semantics() -> None:
+    """prmt_reference against hand-checked PTX examples (generic mode, sign replicate)."""
+    from bnb_kernels.backends.triton.fourbit_decode import prmt_reference
+
+    def t(v: int) -> torch.Tensor:
+        return torch.tensor([v], dtype=torch.int64)
+
+    a, b = t(0x03020100), t(0x07060504)
+    assert prmt_reference(a, b, t(0x7531)).item() == 0x07050301
+    assert prmt_reference(a, b, t(0x3210)).item() == 0x03020100
+    assert prmt_reference(a, b, t(0x0044)).item() == 0x00000404
+    neg = t(0x80017F00)
+    # selector nibble 8 + i: the sign of byte i replicated
+    assert prmt_reference(neg, b, t(0xBA98)).item() == 0xFF000000
+    assert prmt_reference(neg, b, t(0x3210 | 0x10000)).item() == 0x80017F00  # upper bits ignored
 
 
 if __name__ == "__main__":

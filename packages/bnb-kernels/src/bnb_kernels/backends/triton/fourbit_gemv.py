@@ -38,7 +38,10 @@ parallelism (hence ``PIPE``) and the decode instructions limit it.
 # `tl.constexpr` parameters only when the annotation is the object, not a string.
 import torch
 
-from ._common import HAS_TRITON, tl, triton
+from ._common import HAS_TRITON, interpreting, tl, triton
+
+if HAS_TRITON:
+    from .fourbit_decode import decode_word, table_planes
 
 __all__ = [
     "GEMV_CONFIGS",
@@ -149,40 +152,83 @@ if HAS_TRITON:
         return w, q, am
 
     @triton.jit
+    def _x_word_pair(x_ptr, row, stride_xm, jx, xmask, t: tl.constexpr):
+        """Activations of row ``row`` at features (2p, 2p+1), p = jx + t, as two fp32
+        tensors shaped like ``jx`` (16-bit dtypes: one 32-bit word per pair)."""
+        base = (x_ptr + row.to(tl.int64) * stride_xm).to(tl.pointer_type(tl.int32))
+        w = tl.load(base + (jx + t), mask=xmask, other=0)
+        if x_ptr.dtype.element_ty == tl.bfloat16:
+            xe = (w << 16).to(tl.float32, bitcast=True)
+            xo = (w & -65536).to(tl.float32, bitcast=True)
+        else:
+            xe = w.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+            xo = (w >> 16).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+        return xe, xo
+
+    @triton.jit
+    def _prmt_partial(v0, v1, v2, v3, v4, v5, v6, v7, s, x_ptr, row, stride_xm, jx, xmask, onehot):
+        """Permute decode: one token row's products with one weight row's decoded words
+        (v*: features 0..7 of each word, [4, G]), the activations read in the same [4, G]
+        layout (no layout conversion), summed per 16-byte group, scaled, placed in that
+        weight row's slot: [BN, G]."""
+        e0, o0 = _x_word_pair(x_ptr, row, stride_xm, jx, xmask, 0)
+        e1, o1 = _x_word_pair(x_ptr, row, stride_xm, jx, xmask, 1)
+        e2, o2 = _x_word_pair(x_ptr, row, stride_xm, jx, xmask, 2)
+        e3, o3 = _x_word_pair(x_ptr, row, stride_xm, jx, xmask, 3)
+        p = v0 * e0 + v1 * o0 + v2 * e1 + v3 * o1 + v4 * e2 + v5 * o2 + v6 * e3 + v7 * o3
+        return onehot[:, None] * (tl.sum(p, axis=0) * s)[None, :]
+
+    @triton.jit
     def _row_step(
-        w, q, am, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask, onehot,
-        NESTED: tl.constexpr, ROWS: tl.constexpr,
+        w, q, am, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask, jx, xmask, onehot,
+        pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3, NESTED: tl.constexpr, ROWS: tl.constexpr, DECODE: tl.constexpr,
     ):  # fmt: skip
         """Decode one weight row's step (its words ``w`` and scale inputs) and return its
-        contributions to the ROWS token rows' [BN, G] accumulators."""
+        contributions to the ROWS token rows' [BN, G] accumulators. ``pl*``, ``ph*``: the
+        permute table's plane words (DECODE > 0; see fourbit_decode)."""
         if NESTED:
             s = tl.load(code2_ptr + q) * am + offset
         else:
             s = am
-        # Byte offsets (4 * nibble) of the table entries, OR-ed into the low bits of the
-        # 64-byte aligned table's address: one shift and one LOP3 per nibble.
-        wu = w.to(tl.uint32, bitcast=True)[:, :, None]
-        lo = (((wu << 2) >> shift) & 0x3C).to(tl.int64) | lut_base
-        hi = (((wu >> 2) >> shift) & 0x3C).to(tl.int64) | lut_base
-        h0, h1, h2, h3 = _split4(tl.load(hi.to(tl.pointer_type(tl.float32))))
-        l0, l1, l2, l3 = _split4(tl.load(lo.to(tl.pointer_type(tl.float32))))
-        p0 = _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0, stride_xm, j, jmask, onehot)
-        p1 = p0
-        p2 = p0
-        p3 = p0
-        if ROWS > 1:
-            p1 = _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0 + 1, stride_xm, j, jmask, onehot)
-        if ROWS > 2:
-            p2 = _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0 + 2, stride_xm, j, jmask, onehot)
-        if ROWS > 3:
-            p3 = _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0 + 3, stride_xm, j, jmask, onehot)
+        if DECODE > 0 and x_ptr.dtype.element_ty != tl.float32:
+            # byte permutes on the table held in registers (fourbit_decode): no gathers; the
+            # table is rounded to fp16, so 16-bit activations only
+            v0, v1, v2, v3, v4, v5, v6, v7 = decode_word(w, pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3, DECODE == 1)
+            p0 = _prmt_partial(v0, v1, v2, v3, v4, v5, v6, v7, s, x_ptr, row0, stride_xm, jx, xmask, onehot)
+            p1 = p0
+            p2 = p0
+            p3 = p0
+            if ROWS > 1:
+                p1 = _prmt_partial(v0, v1, v2, v3, v4, v5, v6, v7, s, x_ptr, row0 + 1, stride_xm, jx, xmask, onehot)
+            if ROWS > 2:
+                p2 = _prmt_partial(v0, v1, v2, v3, v4, v5, v6, v7, s, x_ptr, row0 + 2, stride_xm, jx, xmask, onehot)
+            if ROWS > 3:
+                p3 = _prmt_partial(v0, v1, v2, v3, v4, v5, v6, v7, s, x_ptr, row0 + 3, stride_xm, jx, xmask, onehot)
+        else:
+            # Byte offsets (4 * nibble) of the table entries, OR-ed into the low bits of the
+            # 64-byte aligned table's address: one shift and one LOP3 per nibble.
+            wu = w.to(tl.uint32, bitcast=True)[:, :, None]
+            lo = (((wu << 2) >> shift) & 0x3C).to(tl.int64) | lut_base
+            hi = (((wu >> 2) >> shift) & 0x3C).to(tl.int64) | lut_base
+            h0, h1, h2, h3 = _split4(tl.load(hi.to(tl.pointer_type(tl.float32))))
+            l0, l1, l2, l3 = _split4(tl.load(lo.to(tl.pointer_type(tl.float32))))
+            p0 = _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0, stride_xm, j, jmask, onehot)
+            p1 = p0
+            p2 = p0
+            p3 = p0
+            if ROWS > 1:
+                p1 = _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0 + 1, stride_xm, j, jmask, onehot)
+            if ROWS > 2:
+                p2 = _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0 + 2, stride_xm, j, jmask, onehot)
+            if ROWS > 3:
+                p3 = _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0 + 3, stride_xm, j, jmask, onehot)
         return p0, p1, p2, p3
 
     @triton.jit
     def _gemv_words(
         x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset, lut_ptr, N, K, stride_xm, pid_n, row0, k_lo, k_hi,
         BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, BN: tl.constexpr, G: tl.constexpr, ROWS: tl.constexpr,
-        PIPE: tl.constexpr,
+        PIPE: tl.constexpr, DECODE: tl.constexpr,
     ):  # fmt: skip
         """Main loop for rows that start on a quantization block (K % BLOCKSIZE == 0, so
         K/2 is a multiple of 16): each weight row's step is read as [4, G] int32 words,
@@ -200,6 +246,10 @@ if HAS_TRITON:
         jb = rg[None, :, None] * 16 + tl.arange(0, 4)[:, None, None] * 4 + tl.arange(0, 4)[None, None, :]  # [4, G, 4]
         shift = (tl.arange(0, 4)[None, None, :] * 8).to(tl.uint32)  # byte t of a word
         lut_base = lut_ptr.to(tl.int64)
+        if DECODE > 0 and x_ptr.dtype.element_ty != tl.float32:
+            pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3 = table_planes(lut_ptr)
+        else:
+            pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3 = 0, 0, 0, 0, 0, 0, 0, 0
         rsel = tl.arange(0, BN)
         # weight rows of this program (rows past N re-read row N-1 and are never stored)
         n0 = tl.minimum(pid_n * BN, N - 1).to(tl.int64)
@@ -220,6 +270,8 @@ if HAS_TRITON:
         for kb in range(k_lo, k_hi, HB):
             j = kb + jb  # [4, G, 4] byte within a row
             jmask = j < k_hi
+            jx = kb + jw * 4  # [4, G] first byte of each word (permute decode)
+            xmask = jx < k_hi
             if PIPE:
                 cw0, cq0, ca0 = w0, q0, a0
                 w0, q0, a0 = _fetch(wq, a8_ptr, absmax_ptr, n0, kw, half_k, kb + HB, k_hi, jw, rg, BLOCKSIZE, NESTED)
@@ -245,8 +297,8 @@ if HAS_TRITON:
                     cw2, cq2, ca2 = _fetch(wq, a8_ptr, absmax_ptr, n2, kw, half_k, kb, k_hi, jw, rg, BLOCKSIZE, NESTED)
                     cw3, cq3, ca3 = _fetch(wq, a8_ptr, absmax_ptr, n3, kw, half_k, kb, k_hi, jw, rg, BLOCKSIZE, NESTED)
             p0, p1, p2, p3 = _row_step(
-                cw0, cq0, ca0, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask,
-                (rsel == 0).to(tl.float32), NESTED, ROWS,
+                cw0, cq0, ca0, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask, jx, xmask,
+                (rsel == 0).to(tl.float32), pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3, NESTED, ROWS, DECODE,
             )  # fmt: skip
             acc0 += p0
             acc1 += p1
@@ -254,8 +306,8 @@ if HAS_TRITON:
             acc3 += p3
             if BN > 1:
                 p0, p1, p2, p3 = _row_step(
-                    cw1, cq1, ca1, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask,
-                    (rsel == 1).to(tl.float32), NESTED, ROWS,
+                    cw1, cq1, ca1, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask, jx, xmask,
+                    (rsel == 1).to(tl.float32), pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3, NESTED, ROWS, DECODE,
                 )  # fmt: skip
                 acc0 += p0
                 acc1 += p1
@@ -263,16 +315,16 @@ if HAS_TRITON:
                 acc3 += p3
             if BN > 2:
                 p0, p1, p2, p3 = _row_step(
-                    cw2, cq2, ca2, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask,
-                    (rsel == 2).to(tl.float32), NESTED, ROWS,
+                    cw2, cq2, ca2, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask, jx, xmask,
+                    (rsel == 2).to(tl.float32), pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3, NESTED, ROWS, DECODE,
                 )  # fmt: skip
                 acc0 += p0
                 acc1 += p1
                 acc2 += p2
                 acc3 += p3
                 p0, p1, p2, p3 = _row_step(
-                    cw3, cq3, ca3, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask,
-                    (rsel == 3).to(tl.float32), NESTED, ROWS,
+                    cw3, cq3, ca3, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask, jx, xmask,
+                    (rsel == 3).to(tl.float32), pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3, NESTED, ROWS, DECODE,
                 )  # fmt: skip
                 acc0 += p0
                 acc1 += p1
@@ -330,6 +382,7 @@ if HAS_TRITON:
         BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, HAS_BIAS: tl.constexpr, ALIGNED: tl.constexpr,
         BN: tl.constexpr, BK: tl.constexpr,
         ROWS: tl.constexpr = 1, SPLIT: tl.constexpr = 1, WORDS: tl.constexpr = 1, PIPE: tl.constexpr = 0,
+        DECODE: tl.constexpr = 0,
     ):  # fmt: skip
         """out[r, n] = sum_k x[r, k] * W[n, k] (+ bias[n]) for token rows r = program_id(1) *
         ROWS ... + ROWS - 1 and BN features n; grid (cdiv(N, BN), M // ROWS, SPLIT). With
@@ -360,7 +413,7 @@ if HAS_TRITON:
         if WORDS and GROUP_SCALE and BN <= 4:
             acc0, acc1, acc2, acc3 = _gemv_words(
                 x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset, lut_ptr, N, K, stride_xm, pid_n, row0, k_lo, k_hi,
-                BLOCKSIZE, NESTED, BN, G, ROWS, PIPE,
+                BLOCKSIZE, NESTED, BN, G, ROWS, PIPE, DECODE,
             )  # fmt: skip
         else:
             acc0, acc1, acc2, acc3 = _gemv_bytes(
@@ -467,6 +520,7 @@ def gemv_constexprs(config: tuple, M: int, K: int, blocksize: int, nested: bool,
         SPLIT=_split(split, K, BK),
         WORDS=True,
         PIPE=bool(config[4]) if len(config) > 4 else False,
+        DECODE=(2 if interpreting() else 1) if len(config) > 5 and config[5] else 0,
         num_warps=warps,
     )
 

@@ -1,0 +1,243 @@
+"""Decoding packed 4-bit codes with byte permutes (PTX ``prmt``) instead of table gathers.
+
+The 16 code values (nf4 or fp4, in [-1, 1]) are held as fp16 bit patterns, split into a
+low-byte plane ``L0..L3`` and a high-byte plane ``H0..H3`` (four 32-bit words each: byte
+``i`` of word ``k`` is the low / high byte of entry ``4k + i``). One ``prmt`` picks four
+bytes out of two registers, each by a 3-bit selector nibble of its control word, so:
+
+- a 32-bit word ``w`` of 8 nibbles (byte ``t`` = features ``2t`` (high nibble) and
+  ``2t + 1`` (low nibble), the weight format of bnb-kernels) gives the selectors
+  ``s = w & 0x77777777`` (bit 3 of a selector nibble is prmt's sign-replicate mode, so it
+  is masked off) and the choice words ``c = ((w >> 1) & 0x44444444) | 0x32103210``;
+- for the 4 nibbles of the low half: ``prmt(L0, L1, s)`` gives the low bytes of entries
+  0-7, ``prmt(L2, L3, s)`` those of entries 8-15, and ``prmt(., ., c)`` keeps per byte the
+  one that bit 3 of the nibble selects; the same three for the high plane; two more
+  ``prmt`` interleave low and high bytes into two fp16x2 words and four ``cvt.f32.f16``
+  (exact) widen them. The upper half does the same with ``s >> 16`` and ``c >> 16``
+  (prmt reads only the low 16 bits of its control).
+
+Per word (8 values): 16 ``prmt`` + 5 selector instructions on the integer pipe and 8
+conversions, instead of 8 address computations and 8 shared/L1 gathers. The values are the
+code rounded to fp16 (relative error <= 2**-12), then used in fp32.
+
+:func:`decode_word` is the Triton helper (``ASM=True``: one inline-asm block per word;
+``ASM=False``: the same permutes emulated with integer ops, for the interpreter, which
+cannot run inline asm). :func:`prmt_reference` / :func:`decode_reference` emulate the
+instruction in torch so tests check the bit logic on any machine.
+"""
+
+# No `from __future__ import annotations`: Triton 3.0's interpreter needs `tl.constexpr`
+# annotations as objects.
+import torch
+
+from ._common import HAS_TRITON, tl, triton
+
+__all__ = [
+    "DECODE_ASM",
+    "decode_reference",
+    "decode_word",
+    "fp16_planes",
+    "lookup_reference",
+    "prmt_reference",
+    "table_planes",
+]
+
+# One word in ($8), the 8 plane words ($9..$16: L0..L3, H0..H3) in, 8 fp32 out ($0..$7:
+# features 0..7 of the word). Output byte k of a prmt is chosen by nibble k of its control;
+# nibble 0 of a word is the low nibble of byte 0 = feature 1, nibble 1 = feature 0, etc.
+DECODE_ASM = """{
+.reg .b32 s, c, a, b, l, h, p, q;
+.reg .b16 x, y;
+and.b32 s, $8, 0x77777777;
+shr.u32 c, $8, 1;
+and.b32 c, c, 0x44444444;
+or.b32 c, c, 0x32103210;
+prmt.b32 a, $9, $10, s;
+prmt.b32 b, $11, $12, s;
+prmt.b32 l, a, b, c;
+prmt.b32 a, $13, $14, s;
+prmt.b32 b, $15, $16, s;
+prmt.b32 h, a, b, c;
+prmt.b32 p, l, h, 0x5140;
+prmt.b32 q, l, h, 0x7362;
+mov.b32 {x, y}, p;
+cvt.f32.f16 $1, x;
+cvt.f32.f16 $0, y;
+mov.b32 {x, y}, q;
+cvt.f32.f16 $3, x;
+cvt.f32.f16 $2, y;
+shr.u32 s, s, 16;
+shr.u32 c, c, 16;
+prmt.b32 a, $9, $10, s;
+prmt.b32 b, $11, $12, s;
+prmt.b32 l, a, b, c;
+prmt.b32 a, $13, $14, s;
+prmt.b32 b, $15, $16, s;
+prmt.b32 h, a, b, c;
+prmt.b32 p, l, h, 0x5140;
+prmt.b32 q, l, h, 0x7362;
+mov.b32 {x, y}, p;
+cvt.f32.f16 $5, x;
+cvt.f32.f16 $4, y;
+mov.b32 {x, y}, q;
+cvt.f32.f16 $7, x;
+cvt.f32.f16 $6, y;
+}"""
+_CONSTRAINTS = "=r,=r,=r,=r,=r,=r,=r,=r,r,r,r,r,r,r,r,r,r"
+
+
+def fp16_planes(lut: torch.Tensor) -> list[int]:
+    """The 8 plane words (L0..L3, H0..H3) of a 16-entry table, as Python ints in
+    [0, 2**32), the table rounded to fp16 (what :func:`table_planes` builds in a kernel)."""
+    bits = lut.reshape(-1).to(torch.float16).view(torch.int16).to(torch.int64) & 0xFFFF
+    if bits.numel() != 16:
+        raise ValueError(f"a 4-bit code table has 16 entries, got {bits.numel()}")
+    b = bits.tolist()
+    lo = [sum((b[4 * k + i] & 0xFF) << (8 * i) for i in range(4)) for k in range(4)]
+    hi = [sum((b[4 * k + i] >> 8) << (8 * i) for i in range(4)) for k in range(4)]
+    return lo + hi
+
+
+def prmt_reference(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """PTX ``prmt.b32 d, a, b, c`` (generic mode) on int64 tensors holding 32-bit values:
+    byte k of d is byte ``c[4k+2:4k]`` of the 8 bytes {b, a}, or with ``c[4k+3]`` set the
+    sign (msb) of that byte replicated over 8 bits."""
+    src = ((b & 0xFFFFFFFF) << 32) | (a & 0xFFFFFFFF)
+    d = torch.zeros_like(src)
+    for k in range(4):
+        ctl = (c >> (4 * k)) & 0xF
+        byte = (src >> ((ctl & 7) * 8)) & 0xFF
+        byte = torch.where((ctl & 8) != 0, torch.where((byte & 0x80) != 0, 0xFF, 0), byte)
+        d |= byte << (8 * k)
+    return d
+
+
+def decode_reference(words: torch.Tensor, planes: list[int], asm: str = DECODE_ASM) -> torch.Tensor:
+    """Runs the PTX text ``asm`` (default :data:`DECODE_ASM`, the block the kernels use) on
+    32-bit ``words`` (any int tensor) with a small interpreter of the instructions it uses
+    (and, or, shr, prmt, mov to a b16 pair, cvt.f32.f16): fp32 [..., 8], features 0..7."""
+    w = words.to(torch.int64) & 0xFFFFFFFF
+    regs: dict[str, torch.Tensor] = {"$8": w}
+    for i, p in enumerate(planes):
+        regs[f"${9 + i}"] = torch.full_like(w, p)
+
+    def val(op: str) -> torch.Tensor:
+        op = op.strip()
+        return torch.full_like(w, int(op, 0)) if op[0].isdigit() else regs[op]
+
+    for line in asm.splitlines():
+        line = line.strip().rstrip(";")
+        if not line or line in "{}" or line.startswith(".reg"):
+            continue
+        opc, rest = line.split(None, 1)
+        if opc == "mov.b32":  # mov.b32 {lo, hi}, src
+            pair, src = rest.rsplit(",", 1)
+            lo, hi = (r.strip() for r in pair.strip(" {}").split(","))
+            v = val(src)
+            regs[lo], regs[hi] = v & 0xFFFF, (v >> 16) & 0xFFFF
+            continue
+        ops = [o.strip() for o in rest.split(",")]
+        d, srcs = ops[0], [val(o) for o in ops[1:]]
+        if opc == "and.b32":
+            r = srcs[0] & srcs[1]
+        elif opc == "or.b32":
+            r = srcs[0] | srcs[1]
+        elif opc == "shr.u32":
+            r = srcs[0] >> srcs[1]
+        elif opc == "prmt.b32":
+            r = prmt_reference(*srcs)
+        elif opc == "cvt.f32.f16":
+            r = srcs[0].to(torch.int32).to(torch.int16).view(torch.float16).float()
+        else:
+            raise ValueError(f"no emulation of {opc!r}")
+        regs[d] = r
+    return torch.stack([regs[f"${i}"] for i in range(8)], dim=-1)
+
+
+def lookup_reference(words: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+    """Plain table lookup (the table rounded to fp16): fp32 [..., 8], features 0..7 of each
+    32-bit word (byte t = features 2t (high nibble), 2t + 1 (low nibble))."""
+    w = words.to(torch.int64) & 0xFFFFFFFF
+    table = lut.reshape(-1).to(torch.float16).float()
+    out = []
+    for t in range(4):
+        byte = (w >> (8 * t)) & 0xFF
+        out += [table[byte >> 4], table[byte & 15]]
+    return torch.stack(out, dim=-1)
+
+
+if HAS_TRITON:
+    _ASM = tl.constexpr(DECODE_ASM)
+    _CONS = tl.constexpr(_CONSTRAINTS)
+
+    @triton.jit
+    def _entry_bits(lut_ptr, i: tl.constexpr):
+        """fp16 bit pattern (in the low 16 bits of an int32) of table entry ``i``."""
+        return tl.load(lut_ptr + i).to(tl.float16).to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
+
+    @triton.jit
+    def _plane_word(lut_ptr, k: tl.constexpr, SHIFT: tl.constexpr):
+        e0 = (_entry_bits(lut_ptr, 4 * k) >> SHIFT) & 0xFF
+        e1 = (_entry_bits(lut_ptr, 4 * k + 1) >> SHIFT) & 0xFF
+        e2 = (_entry_bits(lut_ptr, 4 * k + 2) >> SHIFT) & 0xFF
+        e3 = (_entry_bits(lut_ptr, 4 * k + 3) >> SHIFT) & 0xFF
+        return e0 | (e1 << 8) | (e2 << 16) | (e3 << 24)
+
+    @triton.jit
+    def table_planes(lut_ptr):
+        """The 8 plane words (int32 scalars L0..L3, H0..H3) of the fp32 [16] table at
+        ``lut_ptr``, rounded to fp16: 16 scalar loads, once per program."""
+        l0 = _plane_word(lut_ptr, 0, 0)
+        l1 = _plane_word(lut_ptr, 1, 0)
+        l2 = _plane_word(lut_ptr, 2, 0)
+        l3 = _plane_word(lut_ptr, 3, 0)
+        h0 = _plane_word(lut_ptr, 0, 8)
+        h1 = _plane_word(lut_ptr, 1, 8)
+        h2 = _plane_word(lut_ptr, 2, 8)
+        h3 = _plane_word(lut_ptr, 3, 8)
+        return l0, l1, l2, l3, h0, h1, h2, h3
+
+    @triton.jit
+    def _prmt(a, b, c):
+        """Integer emulation of ``prmt.b32`` (generic mode, selector bit 3 never set here)."""
+        src = (b.to(tl.uint32, bitcast=True).to(tl.uint64) << 32) | a.to(tl.uint32, bitcast=True).to(tl.uint64)
+        cu = c.to(tl.uint32, bitcast=True).to(tl.uint64)
+        d0 = (src >> ((cu & 7) * 8)) & 0xFF
+        d1 = (src >> (((cu >> 4) & 7) * 8)) & 0xFF
+        d2 = (src >> (((cu >> 8) & 7) * 8)) & 0xFF
+        d3 = (src >> (((cu >> 12) & 7) * 8)) & 0xFF
+        return (d0 | (d1 << 8) | (d2 << 16) | (d3 << 24)).to(tl.uint32).to(tl.int32, bitcast=True)
+
+    @triton.jit
+    def _half(x):
+        """fp32 of the fp16 bit pattern in the low 16 bits of int32 ``x``."""
+        return (x & 0xFFFF).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+
+    @triton.jit
+    def _decode_half(s, c, l0, l1, l2, l3, h0, h1, h2, h3):
+        lo = _prmt(_prmt(l0, l1, s), _prmt(l2, l3, s), c)
+        hi = _prmt(_prmt(h0, h1, s), _prmt(h2, h3, s), c)
+        p = _prmt(lo, hi, tl.full(s.shape, 0x5140, tl.int32))
+        q = _prmt(lo, hi, tl.full(s.shape, 0x7362, tl.int32))
+        return _half(p >> 16), _half(p), _half(q >> 16), _half(q)
+
+    @triton.jit
+    def decode_word(w, l0, l1, l2, l3, h0, h1, h2, h3, ASM: tl.constexpr):
+        """Features 0..7 of each int32 word of ``w`` (8 packed nibbles, see the module
+        notes) as 8 fp32 tensors shaped like ``w``; the plane words come from
+        :func:`table_planes`. ASM: inline PTX (CUDA); else integer emulation (interpreter)."""
+        if ASM:
+            v0, v1, v2, v3, v4, v5, v6, v7 = tl.inline_asm_elementwise(
+                _ASM,
+                _CONS,
+                [w, l0, l1, l2, l3, h0, h1, h2, h3],
+                dtype=(tl.float32, tl.float32, tl.float32, tl.float32, tl.float32, tl.float32, tl.float32, tl.float32),
+                is_pure=True,
+                pack=1,
+            )
+        else:
+            s = w & 0x77777777
+            c = ((w >> 1) & 0x44444444) | 0x32103210
+            v0, v1, v2, v3 = _decode_half(s, c, l0, l1, l2, l3, h0, h1, h2, h3)
+            v4, v5, v6, v7 = _decode_half(s >> 16, c >> 16, l0, l1, l2, l3, h0, h1, h2, h3)
+        return v0, v1, v2, v3, v4, v5, v6, v7
