@@ -204,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         timings = T.tuning_timings()
         for key, vals in timings.items():
-            if key[0] in ("one_row", "mid_rows"):
+            if key[0] in ("one_row", "small_rows", "mid_rows"):
                 print("path race", key, vals)
         for key, cfg in T.best_configs().items():
             print("best config", key, cfg)

@@ -1326,7 +1326,7 @@ def _read_count(count: torch.Tensor) -> int:
     host = torch.empty(1, dtype=count.dtype, pin_memory=True)
     host.copy_(count, non_blocking=True)
     torch.cuda.current_stream(count.device).synchronize()
-    return int(host[0])
+    return int(host.item())
 
 
 def _available() -> bool:
