@@ -68,6 +68,43 @@ def quantized(N, K, M, bs, dtype, nested, qt, seed):
     return x, bias, q, extra, args
 
 
+def check_decode() -> int:
+    """The inline-PTX permute decode (fourbit_decode.decode_word) on random words against
+    the table lookup, for nf4 and fp4."""
+    import triton.language as tl
+
+    from bnb_kernels.backends.triton import fourbit_decode as D
+
+    @triton.jit
+    def k(w_ptr, lut_ptr, out_ptr, n, BLOCK: tl.constexpr):
+        i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        w = tl.load(w_ptr + i, mask=i < n, other=0)
+        l0, l1, l2, l3, h0, h1, h2, h3 = D.table_planes(lut_ptr)
+        v0, v1, v2, v3, v4, v5, v6, v7 = D.decode_word(w, l0, l1, l2, l3, h0, h1, h2, h3, True)
+        m = i < n
+        tl.store(out_ptr + i * 8, v0, mask=m)
+        tl.store(out_ptr + i * 8 + 1, v1, mask=m)
+        tl.store(out_ptr + i * 8 + 2, v2, mask=m)
+        tl.store(out_ptr + i * 8 + 3, v3, mask=m)
+        tl.store(out_ptr + i * 8 + 4, v4, mask=m)
+        tl.store(out_ptr + i * 8 + 5, v5, mask=m)
+        tl.store(out_ptr + i * 8 + 6, v6, mask=m)
+        tl.store(out_ptr + i * 8 + 7, v7, mask=m)
+
+    fails = 0
+    for qt in ("nf4", "fp4"):
+        n = 1 << 16
+        w = torch.randint(-(2**31), 2**31 - 1, (n,), dtype=torch.int64, device="cuda").to(torch.int32)
+        lut = fourbit_table(qt, "cuda")
+        out = torch.empty(n, 8, device="cuda")
+        k[(triton.cdiv(n, 256),)](w, lut, out, n, BLOCK=256)
+        want = D.lookup_reference(w.cpu(), lut.cpu())
+        ok = torch.equal(out.cpu(), want)
+        fails += not ok
+        print(f"permute decode {qt}: {'matches' if ok else 'DIFFERS FROM'} the table lookup on {n} words")
+    return fails
+
+
 def check(part: tuple[int, int] = (0, 1)) -> int:
     cases = [
         # N, K, bs, nested, quant type
@@ -80,12 +117,15 @@ def check(part: tuple[int, int] = (0, 1)) -> int:
     ]
     split16, split32 = G.GEMV_CONFIGS["16bit"][-1], G.GEMV_CONFIGS["fp32"][-1]
     pipe16, pipe32 = G.GEMV_CONFIGS["16bit"][4], G.GEMV_CONFIGS["fp32"][2]
+    prmt, prmt4 = (2, 2048, 2, 1, 0, 1), (4, 2048, 2, 1, 1, 1)  # permute decode (fourbit_decode)
     b16, f16, f32 = torch.bfloat16, torch.float16, torch.float32
     # (dtype, M, config or None for the default, words)
     runs0 = [(b16, m, None, True) for m in (1, 2, 3, 4)] + [(b16, 1, None, False), (b16, 4, None, False)]
     runs0 += [(f16, 1, None, True), (f16, 3, None, True), (f32, 1, None, True), (f32, 2, None, True)]
     runs0 += [(b16, 1, split16, True), (b16, 1, pipe16, True), (b16, 3, pipe16, True), (f32, 1, pipe32, True)]
+    runs0 += [(b16, m, prmt, True) for m in (1, 2, 4)] + [(f16, m, prmt4, True) for m in (1, 3)]
     runs = [(b16, 1, None, True), (f16, 4, None, True), (f32, 1, split32, True), (b16, 2, pipe16, True)]
+    runs += [(b16, 1, prmt, True), (f16, 2, prmt, True), (b16, 4, prmt4, True), (f32, 1, prmt, True)]
     fails = 0
     n = 0
     t0 = time.time()
@@ -248,7 +288,7 @@ def main() -> None:
     print(torch.cuda.get_device_name(), "| torch", torch.__version__, "| triton", triton.__version__)
     if a.prewarm:
         prewarm(a.prewarm, a.quick)
-    fails = 0 if a.no_check else check()
+    fails = 0 if a.no_check else check_decode() + check()
     rows = bench(a.quick)
     if os.environ.get("OUT"):
         with open(os.path.join(os.environ["OUT"], "gemv-bench.json"), "w") as f:

@@ -242,7 +242,13 @@ if HAS_TRITON:
         kw = tl.multiple_of(K // 8, 4)  # int32 words per weight row
         wq = w_ptr.to(tl.pointer_type(tl.int32))
         rg = tl.arange(0, G)
-        jw = rg[None, :] * 4 + tl.arange(0, 4)[:, None]  # [4, G] word of the step
+        if DECODE > 0 and x_ptr.dtype.element_ty != tl.float32:
+            # The same words, written so that the compiler cannot prove them contiguous: the
+            # weight words then get the activations' layout (a thread owns whole groups) and
+            # the decoded values need no layout conversion (the 4 words load as 32-bit).
+            jw = rg[None, :] * 4 + ((tl.arange(0, 4) * 5) % 4)[:, None]
+        else:
+            jw = rg[None, :] * 4 + tl.arange(0, 4)[:, None]  # [4, G] word of the step
         jb = rg[None, :, None] * 16 + tl.arange(0, 4)[:, None, None] * 4 + tl.arange(0, 4)[None, None, :]  # [4, G, 4]
         shift = (tl.arange(0, 4)[None, None, :] * 8).to(tl.uint32)  # byte t of a word
         lut_base = lut_ptr.to(tl.int64)
@@ -435,7 +441,10 @@ if HAS_TRITON:
 # A config is (BN, BK, num_warps, SPLIT[, PIPE]): BN output features per program (1, 2 or 4
 # for the words layout), BK input features per step (a power of two >= 32; BK >= 1024 *
 # num_warps keeps the conflict-free layout), SPLIT programs along K (1: none; > 1 adds fp32
-# partials atomically), PIPE (default 0): prefetch the next step's loads.
+# partials atomically), PIPE (default 0): prefetch the next step's loads, DECODE (default 0):
+# 1 = decode the nibbles with byte permutes on a table in registers (fourbit_decode.py;
+# 16-bit activations and the words layout only, else ignored; integer emulation of the
+# same permutes under the interpreter).
 #
 # H100 (bf16, nf4, block size 64, nested, 2026-11-25, scripts/gpu-bench-gemv.py), us:
 #   config          4096^2  4096->14336  14336->4096  8192->28672  28672->8192
@@ -458,6 +467,12 @@ GEMV_CONFIGS: dict[str, list[tuple[int, ...]]] = {
         (4, 2048, 2, 1, 1),
         (2, 1024, 1, 1, 1),
         (1, 2048, 2, 1, 1),
+        # permute decode (field 6), not timed on a GPU yet
+        (2, 2048, 2, 1, 0, 1),
+        (4, 2048, 2, 1, 0, 1),
+        (2, 2048, 2, 1, 1, 1),
+        (4, 2048, 2, 1, 1, 1),
+        (1, 4096, 4, 1, 0, 1),
         (2, 2048, 2, 2),
     ],
     # bf16 / fp16 activations, 2-4 tokens
@@ -468,6 +483,9 @@ GEMV_CONFIGS: dict[str, list[tuple[int, ...]]] = {
         (1, 4096, 4, 1),
         (2, 2048, 2, 1, 1),
         (4, 2048, 2, 1, 1),
+        (2, 2048, 2, 1, 0, 1),
+        (4, 2048, 2, 1, 0, 1),
+        (2, 4096, 4, 1, 0, 1),
     ],
     "fp32": [
         (2, 2048, 2, 1),
