@@ -6,10 +6,10 @@
 2. Speed: every config on the five anchor shapes (bf16, nf4, block size 64, nested), with
    >= 256 MB of weight copies rotated so L2 never holds the weight, timed with
    ``triton.testing.do_bench`` (median; it also clears L2 before each call), next to the
-   current ``_gemv_kernel`` of fourbit_matmul.py and the dense bf16 layer.
+   dense bf16 layer (--new-only: the permute-decode configs and the two best gather configs).
 
 Run on the GPU machine from the repository root:
-    PYTHONPATH=packages/bnb-kernels/src python3 scripts/gpu-bench-gemv.py [--quick]
+    PYTHONPATH=packages/bnb-kernels/src python3 scripts/gpu-bench-gemv.py [--quick] [--new-only] [--prewarm 14]
 Writes a JSON copy of the timings to $OUT/gemv-bench.json when OUT is set.
 """
 
@@ -150,6 +150,18 @@ def check(part: tuple[int, int] = (0, 1)) -> int:
     return fails
 
 
+NEW_ONLY = "--new-only" in sys.argv
+
+
+def _timed_configs(M: int, dt: torch.dtype) -> list[tuple]:
+    """Every candidate, or with --new-only the permute-decode ones next to the two best
+    gather configs of the earlier H100 run."""
+    cands = G.gemv_candidates(M, dt)
+    if not NEW_ONLY:
+        return cands
+    return [c for c in cands if (c[:4] in ((2, 2048, 2, 1), (4, 2048, 2, 1)) and len(c) == 4) or (len(c) > 5 and c[5])]
+
+
 def _timed(fn, copies: int, ws: list, a8s: list) -> float:
     """Median us of ``fn(w, a8)``, each call on the next weight copy (L2 never holds it)."""
     state = {"i": 0}
@@ -187,20 +199,8 @@ def bench_shape(K: int, N: int, base_us: float, dense_us_brief: float, Ms: tuple
             * 1e3
         )
         res = []
-        if T is not None:
-            for old in (("gemv", 8, 1024, 4), ("gemv", 16, 512, 4)):
-                try:
-                    meta = T._make_meta(absmax2, bs, lut, a8s[0], code2, offset)
-
-                    def f_old(w, a8, old=old, meta=meta, x=x, out=out):
-                        meta.a8 = a8
-                        T.launch(old, x, w, meta, None, out, N)
-
-                    res.append((f"old {old[1:]}", _timed(f_old, copies, ws, a8s)))
-                except Exception as e:
-                    print("old kernel failed:", type(e).__name__, str(e)[:200])
-        for cfg in G.gemv_candidates(M, dt):
-            for words in (True, False) if cfg == G.GEMV_CONFIGS["16bit"][0] else (True,):
+        for cfg in _timed_configs(M, dt):
+            for words in (True, False) if cfg == G.GEMV_CONFIGS["16bit"][0] and not NEW_ONLY else (True,):
 
                 def f_new(w, a8, cfg=cfg, words=words, x=x, out=out):
                     G.gemv_launch(cfg, x, w, absmax2, a8, code2, offset, lut, None, out, N, K, bs, True, words=words)
@@ -250,8 +250,8 @@ def warm_bench(part: tuple[int, int], quick: bool) -> None:
     lut = fourbit_table("nf4", "cuda")
     k = -1
     for M in (1,) if quick else (1, 4):
-        for cfg in G.gemv_candidates(M, torch.bfloat16):
-            for words in (True, False) if cfg == G.GEMV_CONFIGS["16bit"][0] else (True,):
+        for cfg in _timed_configs(M, torch.bfloat16):
+            for words in (True, False) if cfg == G.GEMV_CONFIGS["16bit"][0] and not NEW_ONLY else (True,):
                 k += 1
                 if k % part[1] == part[0]:
                     out = torch.empty(M, N, device="cuda", dtype=torch.bfloat16)
@@ -266,7 +266,11 @@ def prewarm(procs: int, quick: bool) -> None:
 
     t0 = time.time()
     ps = [
-        subprocess.Popen([sys.executable, __file__, "--worker", f"{i},{procs}"] + (["--quick"] if quick else []))
+        subprocess.Popen(
+            [sys.executable, __file__, "--worker", f"{i},{procs}"]
+            + (["--quick"] if quick else [])
+            + (["--new-only"] if NEW_ONLY else [])
+        )
         for i in range(procs)
     ]
     codes = [p.wait() for p in ps]
@@ -276,6 +280,7 @@ def prewarm(procs: int, quick: bool) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="M=1 timings only")
+    ap.add_argument("--new-only", action="store_true", help="time the permute decode next to the best gathers")
     ap.add_argument("--no-check", action="store_true")
     ap.add_argument("--prewarm", type=int, default=0, help="compile in this many processes first")
     ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
