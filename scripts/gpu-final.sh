@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The whole GPU check in one device call (the lead's acceptance run):
-#   1. every GPU test (pytest -m gpu) of every package,
-#   2. ../shared/bench/anchor_gpu.py on this project's `bitsandbytes`. ../shared does not travel to
+#   1. the Triton kernels the 4-bit autotuner may pick are compiled first (12 processes),
+#   2. the GPU tests (pytest -m gpu) in parallel groups: 4-bit, int8, optimizers, the rest,
+#   3. ../shared/bench/anchor_gpu.py on this project's `bitsandbytes`. ../shared does not travel to
 #      the device: first `mkdir -p .device/bench && cp ../shared/bench/anchor_gpu.py .device/bench/`
-#      (git-ignored) and pass `carry: [".device"]`; without it this part is skipped,
-#   3. the Triton quantize variants (scripts/gpu-check-quant.sh).
-# Logs land under $OUT. Time limits per part come from the environment.
+#      (git-ignored) and pass `carry: [".device"]`; without it this part is skipped.
+# Output stays short (the device reply carries its tail); logs land under $OUT in few files.
+# Environment: TEST_TIMEOUT, ANCHOR_TIMEOUT, ANCHOR_ONLY, SKIP_TESTS=1, TEST_GROUPS (subset of
+# "fourbit int8 optim rest").
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 OUT="${OUT:-$ROOT/gpu-final-out}"
@@ -13,17 +15,45 @@ mkdir -p "$OUT"
 # shellcheck source=scripts/gpu-env.sh
 source scripts/gpu-env.sh
 set +e
+export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore TRITON_DEFAULT_FP_FUSION=1
 PY="${PYTHON:-python3}"
-nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format=csv,noheader | tee "$OUT/gpu.txt"
+t0=$(date +%s)
+nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format=csv,noheader
+K=packages/bnb-kernels/tests
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
-  timeout -s INT "${TEST_TIMEOUT:-150}" "$PY" -m pytest -m gpu -q -rfE -p no:cacheprovider ${GPU_TEST_PATHS:-} > "$OUT/gpu-tests.log" 2>&1
-  tail -12 "$OUT/gpu-tests.log"
+  timeout 90 "$PY" -W ignore -m benchmarks.linear4bit_configs --prewarm 12 --prewarm-only --tokens "1,16,128" \
+    > "$OUT/tests.log" 2>&1
+  echo "prewarm done after $(($(date +%s) - t0)) s"
+  group() { # name, pytest args...
+    local name=$1
+    shift
+    timeout "${TEST_TIMEOUT:-200}" "$PY" -m pytest -m gpu -q -rfE -p no:cacheprovider "$@" > "/tmp/gpu-tests-$name.log" 2>&1
+    echo "rc $?" >> "/tmp/gpu-tests-$name.log"
+  }
+  GROUPS_TO_RUN="${TEST_GROUPS:-fourbit int8 optim rest}"
+  for g in $GROUPS_TO_RUN; do
+    case $g in
+      fourbit) group fourbit $K/test_fourbit_matmul_triton.py $K/test_fourbit_gemv_triton.py $K/test_fourbit_matmul.py \
+        packages/bnb-nn/tests/test_linear4bit.py packages/bnb-nn/tests/test_params4bit.py & ;;
+      int8) group int8 $K/test_int8_triton.py $K/test_int8_ops.py packages/bnb-nn/tests/test_linear8bit.py & ;;
+      optim) group optim $K/test_optim_triton.py $K/test_optim.py packages/bnb-optim/tests & ;;
+      rest) group rest $K/test_quant_triton.py $K/test_quant_reference.py packages/bnb-quant/tests \
+        packages/bnb-nn/tests/test_embedding.py packages/bnb-nn/tests/test_parametrize.py \
+        packages/bnb-diagnostics/tests & ;;
+    esac
+  done
+  wait
+  for g in $GROUPS_TO_RUN; do
+    f="/tmp/gpu-tests-$g.log"
+    echo "tests $g: $(grep -E '(passed|failed|error)' "$f" | tail -1) ($(tail -1 "$f"))"
+    grep -E "^(FAILED|ERROR)" "$f" | cut -c1-200 | head -8
+    cat "$f" >> "$OUT/tests.log"
+  done
+  echo "tests done after $(($(date +%s) - t0)) s"
 fi
 if [ -f .device/bench/anchor_gpu.py ]; then
-  timeout "${ANCHOR_TIMEOUT:-300}" "$PY" .device/bench/anchor_gpu.py --label bnb --out "$OUT/anchor.json" \
+  timeout "${ANCHOR_TIMEOUT:-320}" "$PY" .device/bench/anchor_gpu.py --label bnb --out "$OUT/anchor.json" \
     --only "${ANCHOR_ONLY:-ceiling,quant,linear4bit,linear8bit,optim}" > "$OUT/anchor.log" 2>&1
-  grep -E "^\[|section|Error|error" "$OUT/anchor.log" | cut -c1-220
-fi
-if [ "${QUANT_VARIANTS:-1}" = 1 ] && [ -f scripts/gpu-check-quant.sh ]; then
-  OUT="$OUT/quant" BENCH_TIMEOUT=90 TEST_TIMEOUT=1 bash scripts/gpu-check-quant.sh 2>&1 | tail -25
+  grep -E "^\[|section|Error" "$OUT/anchor.log" | sed -E 's/, (GBps|rel_err_vs_(bf16|fp16)|first_step_s|Gparam_per_s)=[^,]*//g' | cut -c1-160
+  echo "anchor done after $(($(date +%s) - t0)) s"
 fi
