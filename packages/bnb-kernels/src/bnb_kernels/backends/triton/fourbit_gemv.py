@@ -21,12 +21,14 @@ How it is laid out (all checked in the SASS for sm_90 without a GPU; see the bri
 - ``DECODE`` (config field 6): the nibbles are decoded with byte permutes on the table held
   in registers (fourbit_decode.py: 16 ``prmt`` + 5 logic ops + 8 exact fp16->fp32
   conversions per word of 8 values; the table rounded to fp16), 16-bit activations and the
-  words layout only. Its word indices are written so that the compiler cannot prove them
-  contiguous: the weight words then get the same layout as the activation words (a thread
-  owns whole groups) and no shared-memory layout conversion is left in the loop. SASS of
-  the loop for sm_90 (Triton 3.9, bf16, 1 token): 469 instructions per 32 weight bytes at
-  BN=2 (130 PRMT, 64 HADD2, 62 FFMA, 30 LDG, no BAR/LDS/STS), against 768 with the gathers
-  (94 LDG, 50 BAR, 32 STSM + 32 LDS); BN=4: 857 per 64 bytes.
+  words layout only (``_gemv_prmt``). Every per-step tensor there is 1-D over the step's
+  groups (a group's 4 words are 4 [G] tensors), so under any Triton version a thread owns
+  whole groups of weight, activations and scales: no layout conversion and no cross-thread
+  reduction in the loop. SASS of the loop for sm_90, bf16, 1 token, per 32 weight bytes
+  at BN=2: 455 instructions on Triton 3.6 (130 PRMT, 64 HADD2, 60 FFMA, 30 LDG; 458 on
+  3.9) against 628 with the gathers on 3.6 (94 LDG, 20 BAR, 16 SHFL, 20 shared-memory ops;
+  768 on 3.9, where the gather tile goes through shared memory 32 times per step); BN=4:
+  830 per 64 bytes (13 per byte); 4 tokens: 875 per 32 bytes.
 - ``PIPE``: the next step's weight words and scale inputs are loaded before the current
   step is decoded, so every thread keeps a step of loads in flight while it computes.
 - Byte layout (any even K, or ``WORDS=0``): a [BN, 4, G, 4] byte tile with the same thread
@@ -161,83 +163,40 @@ if HAS_TRITON:
         return w, q, am
 
     @triton.jit
-    def _x_word_pair(x_ptr, row, stride_xm, jx, xmask, t: tl.constexpr):
-        """Activations of row ``row`` at features (2p, 2p+1), p = jx + t, as two fp32
-        tensors shaped like ``jx`` (16-bit dtypes: one 32-bit word per pair)."""
-        base = (x_ptr + row.to(tl.int64) * stride_xm).to(tl.pointer_type(tl.int32))
-        w = tl.load(base + (jx + t), mask=xmask, other=0)
-        if x_ptr.dtype.element_ty == tl.bfloat16:
-            xe = (w << 16).to(tl.float32, bitcast=True)
-            xo = (w & -65536).to(tl.float32, bitcast=True)
-        else:
-            xe = w.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
-            xo = (w >> 16).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
-        return xe, xo
-
-    @triton.jit
-    def _prmt_partial(v0, v1, v2, v3, v4, v5, v6, v7, s, x_ptr, row, stride_xm, jx, xmask, onehot):
-        """Permute decode: one token row's products with one weight row's decoded words
-        (v*: features 0..7 of each word, [4, G]), the activations read in the same [4, G]
-        layout (no layout conversion), summed per 16-byte group, scaled, placed in that
-        weight row's slot: [BN, G]."""
-        e0, o0 = _x_word_pair(x_ptr, row, stride_xm, jx, xmask, 0)
-        e1, o1 = _x_word_pair(x_ptr, row, stride_xm, jx, xmask, 1)
-        e2, o2 = _x_word_pair(x_ptr, row, stride_xm, jx, xmask, 2)
-        e3, o3 = _x_word_pair(x_ptr, row, stride_xm, jx, xmask, 3)
-        p = v0 * e0 + v1 * o0 + v2 * e1 + v3 * o1 + v4 * e2 + v5 * o2 + v6 * e3 + v7 * o3
-        return onehot[:, None] * (tl.sum(p, axis=0) * s)[None, :]
-
-    @triton.jit
     def _row_step(
-        w, q, am, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask, jx, xmask, onehot,
-        pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3, NESTED: tl.constexpr, ROWS: tl.constexpr, DECODE: tl.constexpr,
+        w, q, am, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask, onehot,
+        NESTED: tl.constexpr, ROWS: tl.constexpr,
     ):  # fmt: skip
         """Decode one weight row's step (its words ``w`` and scale inputs) and return its
-        contributions to the ROWS token rows' [BN, G] accumulators. ``pl*``, ``ph*``: the
-        permute table's plane words (DECODE > 0; see fourbit_decode)."""
+        contributions to the ROWS token rows' [BN, G] accumulators."""
         if NESTED:
             s = tl.load(code2_ptr + q) * am + offset
         else:
             s = am
-        if DECODE > 0 and x_ptr.dtype.element_ty != tl.float32:
-            # byte permutes on the table held in registers (fourbit_decode): no gathers; the
-            # table is rounded to fp16, so 16-bit activations only
-            v0, v1, v2, v3, v4, v5, v6, v7 = decode_word(w, pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3, DECODE == 1)
-            p0 = _prmt_partial(v0, v1, v2, v3, v4, v5, v6, v7, s, x_ptr, row0, stride_xm, jx, xmask, onehot)
-            p1 = p0
-            p2 = p0
-            p3 = p0
-            if ROWS > 1:
-                p1 = _prmt_partial(v0, v1, v2, v3, v4, v5, v6, v7, s, x_ptr, row0 + 1, stride_xm, jx, xmask, onehot)
-            if ROWS > 2:
-                p2 = _prmt_partial(v0, v1, v2, v3, v4, v5, v6, v7, s, x_ptr, row0 + 2, stride_xm, jx, xmask, onehot)
-            if ROWS > 3:
-                p3 = _prmt_partial(v0, v1, v2, v3, v4, v5, v6, v7, s, x_ptr, row0 + 3, stride_xm, jx, xmask, onehot)
-        else:
-            # Byte offsets (4 * nibble) of the table entries, OR-ed into the low bits of the
-            # 64-byte aligned table's address: one shift and one LOP3 per nibble.
-            wu = w.to(tl.uint32, bitcast=True)[:, :, None]
-            lo = (((wu << 2) >> shift) & 0x3C).to(tl.int64) | lut_base
-            hi = (((wu >> 2) >> shift) & 0x3C).to(tl.int64) | lut_base
-            h0, h1, h2, h3 = _split4(tl.load(hi.to(tl.pointer_type(tl.float32))))
-            l0, l1, l2, l3 = _split4(tl.load(lo.to(tl.pointer_type(tl.float32))))
-            p0 = _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0, stride_xm, j, jmask, onehot)
-            p1 = p0
-            p2 = p0
-            p3 = p0
-            if ROWS > 1:
-                p1 = _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0 + 1, stride_xm, j, jmask, onehot)
-            if ROWS > 2:
-                p2 = _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0 + 2, stride_xm, j, jmask, onehot)
-            if ROWS > 3:
-                p3 = _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0 + 3, stride_xm, j, jmask, onehot)
+        # Byte offsets (4 * nibble) of the table entries, OR-ed into the low bits of the
+        # 64-byte aligned table's address: one shift and one LOP3 per nibble.
+        wu = w.to(tl.uint32, bitcast=True)[:, :, None]
+        lo = (((wu << 2) >> shift) & 0x3C).to(tl.int64) | lut_base
+        hi = (((wu >> 2) >> shift) & 0x3C).to(tl.int64) | lut_base
+        h0, h1, h2, h3 = _split4(tl.load(hi.to(tl.pointer_type(tl.float32))))
+        l0, l1, l2, l3 = _split4(tl.load(lo.to(tl.pointer_type(tl.float32))))
+        p0 = _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0, stride_xm, j, jmask, onehot)
+        p1 = p0
+        p2 = p0
+        p3 = p0
+        if ROWS > 1:
+            p1 = _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0 + 1, stride_xm, j, jmask, onehot)
+        if ROWS > 2:
+            p2 = _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0 + 2, stride_xm, j, jmask, onehot)
+        if ROWS > 3:
+            p3 = _words_partial(h0, h1, h2, h3, l0, l1, l2, l3, s, x_ptr, row0 + 3, stride_xm, j, jmask, onehot)
         return p0, p1, p2, p3
 
     @triton.jit
     def _gemv_words(
         x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset, lut_ptr, N, K, stride_xm, pid_n, row0, k_lo, k_hi,
         BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, BN: tl.constexpr, G: tl.constexpr, ROWS: tl.constexpr,
-        PIPE: tl.constexpr, DECODE: tl.constexpr,
+        PIPE: tl.constexpr,
     ):  # fmt: skip
         """Main loop for rows that start on a quantization block (K % BLOCKSIZE == 0, so
         K/2 is a multiple of 16): each weight row's step is read as [4, G] int32 words,
@@ -251,20 +210,10 @@ if HAS_TRITON:
         kw = tl.multiple_of(K // 8, 4)  # int32 words per weight row
         wq = w_ptr.to(tl.pointer_type(tl.int32))
         rg = tl.arange(0, G)
-        if DECODE > 0 and x_ptr.dtype.element_ty != tl.float32:
-            # The same words, written so that the compiler cannot prove them contiguous: the
-            # weight words then get the activations' layout (a thread owns whole groups) and
-            # the decoded values need no layout conversion (the 4 words load as 32-bit).
-            jw = rg[None, :] * 4 + ((tl.arange(0, 4) * 5) % 4)[:, None]
-        else:
-            jw = rg[None, :] * 4 + tl.arange(0, 4)[:, None]  # [4, G] word of the step
+        jw = rg[None, :] * 4 + tl.arange(0, 4)[:, None]  # [4, G] word of the step
         jb = rg[None, :, None] * 16 + tl.arange(0, 4)[:, None, None] * 4 + tl.arange(0, 4)[None, None, :]  # [4, G, 4]
         shift = (tl.arange(0, 4)[None, None, :] * 8).to(tl.uint32)  # byte t of a word
         lut_base = lut_ptr.to(tl.int64)
-        if DECODE > 0 and x_ptr.dtype.element_ty != tl.float32:
-            pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3 = table_planes(lut_ptr)
-        else:
-            pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3 = 0, 0, 0, 0, 0, 0, 0, 0
         rsel = tl.arange(0, BN)
         # weight rows of this program (rows past N re-read row N-1 and are never stored)
         n0 = tl.minimum(pid_n * BN, N - 1).to(tl.int64)
@@ -285,8 +234,6 @@ if HAS_TRITON:
         for kb in range(k_lo, k_hi, HB):
             j = kb + jb  # [4, G, 4] byte within a row
             jmask = j < k_hi
-            jx = kb + jw * 4  # [4, G] first byte of each word (permute decode)
-            xmask = jx < k_hi
             if PIPE:
                 cw0, cq0, ca0 = w0, q0, a0
                 w0, q0, a0 = _fetch(wq, a8_ptr, absmax_ptr, n0, kw, half_k, kb + HB, k_hi, jw, rg, BLOCKSIZE, NESTED)
@@ -312,8 +259,8 @@ if HAS_TRITON:
                     cw2, cq2, ca2 = _fetch(wq, a8_ptr, absmax_ptr, n2, kw, half_k, kb, k_hi, jw, rg, BLOCKSIZE, NESTED)
                     cw3, cq3, ca3 = _fetch(wq, a8_ptr, absmax_ptr, n3, kw, half_k, kb, k_hi, jw, rg, BLOCKSIZE, NESTED)
             p0, p1, p2, p3 = _row_step(
-                cw0, cq0, ca0, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask, jx, xmask,
-                (rsel == 0).to(tl.float32), pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3, NESTED, ROWS, DECODE,
+                cw0, cq0, ca0, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask,
+                (rsel == 0).to(tl.float32), NESTED, ROWS,
             )  # fmt: skip
             acc0 += p0
             acc1 += p1
@@ -321,8 +268,8 @@ if HAS_TRITON:
             acc3 += p3
             if BN > 1:
                 p0, p1, p2, p3 = _row_step(
-                    cw1, cq1, ca1, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask, jx, xmask,
-                    (rsel == 1).to(tl.float32), pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3, NESTED, ROWS, DECODE,
+                    cw1, cq1, ca1, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask,
+                    (rsel == 1).to(tl.float32), NESTED, ROWS,
                 )  # fmt: skip
                 acc0 += p0
                 acc1 += p1
@@ -330,16 +277,16 @@ if HAS_TRITON:
                 acc3 += p3
             if BN > 2:
                 p0, p1, p2, p3 = _row_step(
-                    cw2, cq2, ca2, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask, jx, xmask,
-                    (rsel == 2).to(tl.float32), pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3, NESTED, ROWS, DECODE,
+                    cw2, cq2, ca2, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask,
+                    (rsel == 2).to(tl.float32), NESTED, ROWS,
                 )  # fmt: skip
                 acc0 += p0
                 acc1 += p1
                 acc2 += p2
                 acc3 += p3
                 p0, p1, p2, p3 = _row_step(
-                    cw3, cq3, ca3, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask, jx, xmask,
-                    (rsel == 3).to(tl.float32), pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3, NESTED, ROWS, DECODE,
+                    cw3, cq3, ca3, code2_ptr, offset, lut_base, shift, x_ptr, row0, stride_xm, j, jmask,
+                    (rsel == 3).to(tl.float32), NESTED, ROWS,
                 )  # fmt: skip
                 acc0 += p0
                 acc1 += p1
@@ -390,6 +337,352 @@ if HAS_TRITON:
                 acc3 += _row_partial(vh, vl, s, x_ptr, row0 + 3, stride_xm, j, jmask, GROUP_SCALE)
         return acc0, acc1, acc2, acc3
 
+    # ---- permute decode (DECODE > 0, 16-bit activations, rows start on a block) ----------
+    # Every per-step tensor is 1-D over the step's G 16-byte groups (the 4 words of a group
+    # are 4 separate [G] tensors), so whatever layout Triton picks, a thread owns whole
+    # groups of the weight, the activations and the scales alike: no layout conversion, no
+    # cross-thread reduction in the loop (Triton 3.6 spread a [4, G] tile's words over
+    # threads, 3.9 did not).
+
+    @triton.jit
+    def _p_fetch(wq, a8_ptr, absmax_ptr, n, kw, half_k, kb, k_hi, rg, BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr):
+        """Weight row ``n`` at step byte ``kb``: the 4 words of each group ([G] each) and the
+        scale inputs (nested: 8-bit code and second-level absmax; plain: absmax twice)."""
+        gmask = (kb + rg * 16) < k_hi
+        p = wq + (n * kw + kb // 4) + rg * 4
+        w0 = tl.load(p, mask=gmask, other=0)
+        w1 = tl.load(p + 1, mask=gmask, other=0)
+        w2 = tl.load(p + 2, mask=gmask, other=0)
+        w3 = tl.load(p + 3, mask=gmask, other=0)
+        blk = (n * half_k + tl.minimum(kb + rg * 16, half_k - 16)) // (BLOCKSIZE // 2)
+        if NESTED:
+            q = tl.load(a8_ptr + blk, mask=gmask, other=0).to(tl.int32)
+            am = tl.load(absmax_ptr + blk // 256, mask=gmask, other=0.0)
+        else:
+            am = tl.load(absmax_ptr + blk, mask=gmask, other=0.0)
+            q = am
+        return w0, w1, w2, w3, q, am
+
+    @triton.jit
+    def _p_dot(v0, v1, v2, v3, v4, v5, v6, v7, x_ptr, row, stride_xm, kb, rg, gmask, C: tl.constexpr):
+        """Products of word C's 8 decoded values with token row ``row``'s activations (the
+        4 pair words of that word's bytes), one FMA chain: [G]."""
+        base = (x_ptr + row.to(tl.int64) * stride_xm).to(tl.pointer_type(tl.int32)) + kb + 4 * C
+        px = base + rg * 16
+        a0 = tl.load(px, mask=gmask, other=0)
+        a1 = tl.load(px + 1, mask=gmask, other=0)
+        a2 = tl.load(px + 2, mask=gmask, other=0)
+        a3 = tl.load(px + 3, mask=gmask, other=0)
+        if x_ptr.dtype.element_ty == tl.bfloat16:  # exact: the bf16 bits are the fp32's top half
+            e0 = (a0 << 16).to(tl.float32, bitcast=True)
+            o0 = (a0 & -65536).to(tl.float32, bitcast=True)
+            e1 = (a1 << 16).to(tl.float32, bitcast=True)
+            o1 = (a1 & -65536).to(tl.float32, bitcast=True)
+            e2 = (a2 << 16).to(tl.float32, bitcast=True)
+            o2 = (a2 & -65536).to(tl.float32, bitcast=True)
+            e3 = (a3 << 16).to(tl.float32, bitcast=True)
+            o3 = (a3 & -65536).to(tl.float32, bitcast=True)
+        else:
+            e0 = a0.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+            o0 = (a0 >> 16).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+            e1 = a1.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+            o1 = (a1 >> 16).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+            e2 = a2.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+            o2 = (a2 >> 16).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+            e3 = a3.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+            o3 = (a3 >> 16).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+        # one dependent chain: FFMA throughout
+        p = v0 * e0
+        p = p + v1 * o0
+        p = p + v2 * e1
+        p = p + v3 * o1
+        p = p + v4 * e2
+        p = p + v5 * o2
+        p = p + v6 * e3
+        p = p + v7 * o3
+        return p
+
+    @triton.jit
+    def _p_word(
+        w, g0, g1, g2, g3, pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3, x_ptr, row0, stride_xm, kb, rg, gmask,
+        C: tl.constexpr, ROWS: tl.constexpr, ASM: tl.constexpr,
+    ):  # fmt: skip
+        """Decode word C of each group and add its products to the ROWS group sums."""
+        v0, v1, v2, v3, v4, v5, v6, v7 = decode_word(w, pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3, ASM)
+        g0 += _p_dot(v0, v1, v2, v3, v4, v5, v6, v7, x_ptr, row0, stride_xm, kb, rg, gmask, C)
+        if ROWS > 1:
+            g1 += _p_dot(v0, v1, v2, v3, v4, v5, v6, v7, x_ptr, row0 + 1, stride_xm, kb, rg, gmask, C)
+        if ROWS > 2:
+            g2 += _p_dot(v0, v1, v2, v3, v4, v5, v6, v7, x_ptr, row0 + 2, stride_xm, kb, rg, gmask, C)
+        if ROWS > 3:
+            g3 += _p_dot(v0, v1, v2, v3, v4, v5, v6, v7, x_ptr, row0 + 3, stride_xm, kb, rg, gmask, C)
+        return g0, g1, g2, g3
+
+    @triton.jit
+    def _p_row(
+        w0, w1, w2, w3, q, am, code2_ptr, offset, pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3,
+        x_ptr, row0, stride_xm, kb, rg, gmask, NESTED: tl.constexpr, ROWS: tl.constexpr, ASM: tl.constexpr,
+    ):  # fmt: skip
+        """One weight row's step: its scaled group sums for the ROWS token rows ([G] each)."""
+        if NESTED:
+            s = tl.load(code2_ptr + q) * am + offset
+        else:
+            s = am
+        g0 = tl.zeros_like(s)
+        g1 = g0
+        g2 = g0
+        g3 = g0
+        g0, g1, g2, g3 = _p_word(
+            w0,
+            g0,
+            g1,
+            g2,
+            g3,
+            pl0,
+            pl1,
+            pl2,
+            pl3,
+            ph0,
+            ph1,
+            ph2,
+            ph3,
+            x_ptr,
+            row0,
+            stride_xm,
+            kb,
+            rg,
+            gmask,
+            0,
+            ROWS,
+            ASM,
+        )
+        g0, g1, g2, g3 = _p_word(
+            w1,
+            g0,
+            g1,
+            g2,
+            g3,
+            pl0,
+            pl1,
+            pl2,
+            pl3,
+            ph0,
+            ph1,
+            ph2,
+            ph3,
+            x_ptr,
+            row0,
+            stride_xm,
+            kb,
+            rg,
+            gmask,
+            1,
+            ROWS,
+            ASM,
+        )
+        g0, g1, g2, g3 = _p_word(
+            w2,
+            g0,
+            g1,
+            g2,
+            g3,
+            pl0,
+            pl1,
+            pl2,
+            pl3,
+            ph0,
+            ph1,
+            ph2,
+            ph3,
+            x_ptr,
+            row0,
+            stride_xm,
+            kb,
+            rg,
+            gmask,
+            2,
+            ROWS,
+            ASM,
+        )
+        g0, g1, g2, g3 = _p_word(
+            w3,
+            g0,
+            g1,
+            g2,
+            g3,
+            pl0,
+            pl1,
+            pl2,
+            pl3,
+            ph0,
+            ph1,
+            ph2,
+            ph3,
+            x_ptr,
+            row0,
+            stride_xm,
+            kb,
+            rg,
+            gmask,
+            3,
+            ROWS,
+            ASM,
+        )
+        return g0 * s, g1 * s, g2 * s, g3 * s
+
+    @triton.jit
+    def _p_finish(acc, row, n, N, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS: tl.constexpr, SPLIT: tl.constexpr):
+        res = tl.sum(acc, axis=0)
+        nmask = n < N
+        if HAS_BIAS:
+            b = tl.load(bias_ptr + n, mask=nmask, other=0.0).to(tl.float32)
+            if SPLIT > 1:
+                b = b * (pid_k == 0).to(tl.float32)  # added once
+            res += b
+        optr = out_ptr + row.to(tl.int64) * stride_om + n
+        if SPLIT > 1:
+            tl.atomic_add(optr, res, mask=nmask)
+        else:
+            tl.store(optr, res.to(out_ptr.dtype.element_ty), mask=nmask)
+
+    @triton.jit
+    def _p_finish_rows(
+        a0, a1, a2, a3, row0, n, N, bias_ptr, out_ptr, stride_om, pid_k,
+        HAS_BIAS: tl.constexpr, SPLIT: tl.constexpr, ROWS: tl.constexpr,
+    ):  # fmt: skip
+        _p_finish(a0, row0, n, N, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS, SPLIT)
+        if ROWS > 1:
+            _p_finish(a1, row0 + 1, n, N, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS, SPLIT)
+        if ROWS > 2:
+            _p_finish(a2, row0 + 2, n, N, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS, SPLIT)
+        if ROWS > 3:
+            _p_finish(a3, row0 + 3, n, N, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS, SPLIT)
+
+    @triton.jit
+    def _gemv_prmt(
+        x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset, lut_ptr, bias_ptr, out_ptr, N, K, stride_xm, stride_om,
+        pid_n, row0, pid_k, k_lo, k_hi,
+        BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, HAS_BIAS: tl.constexpr, BN: tl.constexpr, G: tl.constexpr,
+        ROWS: tl.constexpr, SPLIT: tl.constexpr, PIPE: tl.constexpr, ASM: tl.constexpr,
+    ):  # fmt: skip
+        """The words layout with the permute decode: BN <= 4 weight rows, ROWS <= 4 token
+        rows, [G] accumulators per (token row, weight row); stores its own results. PIPE:
+        the next step's words and scale inputs are loaded before this step is decoded."""
+        HB: tl.constexpr = G * 16
+        half_k = tl.multiple_of(K // 2, 16)
+        kw = tl.multiple_of(K // 8, 4)
+        wq = w_ptr.to(tl.pointer_type(tl.int32))
+        rg = tl.arange(0, G)
+        pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3 = table_planes(lut_ptr)
+        n0 = tl.minimum(pid_n * BN, N - 1).to(tl.int64)
+        n1 = tl.minimum(pid_n * BN + 1, N - 1).to(tl.int64)
+        n2 = tl.minimum(pid_n * BN + 2, N - 1).to(tl.int64)
+        n3 = tl.minimum(pid_n * BN + 3, N - 1).to(tl.int64)
+        z = tl.zeros((G,), dtype=tl.float32)
+        # acc{token row}{weight row}
+        a00, a10, a20, a30 = z, z, z, z
+        a01, a11, a21, a31 = z, z, z, z
+        a02, a12, a22, a32 = z, z, z, z
+        a03, a13, a23, a33 = z, z, z, z
+        if PIPE:
+            x00, x01, x02, x03, xq0, xa0 = _p_fetch(
+                wq, a8_ptr, absmax_ptr, n0, kw, half_k, k_lo, k_hi, rg, BLOCKSIZE, NESTED
+            )
+            if BN > 1:
+                x10, x11, x12, x13, xq1, xa1 = _p_fetch(
+                    wq, a8_ptr, absmax_ptr, n1, kw, half_k, k_lo, k_hi, rg, BLOCKSIZE, NESTED
+                )
+            if BN > 2:
+                x20, x21, x22, x23, xq2, xa2 = _p_fetch(
+                    wq, a8_ptr, absmax_ptr, n2, kw, half_k, k_lo, k_hi, rg, BLOCKSIZE, NESTED
+                )
+                x30, x31, x32, x33, xq3, xa3 = _p_fetch(
+                    wq, a8_ptr, absmax_ptr, n3, kw, half_k, k_lo, k_hi, rg, BLOCKSIZE, NESTED
+                )
+        for kb in range(k_lo, k_hi, HB):
+            gmask = (kb + rg * 16) < k_hi
+            if PIPE:
+                c00, c01, c02, c03, cq0, ca0 = x00, x01, x02, x03, xq0, xa0
+                x00, x01, x02, x03, xq0, xa0 = _p_fetch(
+                    wq, a8_ptr, absmax_ptr, n0, kw, half_k, kb + HB, k_hi, rg, BLOCKSIZE, NESTED
+                )
+                if BN > 1:
+                    c10, c11, c12, c13, cq1, ca1 = x10, x11, x12, x13, xq1, xa1
+                    x10, x11, x12, x13, xq1, xa1 = _p_fetch(
+                        wq, a8_ptr, absmax_ptr, n1, kw, half_k, kb + HB, k_hi, rg, BLOCKSIZE, NESTED
+                    )
+                if BN > 2:
+                    c20, c21, c22, c23, cq2, ca2 = x20, x21, x22, x23, xq2, xa2
+                    x20, x21, x22, x23, xq2, xa2 = _p_fetch(
+                        wq, a8_ptr, absmax_ptr, n2, kw, half_k, kb + HB, k_hi, rg, BLOCKSIZE, NESTED
+                    )
+                    c30, c31, c32, c33, cq3, ca3 = x30, x31, x32, x33, xq3, xa3
+                    x30, x31, x32, x33, xq3, xa3 = _p_fetch(
+                        wq, a8_ptr, absmax_ptr, n3, kw, half_k, kb + HB, k_hi, rg, BLOCKSIZE, NESTED
+                    )
+            else:
+                c00, c01, c02, c03, cq0, ca0 = _p_fetch(
+                    wq, a8_ptr, absmax_ptr, n0, kw, half_k, kb, k_hi, rg, BLOCKSIZE, NESTED
+                )
+                if BN > 1:
+                    c10, c11, c12, c13, cq1, ca1 = _p_fetch(
+                        wq, a8_ptr, absmax_ptr, n1, kw, half_k, kb, k_hi, rg, BLOCKSIZE, NESTED
+                    )
+                if BN > 2:
+                    c20, c21, c22, c23, cq2, ca2 = _p_fetch(
+                        wq, a8_ptr, absmax_ptr, n2, kw, half_k, kb, k_hi, rg, BLOCKSIZE, NESTED
+                    )
+                    c30, c31, c32, c33, cq3, ca3 = _p_fetch(
+                        wq, a8_ptr, absmax_ptr, n3, kw, half_k, kb, k_hi, rg, BLOCKSIZE, NESTED
+                    )
+            p0, p1, p2, p3 = _p_row(
+                c00, c01, c02, c03, cq0, ca0, code2_ptr, offset, pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3,
+                x_ptr, row0, stride_xm, kb, rg, gmask, NESTED, ROWS, ASM,
+            )  # fmt: skip
+            a00 += p0
+            a10 += p1
+            a20 += p2
+            a30 += p3
+            if BN > 1:
+                p0, p1, p2, p3 = _p_row(
+                    c10, c11, c12, c13, cq1, ca1, code2_ptr, offset, pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3,
+                    x_ptr, row0, stride_xm, kb, rg, gmask, NESTED, ROWS, ASM,
+                )  # fmt: skip
+                a01 += p0
+                a11 += p1
+                a21 += p2
+                a31 += p3
+            if BN > 2:
+                p0, p1, p2, p3 = _p_row(
+                    c20, c21, c22, c23, cq2, ca2, code2_ptr, offset, pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3,
+                    x_ptr, row0, stride_xm, kb, rg, gmask, NESTED, ROWS, ASM,
+                )  # fmt: skip
+                a02 += p0
+                a12 += p1
+                a22 += p2
+                a32 += p3
+                p0, p1, p2, p3 = _p_row(
+                    c30, c31, c32, c33, cq3, ca3, code2_ptr, offset, pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3,
+                    x_ptr, row0, stride_xm, kb, rg, gmask, NESTED, ROWS, ASM,
+                )  # fmt: skip
+                a03 += p0
+                a13 += p1
+                a23 += p2
+                a33 += p3
+        nb = pid_n * BN
+        _p_finish_rows(a00, a10, a20, a30, row0, nb, N, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS, SPLIT, ROWS)
+        if BN > 1:
+            _p_finish_rows(
+                a01, a11, a21, a31, row0, nb + 1, N, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS, SPLIT, ROWS
+            )
+        if BN > 2:
+            _p_finish_rows(
+                a02, a12, a22, a32, row0, nb + 2, N, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS, SPLIT, ROWS
+            )
+            _p_finish_rows(
+                a03, a13, a23, a33, row0, nb + 3, N, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS, SPLIT, ROWS
+            )
+
     @triton.jit
     def gemv_kernel(
         x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset_ptr, lut_ptr, bias_ptr, out_ptr,
@@ -425,23 +718,31 @@ if HAS_TRITON:
         else:
             k_lo = 0
             k_hi = half_k
-        if WORDS and GROUP_SCALE and BN <= 4:
-            acc0, acc1, acc2, acc3 = _gemv_words(
-                x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset, lut_ptr, N, K, stride_xm, pid_n, row0, k_lo, k_hi,
-                BLOCKSIZE, NESTED, BN, G, ROWS, PIPE, DECODE,
+        if DECODE > 0 and WORDS and GROUP_SCALE and BN <= 4 and x_ptr.dtype.element_ty != tl.float32:
+            # permute decode (the table rounded to fp16: 16-bit activations only)
+            _gemv_prmt(
+                x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset, lut_ptr, bias_ptr, out_ptr, N, K, stride_xm,
+                stride_om, pid_n, row0, pid_k, k_lo, k_hi, BLOCKSIZE, NESTED, HAS_BIAS, BN, G, ROWS, SPLIT, PIPE,
+                DECODE == 1,
             )  # fmt: skip
         else:
-            acc0, acc1, acc2, acc3 = _gemv_bytes(
-                x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset, lut_ptr, N, K, stride_xm, pid_n, row0, k_lo, k_hi,
-                BLOCKSIZE, GROUP_SCALE, NESTED, BN, G, ROWS,
-            )  # fmt: skip
-        _finish(acc0, row0, rn, nmask, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS, SPLIT)
-        if ROWS > 1:
-            _finish(acc1, row0 + 1, rn, nmask, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS, SPLIT)
-        if ROWS > 2:
-            _finish(acc2, row0 + 2, rn, nmask, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS, SPLIT)
-        if ROWS > 3:
-            _finish(acc3, row0 + 3, rn, nmask, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS, SPLIT)
+            if WORDS and GROUP_SCALE and BN <= 4:
+                acc0, acc1, acc2, acc3 = _gemv_words(
+                    x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset, lut_ptr, N, K, stride_xm, pid_n, row0,
+                    k_lo, k_hi, BLOCKSIZE, NESTED, BN, G, ROWS, PIPE,
+                )  # fmt: skip
+            else:
+                acc0, acc1, acc2, acc3 = _gemv_bytes(
+                    x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset, lut_ptr, N, K, stride_xm, pid_n, row0,
+                    k_lo, k_hi, BLOCKSIZE, GROUP_SCALE, NESTED, BN, G, ROWS,
+                )  # fmt: skip
+            _finish(acc0, row0, rn, nmask, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS, SPLIT)
+            if ROWS > 1:
+                _finish(acc1, row0 + 1, rn, nmask, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS, SPLIT)
+            if ROWS > 2:
+                _finish(acc2, row0 + 2, rn, nmask, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS, SPLIT)
+            if ROWS > 3:
+                _finish(acc3, row0 + 3, rn, nmask, bias_ptr, out_ptr, stride_om, pid_k, HAS_BIAS, SPLIT)
 
 
 # ------------------------------------------------------------------------------------------
