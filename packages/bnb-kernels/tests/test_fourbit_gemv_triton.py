@@ -150,6 +150,18 @@ def test_configs_and_grid() -> None:
     for dt in (torch.float16, torch.bfloat16, torch.float32):
         for M in (1, 2, 3, 4):
             assert G.gemv_config(M, 4096, 4096, dt) in G.gemv_candidates(M, dt)
+    assert any(len(c) > 5 and c[5] for c in G.gemv_candidates(1, torch.bfloat16))
+    old = os.environ.get(G.PRMT_ENV)
+    os.environ[G.PRMT_ENV] = "0"
+    try:
+        for M in (1, 4):
+            cands = G.gemv_candidates(M, torch.float16)
+            assert cands and not any(len(c) > 5 and c[5] for c in cands)
+    finally:
+        if old is None:
+            del os.environ[G.PRMT_ENV]
+        else:
+            os.environ[G.PRMT_ENV] = old
     with pytest.raises(ValueError, match="1 to 4"):
         G.gemv_constexprs((2, 4096, 4, 1), 5, 4096, 64, False, False)
     x = torch.zeros(1, 33)

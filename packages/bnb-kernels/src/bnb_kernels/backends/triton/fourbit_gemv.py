@@ -47,6 +47,8 @@ parallelism (hence ``PIPE``) and the decode instructions limit it.
 
 # No `from __future__ import annotations` here: Triton 3.0's interpreter recognizes
 # `tl.constexpr` parameters only when the annotation is the object, not a string.
+import os
+
 import torch
 
 from ._common import HAS_TRITON, interpreting, tl, triton
@@ -56,6 +58,7 @@ if HAS_TRITON:
 
 __all__ = [
     "GEMV_CONFIGS",
+    "PRMT_ENV",
     "aligned_lut",
     "gemv_candidates",
     "gemv_config",
@@ -806,11 +809,18 @@ GEMV_CONFIGS: dict[str, list[tuple[int, ...]]] = {
 }
 
 
+PRMT_ENV = "BNB_4BIT_PRMT"
+
+
 def gemv_candidates(M: int, dtype: torch.dtype) -> list[tuple[int, ...]]:
-    """Configs worth timing for M (1-4) token rows of ``dtype`` activations."""
+    """Configs worth timing for M (1-4) token rows of ``dtype`` activations.
+    ``BNB_4BIT_PRMT=0`` leaves the permute-decode configs out."""
     if dtype == torch.float32:
         return list(GEMV_CONFIGS["fp32"])
-    return list(GEMV_CONFIGS["16bit" if M == 1 else "16bit_rows"])
+    cands = list(GEMV_CONFIGS["16bit" if M == 1 else "16bit_rows"])
+    if os.environ.get(PRMT_ENV, "1") in ("0", ""):
+        cands = [c for c in cands if not (len(c) > 5 and c[5])]
+    return cands
 
 
 def gemv_config(M: int, N: int, K: int, dtype: torch.dtype) -> tuple[int, ...]:
