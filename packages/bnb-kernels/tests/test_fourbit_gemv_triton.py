@@ -169,6 +169,12 @@ def test_configs_and_grid() -> None:
         G.gemv_launch((2, 64, 1, 1), x, x, x, x, x, x, x, None, x, 4, 33, 32, False)
     assert G.gemv_x_ok(torch.zeros(2, 64, dtype=torch.bfloat16))
     assert not G.gemv_x_ok(torch.zeros(2 * 64 + 1, dtype=torch.bfloat16)[1:].view(2, 64))
+    # rows of whole 16-byte units (the permute path's 128-bit loads) must be 16-byte aligned
+    buf = torch.zeros(2 * 64 + 8, dtype=torch.bfloat16)
+    base = (-buf.data_ptr() % 16) // 2
+    assert G.gemv_x_ok(buf[base : base + 128].view(2, 64))
+    assert not G.gemv_x_ok(buf[base + 4 : base + 132].view(2, 64))  # 8-byte aligned
+    assert G.gemv_x_ok(torch.zeros(2 * 66 + 2, dtype=torch.bfloat16)[2:].view(2, 66))  # 132-byte rows: 4-byte rule
 
 
 def test_permute_decode_matches_table_lookup() -> None:

@@ -341,6 +341,11 @@ if HAS_TRITON:
         return acc0, acc1, acc2, acc3
 
     # ---- permute decode (DECODE > 0, 16-bit activations, rows start on a block) ----------
+    # 16 bytes of activations at a 16-byte aligned address ($4), zeros where $5 == 0
+    _XLOAD = tl.constexpr(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, $5, 0;\nmov.b32 $0, 0;\nmov.b32 $1, 0;\nmov.b32 $2, 0;\n"
+        "mov.b32 $3, 0;\n@p ld.global.v4.b32 {$0, $1, $2, $3}, [$4];\n}"
+    )
     # Every per-step tensor is 1-D over the step's G 16-byte groups (the 4 words of a group
     # are 4 separate [G] tensors), so whatever layout Triton picks, a thread owns whole
     # groups of the weight, the activations and the scales alike: no layout conversion, no
@@ -367,15 +372,26 @@ if HAS_TRITON:
         return w0, w1, w2, w3, q, am
 
     @triton.jit
-    def _p_dot(v0, v1, v2, v3, v4, v5, v6, v7, x_ptr, row, stride_xm, kb, rg, gmask, C: tl.constexpr):
+    def _p_dot(
+        v0, v1, v2, v3, v4, v5, v6, v7, x_ptr, row, stride_xm, kb, rg, gmask, C: tl.constexpr, ASM: tl.constexpr
+    ):  # fmt: skip
         """Products of word C's 8 decoded values with token row ``row``'s activations (the
-        4 pair words of that word's bytes), one FMA chain: [G]."""
-        base = (x_ptr + row.to(tl.int64) * stride_xm).to(tl.pointer_type(tl.int32)) + kb + 4 * C
-        px = base + rg * 16
-        a0 = tl.load(px, mask=gmask, other=0)
-        a1 = tl.load(px + 1, mask=gmask, other=0)
-        a2 = tl.load(px + 2, mask=gmask, other=0)
-        a3 = tl.load(px + 3, mask=gmask, other=0)
+        4 pair words of that word's bytes, 16 aligned bytes: one 128-bit load with ASM, as
+        Triton would split it into four), one FMA chain: [G]."""
+        if ASM:
+            base = (x_ptr + row.to(tl.int64) * stride_xm).to(tl.int64)
+            addr = base + (kb + 4 * C + rg * 16).to(tl.int64) * 4
+            a0, a1, a2, a3 = tl.inline_asm_elementwise(
+                _XLOAD, "=r,=r,=r,=r,l,r", [addr, gmask.to(tl.int32)],
+                dtype=(tl.int32, tl.int32, tl.int32, tl.int32), is_pure=True, pack=1,
+            )  # fmt: skip
+        else:
+            base = (x_ptr + row.to(tl.int64) * stride_xm).to(tl.pointer_type(tl.int32)) + kb + 4 * C
+            px = base + rg * 16
+            a0 = tl.load(px, mask=gmask, other=0)
+            a1 = tl.load(px + 1, mask=gmask, other=0)
+            a2 = tl.load(px + 2, mask=gmask, other=0)
+            a3 = tl.load(px + 3, mask=gmask, other=0)
         if x_ptr.dtype.element_ty == tl.bfloat16:  # exact: the bf16 bits are the fp32's top half
             e0 = (a0 << 16).to(tl.float32, bitcast=True)
             o0 = (a0 & -65536).to(tl.float32, bitcast=True)
@@ -412,13 +428,13 @@ if HAS_TRITON:
     ):  # fmt: skip
         """Decode word C of each group and add its products to the ROWS group sums."""
         v0, v1, v2, v3, v4, v5, v6, v7 = decode_word(w, pl0, pl1, pl2, pl3, ph0, ph1, ph2, ph3, ASM)
-        g0 += _p_dot(v0, v1, v2, v3, v4, v5, v6, v7, x_ptr, row0, stride_xm, kb, rg, gmask, C)
+        g0 += _p_dot(v0, v1, v2, v3, v4, v5, v6, v7, x_ptr, row0, stride_xm, kb, rg, gmask, C, ASM)
         if ROWS > 1:
-            g1 += _p_dot(v0, v1, v2, v3, v4, v5, v6, v7, x_ptr, row0 + 1, stride_xm, kb, rg, gmask, C)
+            g1 += _p_dot(v0, v1, v2, v3, v4, v5, v6, v7, x_ptr, row0 + 1, stride_xm, kb, rg, gmask, C, ASM)
         if ROWS > 2:
-            g2 += _p_dot(v0, v1, v2, v3, v4, v5, v6, v7, x_ptr, row0 + 2, stride_xm, kb, rg, gmask, C)
+            g2 += _p_dot(v0, v1, v2, v3, v4, v5, v6, v7, x_ptr, row0 + 2, stride_xm, kb, rg, gmask, C, ASM)
         if ROWS > 3:
-            g3 += _p_dot(v0, v1, v2, v3, v4, v5, v6, v7, x_ptr, row0 + 3, stride_xm, kb, rg, gmask, C)
+            g3 += _p_dot(v0, v1, v2, v3, v4, v5, v6, v7, x_ptr, row0 + 3, stride_xm, kb, rg, gmask, C, ASM)
         return g0, g1, g2, g3
 
     @triton.jit
@@ -865,8 +881,11 @@ def gemv_constexprs(config: tuple, M: int, K: int, blocksize: int, nested: bool,
 
 def gemv_x_ok(x: torch.Tensor) -> bool:
     """Whether ``gemv_kernel`` may read ``x`` [M, K] as it is: rows are read as 32-bit
-    (16-bit dtypes) or 64-bit (fp32) pairs, so they must start on such a boundary."""
-    word = 8 if x.dtype == torch.float32 else 4
+    (16-bit dtypes) or 64-bit (fp32) pairs, so they must start on such a boundary; when a
+    row is a whole number of 16-byte units (every K of the words layout), on a 16-byte
+    boundary (the permute path reads 128 bits at a time; a contiguous copy qualifies)."""
+    row_bytes = x.shape[-1] * x.element_size()
+    word = 16 if row_bytes % 16 == 0 else (8 if x.dtype == torch.float32 else 4)
     return x.stride(-1) == 1 and x.data_ptr() % word == 0 and (x.stride(0) * x.element_size()) % word == 0
 
 
