@@ -24,11 +24,13 @@ How it is laid out (all checked in the SASS for sm_90 without a GPU; see the bri
   words layout only (``_gemv_prmt``). Every per-step tensor there is 1-D over the step's
   groups (a group's 4 words are 4 [G] tensors), so under any Triton version a thread owns
   whole groups of weight, activations and scales: no layout conversion and no cross-thread
-  reduction in the loop. SASS of the loop for sm_90, bf16, 1 token, per 32 weight bytes
-  at BN=2: 455 instructions on Triton 3.6 (130 PRMT, 64 HADD2, 60 FFMA, 30 LDG; 458 on
-  3.9) against 628 with the gathers on 3.6 (94 LDG, 20 BAR, 16 SHFL, 20 shared-memory ops;
-  768 on 3.9, where the gather tile goes through shared memory 32 times per step); BN=4:
-  830 per 64 bytes (13 per byte); 4 tokens: 875 per 32 bytes.
+  reduction in the loop; the activations of a word (16 aligned bytes) are one 128-bit
+  load through inline PTX (``gemv_x_ok`` asks 16-byte aligned rows). SASS of the loop for
+  sm_90, bf16, 1 token, per 32 weight bytes at BN=2: 437 instructions on Triton 3.6 (130
+  PRMT, 64 HADD2, 60 FFMA, 18 LDG of which 4 LDG.E.128; 440 on 3.9) against 628 with the
+  gathers on 3.6 (94 LDG, 20 BAR, 16 SHFL, 22 shared-memory ops; 768 on 3.9, where the
+  gather tile goes through shared memory 32 times per step); BN=4: 812 per 64 bytes
+  (12.7 per byte); 4 tokens: 807 per 32 bytes. Not yet timed on a GPU.
 - ``PIPE``: the next step's weight words and scale inputs are loaded before the current
   step is decoded, so every thread keeps a step of loads in flight while it computes.
 - Byte layout (any even K, or ``WORDS=0``): a [BN, 4, G, 4] byte tile with the same thread
