@@ -36,6 +36,7 @@ CASES = [
     (20, 384, 4, 128, torch.float16, True, "nf4", (2, 64, 1, 3, 0, 1)),  # split-K
     (30, 200, 3, 128, torch.bfloat16, True, "nf4", (4, 64, 1, 1, 0, 1)),  # bytes path (gathers)
     (12, 256, 2, 64, torch.float32, True, "nf4", (2, 64, 1, 1, 0, 1)),  # fp32: gathers
+    (7, 192, 1, 64, torch.bfloat16, False, "nf4", (1, 128, 1, 1, 1, 1)),  # BN=1, prefetch, tail
 ]
 
 
