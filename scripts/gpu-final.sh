@@ -30,6 +30,16 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
     timeout "${TEST_TIMEOUT:-200}" "$PY" -m pytest -m gpu -q -rfE -p no:cacheprovider "$@" > "/tmp/gpu-tests-$name.log" 2>&1
     echo "rc $?" >> "/tmp/gpu-tests-$name.log"
   }
+  # The permute-decode GEMV (inline PTX) runs only on a GPU: check it against the table lookup
+  # and the reference; if that fails, the autotuner must not see it (BNB_4BIT_PRMT=0).
+  timeout "${TEST_TIMEOUT:-200}" "$PY" - > /tmp/gpu-prmt-check.log 2>&1 <<'PYEOF' &
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("gemv_bench", "scripts/gpu-bench-gemv.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+sys.exit(1 if bench.check_decode() + bench.check() else 0)
+PYEOF
+  prmt_pid=$!
   GROUPS_TO_RUN="${TEST_GROUPS:-fourbit int8 optim rest}"
   for g in $GROUPS_TO_RUN; do
     case $g in
@@ -42,7 +52,16 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
         packages/bnb-diagnostics/tests & ;;
     esac
   done
+  wait "$prmt_pid"
+  prmt_rc=$?
   wait
+  echo "permute-decode GEMV check: rc $prmt_rc; $(grep -c FAIL /tmp/gpu-prmt-check.log) FAIL lines"
+  grep FAIL /tmp/gpu-prmt-check.log | head -5
+  cat /tmp/gpu-prmt-check.log >> "$OUT/tests.log"
+  if [ "$prmt_rc" != 0 ]; then
+    export BNB_4BIT_PRMT=0
+    echo "=> BNB_4BIT_PRMT=0 for the anchor"
+  fi
   for g in $GROUPS_TO_RUN; do
     f="/tmp/gpu-tests-$g.log"
     echo "tests $g: $(grep -E '(passed|failed|error)' "$f" | tail -1) ($(tail -1 "$f"))"
