@@ -30,7 +30,11 @@ How it is laid out (all checked in the SASS for sm_90 without a GPU; see the bri
   PRMT, 64 HADD2, 60 FFMA, 18 LDG of which 4 LDG.E.128; 440 on 3.9) against 628 with the
   gathers on 3.6 (94 LDG, 20 BAR, 16 SHFL, 22 shared-memory ops; 768 on 3.9, where the
   gather tile goes through shared memory 32 times per step); BN=4: 812 per 64 bytes
-  (12.7 per byte); 4 tokens: 807 per 32 bytes. Not yet timed on a GPU.
+  (12.7 per byte); 4 tokens: 807 per 32 bytes. On the H100 (2026-11-25, scripts/gpu-final.sh)
+  the permute path passed the GPU check against the table lookup and the reference, and the
+  autotuned layer ran 1 token of 8192->28672 in 78 us (1.56 TB/s) where the best gather
+  config had taken 105-125 us; which config won was not recorded, so ``gemv_config`` (the
+  untimed default) still names a gather config.
 - ``PIPE``: the next step's weight words and scale inputs are loaded before the current
   step is decoded, so every thread keeps a step of loads in flight while it computes.
 - Byte layout (any even K, or ``WORDS=0``): a [BN, 4, G, 4] byte tile with the same thread
