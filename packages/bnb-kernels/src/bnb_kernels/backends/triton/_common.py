@@ -27,6 +27,7 @@ __all__ = [
     "HAS_TRITON",
     "available",
     "check_device",
+    "current_stream",
     "device_guard",
     "direct_launch",
     "direct_launch_supported",
@@ -80,6 +81,17 @@ def direct_launch_supported() -> bool:
 
 
 _RUNTIME: list = []  # triton.knobs.runtime, looked up once
+_STREAM_GETTER: list = []  # the driver's current-stream getter, looked up once
+
+
+def current_stream(index: int) -> int:
+    """Triton's handle of the current CUDA stream of device ``index`` (what a direct launch
+    takes as its stream)."""
+    if not _STREAM_GETTER:
+        from triton.runtime import driver
+
+        _STREAM_GETTER.append(driver.active.get_current_stream)
+    return _STREAM_GETTER[0](index)
 
 
 def _runtime():

@@ -36,7 +36,17 @@ from ...codebooks import fourbit_table
 from ...ops.fourbit_matmul import NESTED_BLOCKSIZE, check_gemm_4bit_args
 from ..reference import fourbit_matmul as _ref
 from . import fourbit_gemv as _gemv
-from ._common import HAS_TRITON, available, device_guard, interpreting, tl, triton
+from ._common import (
+    HAS_TRITON,
+    available,
+    current_stream,
+    device_guard,
+    direct_launch,
+    direct_launch_supported,
+    interpreting,
+    tl,
+    triton,
+)
 
 __all__ = ["gemm_4bit", "gemv_4bit", "gemv_4bit_out", "launch", "prepare_gemm_4bit", "select_config", "tuned_configs"]
 
@@ -571,13 +581,7 @@ def _aligned(t: torch.Tensor) -> bool:
 
 
 def _fast_launch_supported() -> bool:
-    if not HAS_TRITON or os.environ.get(FAST_LAUNCH_ENV, "1") in ("0", ""):
-        return False
-    try:
-        from triton import knobs  # noqa: F401  (Triton >= 3.4: launch args are all bound args)
-    except ImportError:
-        return False
-    return True
+    return os.environ.get(FAST_LAUNCH_ENV, "1") not in ("0", "") and direct_launch_supported()
 
 
 _FAST_LAUNCH = _fast_launch_supported()
@@ -589,31 +593,11 @@ _HAS_PERMUTE = HAS_TRITON and hasattr(tl, "permute")  # the fragment-order decod
 DEFAULT_LUT = 4
 
 
-_RUNTIME: tuple | None = None
-
-
-def _runtime() -> tuple:
-    """(the driver's current-stream getter, Triton's runtime knobs), looked up once."""
-    global _RUNTIME
-    from triton import knobs
-    from triton.runtime import driver
-
-    _RUNTIME = (driver.active.get_current_stream, knobs.runtime)
-    return _RUNTIME
-
-
 def _fast_launch(ck, grid: tuple, device: torch.device, args: tuple) -> None:
-    """Launch an already compiled kernel exactly as ``JITFunction.run`` does after its
-    specialization and cache lookup, which cost most of a launch's host time. Only used for
+    """Launch an already compiled kernel directly (``_common.direct_launch``). Only used for
     a plan whose integer arguments never change and whose pointers keep the alignment the
     kernel was compiled for."""
-    get_stream, rt = _RUNTIME or _runtime()
-    stream = get_stream(device.index if device.index is not None else 0)
-    enter = rt.launch_enter_hook
-    meta = None if enter is None else ck.launch_metadata(grid, stream, *args)
-    g1 = grid[1] if len(grid) > 1 else 1
-    g2 = grid[2] if len(grid) > 2 else 1
-    ck.run(grid[0], g1, g2, stream, ck.function, ck.packed_metadata, meta, enter, rt.launch_exit_hook, *args)
+    direct_launch(ck, grid, current_stream(device.index if device.index is not None else 0), args)
 
 
 def launch(

@@ -36,7 +36,16 @@ import torch
 
 from ..._registry import register
 from ...ops.int8 import INV_127, MM_DEQUANT
-from ._common import HAS_TRITON, available, direct_launch, direct_launch_supported, interpreting, tl, triton
+from ._common import (
+    HAS_TRITON,
+    available,
+    current_stream,
+    direct_launch,
+    direct_launch_supported,
+    interpreting,
+    tl,
+    triton,
+)
 
 __all__ = [
     "gemm",
@@ -960,17 +969,10 @@ def gemv(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.Tenso
 
 _DIRECT = direct_launch_supported()
 _DIRECT_DEVICES = ("cuda",)  # tests add "cpu" to check the direct-launch arguments under the interpreter
-_STREAM = None  # triton's current-stream getter, resolved at the first direct launch
 _INT_POINTERS = True  # direct launches pass addresses (the interpreter test passes tensors)
 
 
-def _stream_of(index: int) -> int:
-    global _STREAM
-    if _STREAM is None:
-        from triton.runtime import driver
-
-        _STREAM = driver.active.get_current_stream
-    return _STREAM(index)
+_stream_of = current_stream  # a module global, so the interpreter test can replace it
 
 
 _MAX_EPOCH = 1 << 30  # then the flags are zeroed and the epochs start again

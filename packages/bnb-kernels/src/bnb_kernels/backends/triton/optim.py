@@ -26,16 +26,17 @@ import torch
 from ..._registry import register
 from ...ops.optim import TWO_STATE, check_update_8bit, check_update_32bit, optim_num_blocks
 from ..reference.optim import codebook_tables, hyper
-from ._common import available, check_device, device_guard, interpreting, tl, triton
-
-try:  # the shared direct launcher (a newer _common); without it Triton's launcher is used
-    from ._common import direct_launch, direct_launch_supported
-except ImportError:  # pragma: no cover
-    direct_launch = None
-
-    def direct_launch_supported() -> bool:
-        return False
-
+from ._common import (
+    available,
+    check_device,
+    current_stream,
+    device_guard,
+    direct_launch,
+    direct_launch_supported,
+    interpreting,
+    tl,
+    triton,
+)
 
 __all__ = ["optimizer_update_8bit_blockwise", "optimizer_update_32bit", "search_table"]
 
@@ -548,7 +549,9 @@ def _launch(plan: _Plan | None, kernel, grid: tuple, args: tuple, device: torch.
             _launch(plan, kernel, grid, args, device)
         return
     if plan is not None and plan.ck is not None:
-        direct_launch(plan.ck, grid, _stream(device), args + plan.consts[1])
+        direct_launch(
+            plan.ck, grid, current_stream(device.index if device.index is not None else 0), args + plan.consts[1]
+        )
         return
     ck = kernel[grid](*args, **plan.consts[0]) if plan is not None else None
     if plan is not None and _DIRECT and device.type == "cuda" and ck is not None:
@@ -578,12 +581,6 @@ def _programs(device: torch.device) -> int:
     if sms is None:
         sms = _SMS[device] = torch.cuda.get_device_properties(device).multi_processor_count
     return sms * PROGRAMS_PER_SM
-
-
-def _stream(device: torch.device) -> int:
-    from triton.runtime import driver
-
-    return driver.active.get_current_stream(device.index if device.index is not None else 0)
 
 
 @register("optimizer_update_32bit", "triton", "cuda", available=available)
