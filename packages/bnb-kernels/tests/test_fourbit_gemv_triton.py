@@ -15,6 +15,9 @@ import sys
 import pytest
 import torch
 
+sys.path.insert(0, os.path.dirname(__file__))  # the shared inputs; this file also runs as a script
+from _fourbit_cases import quantized_case, rel_err
+
 # (N, K, M, blocksize, dtype, nested, quant_type, config). Configs are (BN, BK, warps, SPLIT).
 CASES = [
     (40, 128, 1, 64, torch.bfloat16, True, "nf4", (2, 64, 1, 1)),  # words path, ragged N
@@ -40,27 +43,6 @@ CASES = [
 ]
 
 
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12)).item()
-
-
-def _case(N, K, M, blocksize, dtype, nested, quant_type, device, seed=0):
-    """Quantized with the ops alone (bnb-kernels tests must not need bnb-quant)."""
-    g = torch.Generator().manual_seed(seed)
-    W = torch.randn(N, K, generator=g).to(dtype).to(device)
-    x = torch.randn(M, K, generator=g).to(dtype).to(device)
-    bias = torch.randn(N, generator=g).to(dtype).to(device)
-    q, absmax = torch.ops.bitsandbytes.quantize_4bit(W, blocksize, quant_type, torch.uint8)
-    if nested:
-        code8 = torch.linspace(-1.0, 1.0, 256, device=device)
-        offset = absmax.mean()
-        a8, absmax2 = torch.ops.bitsandbytes.quantize_blockwise(absmax - offset, code8, 256)
-        extra = (absmax2, a8, code8, offset)
-    else:
-        extra = (absmax, None, None, None)
-    return x, bias, q, extra
-
-
 def launch_args(extra, nested: bool):
     """(absmax, a8, code2, offset) as ``gemv_launch`` takes them."""
     if nested:
@@ -80,7 +62,7 @@ def _interpreter_checks() -> None:
 
     failures = []
     for i, (N, K, M, bs, dt, nested, qt, cfg) in enumerate(CASES):
-        x, bias, q, extra = _case(N, K, M, bs, dt, nested, qt, "cpu", seed=100 + i)
+        _, x, bias, q, extra = quantized_case(N, K, M, bs, dt, nested, qt, "cpu", seed=100 + i)
         expected = ref.gemm_4bit(x, q, [N, K], extra[0], bs, qt, bias, *extra[1:])
         lut = fourbit_table(qt, x.device)
         for words in (1, 0):
@@ -90,12 +72,12 @@ def _interpreter_checks() -> None:
                 G.gemv_launch(
                     cfg, x, q.reshape(-1), *launch_args(extra, nested), lut, b, out, N, K, bs, nested, words=bool(words)
                 )
-                err = _rel(out, exp)
+                err = rel_err(out, exp)
                 if not torch.isfinite(out).all() or err > _TOL[dt]:
                     failures.append(f"case {i} {cfg} words={words} bias={b is not None}: rel err {err:.3g}")
     # The kernel launched directly with gemv_grid / gemv_constexprs (as a plan does).
     N, K, M, bs = 24, 256, 2, 64
-    x, bias, q, extra = _case(N, K, M, bs, torch.float16, True, "nf4", "cpu", seed=7)
+    _, x, bias, q, extra = quantized_case(N, K, M, bs, torch.float16, True, "nf4", "cpu", seed=7)
     expected = ref.gemm_4bit(x, q, [N, K], extra[0], bs, "nf4", bias, *extra[1:])
     cfg = (2, 64, 1, 1)
     out = torch.empty((M, N), dtype=torch.float16)
@@ -104,11 +86,11 @@ def _interpreter_checks() -> None:
     G.gemv_kernel[G.gemv_grid(cfg, M, N, K)](
         x, q.reshape(-1), *launch_args(extra, True), lut, bias, out, N, K, K, N, **kw
     )
-    if _rel(out, expected) > _TOL[torch.float16]:
-        failures.append(f"direct launch: {_rel(out, expected):.3g}")
+    if rel_err(out, expected) > _TOL[torch.float16]:
+        failures.append(f"direct launch: {rel_err(out, expected):.3g}")
     # A misaligned table and activation rows are copied, not misread.
     N, K, M, bs = 16, 128, 3, 64
-    x, bias, q, extra = _case(N, K, M, bs, torch.bfloat16, False, "fp4", "cpu", seed=8)
+    _, x, bias, q, extra = quantized_case(N, K, M, bs, torch.bfloat16, False, "fp4", "cpu", seed=8)
     expected = ref.gemm_4bit(x, q, [N, K], extra[0], bs, "fp4", bias, *extra[1:])
     lut_buf = torch.zeros(17)
     lut_buf[1:] = fourbit_table("fp4", x.device)
@@ -119,8 +101,8 @@ def _interpreter_checks() -> None:
     G.gemv_launch(
         (2, 64, 1, 1), x_odd, q.reshape(-1), *launch_args(extra, False), lut_buf[1:], bias, out, N, K, bs, False
     )
-    if _rel(out, expected) > _TOL[torch.bfloat16]:
-        failures.append(f"misaligned lut / x: {_rel(out, expected):.3g}")
+    if rel_err(out, expected) > _TOL[torch.bfloat16]:
+        failures.append(f"misaligned lut / x: {rel_err(out, expected):.3g}")
     if failures:
         raise SystemExit("FAILED:\n" + "\n".join(failures))
     print("gemv interpreter checks passed")

@@ -14,6 +14,9 @@ import sys
 import pytest
 import torch
 
+sys.path.insert(0, os.path.dirname(__file__))  # the shared inputs; this file also runs as a script
+from _fourbit_cases import quantized_case, rel_err
+
 CONFIGS = [
     # ("dot", tokens BM, weight rows BN, BK, warps, stages[, split-K])
     ("dot", 16, 16, 64, 4, 2),
@@ -40,27 +43,6 @@ CONFIGS = [
 ]
 
 
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12)).item()
-
-
-def _case(N, K, M, blocksize, dtype, nested, quant_type, device, seed=0):
-    """Quantized with the ops alone (bnb-kernels tests must not need bnb-quant)."""
-    g = torch.Generator().manual_seed(seed)
-    W = torch.randn(N, K, generator=g).to(dtype).to(device)
-    x = torch.randn(M, K, generator=g).to(dtype).to(device)
-    bias = torch.randn(N, generator=g).to(dtype).to(device)
-    q, absmax = torch.ops.bitsandbytes.quantize_4bit(W, blocksize, quant_type, torch.uint8)
-    if nested:
-        code8 = torch.linspace(-1.0, 1.0, 256, device=device)
-        offset = absmax.mean()
-        a8, absmax2 = torch.ops.bitsandbytes.quantize_blockwise(absmax - offset, code8, 256)
-        extra = (absmax2, a8, code8, offset)
-    else:
-        extra = (absmax, None, None, None)
-    return W, x, bias, q, extra
-
-
 def _interpreter_checks() -> None:
     """Every path at small shapes on CPU tensors. bf16 is checked on gemv/dequant only
     (loosely: the interpreter rounds to bf16 differently and its bf16 tl.dot is broken)."""
@@ -77,7 +59,7 @@ def _interpreter_checks() -> None:
     ]
     failures = []
     for N, K, M, bs, dt, nested, qt in cases:
-        _, x, bias, q, extra = _case(N, K, M, bs, dt, nested, qt, "cpu", seed=N)
+        _, x, bias, q, extra = quantized_case(N, K, M, bs, dt, nested, qt, "cpu", seed=N)
         expected = ref.gemm_4bit(x, q, [N, K], extra[0], bs, qt, bias, *extra[1:])
         meta = T._make_meta(extra[0], bs, T._lut(qt, x.device), *extra[1:])
         for cfg in CONFIGS:
@@ -88,28 +70,28 @@ def _interpreter_checks() -> None:
             out = torch.full((M, N), float("nan"), dtype=dt)
             T.launch(cfg, x, q.reshape(-1), meta, bias, out, N)
             tol = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}[dt]
-            err = _rel(out, expected)
+            err = rel_err(out, expected)
             if not torch.isfinite(out).all() or err > tol:
                 failures.append(f"{cfg} N={N} K={K} M={M} bs={bs} {dt} nested={nested}: rel err {err:.3g}")
         # The op-level entry points (their heuristic may pick tl.dot: skip bf16 there).
         if dt == torch.bfloat16:
             continue
         got = T.gemm_4bit(x, q, [N, K], extra[0], bs, qt, bias, *extra[1:])
-        if _rel(got, expected) > 2e-2:
-            failures.append(f"gemm_4bit N={N} K={K} M={M}: {_rel(got, expected):.3g}")
+        if rel_err(got, expected) > 2e-2:
+            failures.append(f"gemm_4bit N={N} K={K} M={M}: {rel_err(got, expected):.3g}")
         run = T.prepare_gemm_4bit(q, [N, K], extra[0], bs, qt, *extra[1:])
-        if _rel(run(x, bias), expected) > 2e-2:
+        if rel_err(run(x, bias), expected) > 2e-2:
             failures.append(f"prepared N={N} K={K} M={M}")
     # gemv_4bit with an explicit codebook and .out
-    _, x, _, q, extra = _case(32, 64, 1, 64, torch.float16, False, "nf4", "cpu", seed=3)
+    _, x, _, q, extra = quantized_case(32, 64, 1, 64, torch.float16, False, "nf4", "cpu", seed=3)
     code = T._lut("nf4", x.device)
     expected = ref.gemv_4bit(x, q, [32, 64], extra[0], code, 64)
     out = torch.empty(1, 32, dtype=torch.float16)
     T.gemv_4bit_out(x, q, [32, 64], extra[0], code, 64, out)
-    if _rel(out, expected) > 2e-3 or _rel(T.gemv_4bit(x, q, [32, 64], extra[0], code, 64), expected) > 2e-3:
+    if rel_err(out, expected) > 2e-3 or rel_err(T.gemv_4bit(x, q, [32, 64], extra[0], code, 64), expected) > 2e-3:
         failures.append("gemv_4bit")
     # dequantize kernel alone: fp16 exact
-    _, x, _, q, extra = _case(8, 128, 1, 32, torch.float16, True, "fp4", "cpu", seed=4)
+    _, x, _, q, extra = quantized_case(8, 128, 1, 32, torch.float16, True, "fp4", "cpu", seed=4)
     meta = T._make_meta(extra[0], 32, T._lut("fp4", x.device), *extra[1:])
     W = T.dequantize(q.reshape(-1), meta, 8, 128, torch.float16)
     flat = ref.decode_nested_absmax(extra[1], extra[0], extra[2], extra[3])
@@ -118,12 +100,12 @@ def _interpreter_checks() -> None:
     # chunked dequantize + matmul with several chunks (small chunk size for the test)
     T.CHUNK_BYTES = 4096
     for N, K, bs, nested in ((520, 64, 32, True), (64, 128, 64, False)):
-        _, x, bias, q, extra = _case(N, K, 3, bs, torch.float32, nested, "nf4", "cpu", seed=5)
+        _, x, bias, q, extra = quantized_case(N, K, 3, bs, torch.float32, nested, "nf4", "cpu", seed=5)
         meta = T._make_meta(extra[0], bs, T._lut("nf4", x.device), *extra[1:])
         rows = T._chunk_rows(N, K, bs, nested)
         out = torch.full((3, N), float("nan"))
         T.launch(("dequant_chunked",), x, q.reshape(-1), meta, bias, out, N)
-        err = _rel(out, ref.gemm_4bit(x, q, [N, K], extra[0], bs, "nf4", bias, *extra[1:]))
+        err = rel_err(out, ref.gemm_4bit(x, q, [N, K], extra[0], bs, "nf4", bias, *extra[1:]))
         if rows >= N or err > 1e-5:
             failures.append(f"dequant_chunked N={N} K={K} rows={rows}: {err:.3g}")
     if failures:
@@ -176,7 +158,7 @@ def test_gpu_paths_match_reference(dtype, M, N, K, blocksize, nested, all_paths)
     from bnb_kernels.backends.reference import fourbit_matmul as ref
     from bnb_kernels.backends.triton import fourbit_matmul as T
 
-    _, x, bias, q, extra = _case(N, K, M, blocksize, dtype, nested, "nf4", "cuda", seed=M)
+    _, x, bias, q, extra = quantized_case(N, K, M, blocksize, dtype, nested, "nf4", "cuda", seed=M)
     expected = ref.gemm_4bit(x, q, [N, K], extra[0], blocksize, "nf4", bias, *extra[1:])
     meta = T._make_meta(extra[0], blocksize, T._lut("nf4", x.device), *extra[1:])
     tol = {torch.float32: 1e-4, torch.float16: 3e-3, torch.bfloat16: 1.2e-2}[dtype]
@@ -185,25 +167,25 @@ def test_gpu_paths_match_reference(dtype, M, N, K, blocksize, nested, all_paths)
         out = torch.full((M, N), float("nan"), dtype=dtype, device="cuda")
         T.launch(cfg, x, q.reshape(-1), meta, bias, out, N)
         assert torch.isfinite(out).all(), cfg
-        assert _rel(out, expected) < tol, (cfg, _rel(out, expected))
+        assert rel_err(out, expected) < tol, (cfg, rel_err(out, expected))
     got = torch.ops.bitsandbytes.gemm_4bit(x, q, [N, K], extra[0], blocksize, "nf4", bias, *extra[1:])
-    assert _rel(got, expected) < tol
+    assert rel_err(got, expected) < tol
 
 
 @gpu
 def test_gpu_gemv_op_and_fp4_odd_k() -> None:
     from bnb_kernels.backends.reference import fourbit_matmul as ref
 
-    _, x, _, q, extra = _case(512, 1024, 1, 64, torch.bfloat16, False, "fp4", "cuda")
+    _, x, _, q, extra = quantized_case(512, 1024, 1, 64, torch.bfloat16, False, "fp4", "cuda")
     code = torch.tensor([0.0] * 16, device="cuda")
     from bnb_kernels.codebooks import fourbit_table
 
     code = fourbit_table("fp4", "cuda")
     got = torch.ops.bitsandbytes.gemv_4bit(x, q, [512, 1024], extra[0], code, 64)
-    assert _rel(got, ref.gemv_4bit(x, q, [512, 1024], extra[0], code, 64)) < 1.2e-2
-    _, x, bias, q, extra = _case(40, 33, 5, 64, torch.float16, True, "fp4", "cuda")
+    assert rel_err(got, ref.gemv_4bit(x, q, [512, 1024], extra[0], code, 64)) < 1.2e-2
+    _, x, bias, q, extra = quantized_case(40, 33, 5, 64, torch.float16, True, "fp4", "cuda")
     got = torch.ops.bitsandbytes.gemm_4bit(x, q, [40, 33], extra[0], 64, "fp4", bias, *extra[1:])
-    assert _rel(got, ref.gemm_4bit(x, q, [40, 33], extra[0], 64, "fp4", bias, *extra[1:])) < 3e-3
+    assert rel_err(got, ref.gemm_4bit(x, q, [40, 33], extra[0], 64, "fp4", bias, *extra[1:])) < 3e-3
 
 
 @gpu
@@ -213,12 +195,12 @@ def test_gpu_direct_launch_matches(M: int) -> None:
     from bnb_kernels.backends.reference import fourbit_matmul as ref
     from bnb_kernels.backends.triton import fourbit_matmul as T
 
-    _, x, bias, q, extra = _case(1024, 2048, M, 64, torch.bfloat16, True, "nf4", "cuda", seed=7)
+    _, x, bias, q, extra = quantized_case(1024, 2048, M, 64, torch.bfloat16, True, "nf4", "cuda", seed=7)
     expected = ref.gemm_4bit(x, q, [1024, 2048], extra[0], 64, "nf4", bias, *extra[1:])
     run = T.prepare_gemm_4bit(q, [1024, 2048], extra[0], 64, "nf4", *extra[1:])
     outs = [run(x, bias).clone() for _ in range(5)]
     for out in outs:
-        assert _rel(out, expected) < 1.2e-2
+        assert rel_err(out, expected) < 1.2e-2
     plans = list(run.meta.configs.values())
     assert plans
     if T._FAST_LAUNCH and plans[0].launch is not None:
@@ -233,14 +215,14 @@ def test_gpu_direct_launch_of_large_dequantize() -> None:
     from bnb_kernels.backends.triton import fourbit_matmul as T
 
     N, K, M = 4096, 4096, 600  # a 32 MiB bf16 weight
-    _, x, bias, q, extra = _case(N, K, M, 64, torch.bfloat16, True, "nf4", "cuda", seed=11)
+    _, x, bias, q, extra = quantized_case(N, K, M, 64, torch.bfloat16, True, "nf4", "cuda", seed=11)
     expected = ref.gemm_4bit(x, q, [N, K], extra[0], 64, "nf4", bias, *extra[1:])
     meta = T._make_meta(extra[0], 64, T._lut("nf4", x.device), *extra[1:])
     plan = T._Plan(("dequant",), M, N, K, meta, True)
     for _ in range(3):
         out = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device="cuda")
         plan(x, q.reshape(-1), meta, bias, out, M, N, K)
-        assert _rel(out, expected) < 1.2e-2
+        assert rel_err(out, expected) < 1.2e-2
     if T._FAST_LAUNCH:
         assert plan.launch.checked and plan.launch.ck is not None
 

@@ -1,0 +1,28 @@
+"""Inputs shared by the Triton 4-bit kernel tests (test_fourbit_matmul_triton.py and
+test_fourbit_gemv_triton.py), which also run as scripts under the Triton interpreter."""
+
+from __future__ import annotations
+
+import torch
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12)).item()
+
+
+def quantized_case(N, K, M, blocksize, dtype, nested, quant_type, device, seed=0):
+    """(W, x, bias, packed weight, (absmax, a8, code2, offset)) for a random [N, K] weight and
+    [M, K] input, quantized with the ops alone (bnb-kernels tests must not need bnb-quant)."""
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(N, K, generator=g).to(dtype).to(device)
+    x = torch.randn(M, K, generator=g).to(dtype).to(device)
+    bias = torch.randn(N, generator=g).to(dtype).to(device)
+    q, absmax = torch.ops.bitsandbytes.quantize_4bit(W, blocksize, quant_type, torch.uint8)
+    if nested:
+        code8 = torch.linspace(-1.0, 1.0, 256, device=device)
+        offset = absmax.mean()
+        a8, absmax2 = torch.ops.bitsandbytes.quantize_blockwise(absmax - offset, code8, 256)
+        extra = (absmax2, a8, code8, offset)
+    else:
+        extra = (absmax, None, None, None)
+    return W, x, bias, q, extra
