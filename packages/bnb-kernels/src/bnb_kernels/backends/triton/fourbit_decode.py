@@ -34,12 +34,18 @@ from ._common import HAS_TRITON, tl, triton
 
 __all__ = [
     "DECODE_ASM",
+    "PAIR_ASM",
+    "decode_pairs",
+    "decode_pairs_reference",
     "decode_reference",
     "decode_word",
     "fp16_planes",
+    "lookup_pairs_reference",
     "lookup_reference",
+    "pair_planes",
     "prmt_reference",
     "table_planes",
+    "table_planes16",
 ]
 
 # One word in ($8), the 8 plane words ($9..$16: L0..L3, H0..H3) in, 8 fp32 out ($0..$7:
@@ -166,6 +172,143 @@ def lookup_reference(words: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
     return torch.stack(out, dim=-1)
 
 
+# The tensor-core variant (``decode_pairs``): the planes hold the table as bf16 or fp16 bit
+# patterns (the MMA operand's dtype), so the final two prmt of each half are already packed
+# 16-bit pairs, one per byte: the high nibble's value (the lower K index) in the low half.
+# Each pair is multiplied by the block's scale pair (the scale in both halves) in one
+# packed fma (+ -0.0: exact product rounding, -0.0 keeps signed zeros). One word in ($4),
+# the 8 plane words ($5..$12: L0..L3, H0..H3), the scale pair ($13) in; 4 pair words out
+# ($0..$3: bytes 0..3 of the word). 3 + 2 selector instructions, 16 prmt and 4 fma per word
+# of 8 values.
+_PAIR_TEMPLATE = """{
+.reg .b32 s, c, a, b, l, h, p, z;
+mov.b32 z, 0x80008000;
+and.b32 s, $4, 0x77777777;
+shr.u32 c, $4, 1;
+and.b32 c, c, 0x44444444;
+or.b32 c, c, 0x32103210;
+prmt.b32 a, $5, $6, s;
+prmt.b32 b, $7, $8, s;
+prmt.b32 l, a, b, c;
+prmt.b32 a, $9, $10, s;
+prmt.b32 b, $11, $12, s;
+prmt.b32 h, a, b, c;
+prmt.b32 p, l, h, 0x4051;
+fma.rn.{T} $0, p, $13, z;
+prmt.b32 p, l, h, 0x6273;
+fma.rn.{T} $1, p, $13, z;
+shr.u32 s, s, 16;
+shr.u32 c, c, 16;
+prmt.b32 a, $5, $6, s;
+prmt.b32 b, $7, $8, s;
+prmt.b32 l, a, b, c;
+prmt.b32 a, $9, $10, s;
+prmt.b32 b, $11, $12, s;
+prmt.b32 h, a, b, c;
+prmt.b32 p, l, h, 0x4051;
+fma.rn.{T} $2, p, $13, z;
+prmt.b32 p, l, h, 0x6273;
+fma.rn.{T} $3, p, $13, z;
+}"""
+PAIR_ASM = {
+    torch.bfloat16: _PAIR_TEMPLATE.replace("{T}", "bf16x2"),
+    torch.float16: _PAIR_TEMPLATE.replace("{T}", "f16x2"),
+}
+_PAIR_CONSTRAINTS = "=r,=r,=r,=r,r,r,r,r,r,r,r,r,r,r"
+
+
+def _bits16(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return t.to(dtype).view(torch.int16).to(torch.int64) & 0xFFFF
+
+
+def _from_bits16(bits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return (bits & 0xFFFF).to(torch.int32).to(torch.int16).view(dtype)
+
+
+def pair_planes(lut: torch.Tensor, dtype: torch.dtype) -> list[int]:
+    """The 8 plane words (L0..L3, H0..H3) of a 16-entry table rounded to ``dtype`` (bf16 or
+    fp16), as Python ints in [0, 2**32) (what :func:`table_planes16` builds in a kernel)."""
+    bits = _bits16(lut.reshape(-1).float(), dtype)
+    if bits.numel() != 16:
+        raise ValueError(f"a 4-bit code table has 16 entries, got {bits.numel()}")
+    b = bits.tolist()
+    lo = [sum((b[4 * k + i] & 0xFF) << (8 * i) for i in range(4)) for k in range(4)]
+    hi = [sum((b[4 * k + i] >> 8) << (8 * i) for i in range(4)) for k in range(4)]
+    return lo + hi
+
+
+def scale_pair(scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The scale rounded to ``dtype`` in both 16-bit halves of an int64-held 32-bit word."""
+    bits = _bits16(scale, dtype)
+    return bits | (bits << 16)
+
+
+def decode_pairs_reference(
+    words: torch.Tensor, planes: list[int], scale: torch.Tensor, dtype: torch.dtype, asm: str | None = None
+) -> torch.Tensor:
+    """Runs the PTX text ``asm`` (default ``PAIR_ASM[dtype]``) on 32-bit ``words`` with the
+    scale ``scale`` (fp32, broadcast to ``words``) by a small interpreter of its
+    instructions (mov, and, or, shr, prmt, packed fma with round to nearest even):
+    ``dtype`` [..., 8], features 0..7 of each word (byte t = features 2t, 2t + 1)."""
+    asm = PAIR_ASM[dtype] if asm is None else asm
+    w = words.to(torch.int64) & 0xFFFFFFFF
+    regs: dict[str, torch.Tensor] = {"$4": w, "$13": torch.broadcast_to(scale_pair(scale, dtype), w.shape)}
+    for i, p in enumerate(planes):
+        regs[f"${5 + i}"] = torch.full_like(w, p)
+
+    def val(op: str) -> torch.Tensor:
+        op = op.strip()
+        return torch.full_like(w, int(op, 0)) if op[0].isdigit() else regs[op]
+
+    def half(v: torch.Tensor, k: int) -> torch.Tensor:
+        return _from_bits16(v >> (16 * k), dtype).double()
+
+    for line in asm.splitlines():
+        line = line.strip().rstrip(";")
+        if not line or line in "{}" or line.startswith(".reg"):
+            continue
+        opc, rest = line.split(None, 1)
+        ops = [o.strip() for o in rest.split(",")]
+        d, srcs = ops[0], [val(o) for o in ops[1:]]
+        if opc == "mov.b32":
+            r = srcs[0]
+        elif opc == "and.b32":
+            r = srcs[0] & srcs[1]
+        elif opc == "or.b32":
+            r = srcs[0] | srcs[1]
+        elif opc == "shr.u32":
+            r = srcs[0] >> srcs[1]
+        elif opc == "prmt.b32":
+            r = prmt_reference(*srcs)
+        elif opc == ("fma.rn.bf16x2" if dtype == torch.bfloat16 else "fma.rn.f16x2"):
+            # a * b + c per half, rounded once (fp64 holds the exact value of these products)
+            r = torch.zeros_like(w)
+            for k in range(2):
+                exact = half(srcs[0], k) * half(srcs[1], k) + half(srcs[2], k)
+                r |= _bits16(exact.float(), dtype) << (16 * k)
+        else:
+            raise ValueError(f"no emulation of {opc!r}")
+        regs[d] = r & 0xFFFFFFFF
+    pairs = torch.stack([regs[f"${i}"] for i in range(4)], dim=-1)
+    return torch.stack([_from_bits16(pairs, dtype), _from_bits16(pairs >> 16, dtype)], dim=-1).flatten(-2)
+
+
+def lookup_pairs_reference(
+    words: torch.Tensor, lut: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    """Plain table lookup: the code rounded to ``dtype`` times the scale (broadcast to
+    ``words``) rounded to ``dtype``, the product rounded to ``dtype`` (exact in fp32 before
+    that): ``dtype`` [..., 8], features 0..7 of each 32-bit word."""
+    w = words.to(torch.int64) & 0xFFFFFFFF
+    table = lut.reshape(-1).float().to(dtype).float()
+    codes = []
+    for t in range(4):
+        byte = (w >> (8 * t)) & 0xFF
+        codes += [table[byte >> 4], table[byte & 15]]
+    s = torch.broadcast_to(scale.float().to(dtype).float(), w.shape)[..., None]
+    return (torch.stack(codes, dim=-1) * s).to(dtype)
+
+
 if HAS_TRITON:
     _ASM = tl.constexpr(DECODE_ASM)
     _CONS = tl.constexpr(_CONSTRAINTS)
@@ -241,3 +384,80 @@ if HAS_TRITON:
             v0, v1, v2, v3 = _decode_half(s, c, l0, l1, l2, l3, h0, h1, h2, h3)
             v4, v5, v6, v7 = _decode_half(s >> 16, c >> 16, l0, l1, l2, l3, h0, h1, h2, h3)
         return v0, v1, v2, v3, v4, v5, v6, v7
+
+    _PAIR_BF16 = tl.constexpr(PAIR_ASM[torch.bfloat16])
+    _PAIR_F16 = tl.constexpr(PAIR_ASM[torch.float16])
+    _PAIR_CONS = tl.constexpr(_PAIR_CONSTRAINTS)
+
+    @triton.jit
+    def _entry_bits16(lut_ptr, i: tl.constexpr, DT: tl.constexpr):
+        """``DT`` (bf16 / fp16) bit pattern (low 16 bits of an int32) of table entry ``i``."""
+        return tl.load(lut_ptr + i).to(DT).to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
+
+    @triton.jit
+    def _plane_word16(lut_ptr, k: tl.constexpr, SHIFT: tl.constexpr, DT: tl.constexpr):
+        e0 = (_entry_bits16(lut_ptr, 4 * k, DT) >> SHIFT) & 0xFF
+        e1 = (_entry_bits16(lut_ptr, 4 * k + 1, DT) >> SHIFT) & 0xFF
+        e2 = (_entry_bits16(lut_ptr, 4 * k + 2, DT) >> SHIFT) & 0xFF
+        e3 = (_entry_bits16(lut_ptr, 4 * k + 3, DT) >> SHIFT) & 0xFF
+        return e0 | (e1 << 8) | (e2 << 16) | (e3 << 24)
+
+    @triton.jit
+    def table_planes16(lut_ptr, DT: tl.constexpr):
+        """The 8 plane words (int32 scalars L0..L3, H0..H3) of the fp32 [16] table at
+        ``lut_ptr`` rounded to ``DT`` (bf16 or fp16), for :func:`decode_pairs`."""
+        l0 = _plane_word16(lut_ptr, 0, 0, DT)
+        l1 = _plane_word16(lut_ptr, 1, 0, DT)
+        l2 = _plane_word16(lut_ptr, 2, 0, DT)
+        l3 = _plane_word16(lut_ptr, 3, 0, DT)
+        h0 = _plane_word16(lut_ptr, 0, 8, DT)
+        h1 = _plane_word16(lut_ptr, 1, 8, DT)
+        h2 = _plane_word16(lut_ptr, 2, 8, DT)
+        h3 = _plane_word16(lut_ptr, 3, 8, DT)
+        return l0, l1, l2, l3, h0, h1, h2, h3
+
+    @triton.jit
+    def _scaled_pair(p, sp, DT: tl.constexpr):
+        """Emulation of the packed fma: both 16-bit halves of ``p`` times those of ``sp``,
+        each product rounded once to ``DT`` (exact in fp32 before that)."""
+        pl = (p & 0xFFFF).to(tl.int16).to(DT, bitcast=True).to(tl.float32)
+        ph = ((p >> 16) & 0xFFFF).to(tl.int16).to(DT, bitcast=True).to(tl.float32)
+        sl = (sp & 0xFFFF).to(tl.int16).to(DT, bitcast=True).to(tl.float32)
+        sh = ((sp >> 16) & 0xFFFF).to(tl.int16).to(DT, bitcast=True).to(tl.float32)
+        lo = (pl * sl).to(DT).to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
+        hi = (ph * sh).to(DT).to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
+        return lo | (hi << 16)
+
+    @triton.jit
+    def _pairs_half(s, c, sp, l0, l1, l2, l3, h0, h1, h2, h3, DT: tl.constexpr):
+        lo = _prmt(_prmt(l0, l1, s), _prmt(l2, l3, s), c)
+        hi = _prmt(_prmt(h0, h1, s), _prmt(h2, h3, s), c)
+        p0 = _prmt(lo, hi, tl.full(s.shape, 0x4051, tl.int32))
+        p1 = _prmt(lo, hi, tl.full(s.shape, 0x6273, tl.int32))
+        return _scaled_pair(p0, sp, DT), _scaled_pair(p1, sp, DT)
+
+    @triton.jit
+    def decode_pairs(w, l0, l1, l2, l3, h0, h1, h2, h3, sp, DT: tl.constexpr, ASM: tl.constexpr):
+        """Bytes 0..3 of each int32 word of ``w`` decoded and scaled, as 4 int32 tensors
+        shaped like ``w``: per byte its two values in ``DT`` packed in one word (the high
+        nibble's in the low half), each the ``DT`` code times the ``DT`` scale pair ``sp``
+        (the scale's bits in both halves, an int32 broadcast to ``w``), rounded to ``DT``.
+        Plane words from :func:`table_planes16`. ASM: inline PTX (CUDA, sm_80+); else the
+        same permutes emulated with integer ops (interpreter)."""
+        if ASM:
+            if DT == tl.bfloat16:
+                p0, p1, p2, p3 = tl.inline_asm_elementwise(
+                    _PAIR_BF16, _PAIR_CONS, [w, l0, l1, l2, l3, h0, h1, h2, h3, sp],
+                    dtype=(tl.int32, tl.int32, tl.int32, tl.int32), is_pure=True, pack=1,
+                )  # fmt: skip
+            else:
+                p0, p1, p2, p3 = tl.inline_asm_elementwise(
+                    _PAIR_F16, _PAIR_CONS, [w, l0, l1, l2, l3, h0, h1, h2, h3, sp],
+                    dtype=(tl.int32, tl.int32, tl.int32, tl.int32), is_pure=True, pack=1,
+                )  # fmt: skip
+        else:
+            s = w & 0x77777777
+            c = ((w >> 1) & 0x44444444) | 0x32103210
+            p0, p1 = _pairs_half(s, c, sp, l0, l1, l2, l3, h0, h1, h2, h3, DT)
+            p2, p3 = _pairs_half(s >> 16, c >> 16, sp, l0, l1, l2, l3, h0, h1, h2, h3, DT)
+        return p0, p1, p2, p3

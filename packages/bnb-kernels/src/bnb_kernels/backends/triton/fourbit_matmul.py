@@ -35,6 +35,7 @@ from ..._registry import register
 from ...codebooks import fourbit_table
 from ...ops.fourbit_matmul import NESTED_BLOCKSIZE, check_gemm_4bit_args
 from ..reference import fourbit_matmul as _ref
+from . import fourbit_decode as _dec
 from . import fourbit_gemv as _gemv
 from ._common import (
     HAS_TRITON,
@@ -122,29 +123,51 @@ if HAS_TRITON:
     def _load_step(
         kb, w_ptr, row_byte, x_cols, kp, absmax_ptr, a8_ptr, code2_ptr, offset, HALF_K,
         BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, ALIGNED: tl.constexpr, EVEN_K: tl.constexpr,
-        BN: tl.constexpr, BK: tl.constexpr, NB: tl.constexpr, SB: tl.constexpr,
+        BN: tl.constexpr, BK: tl.constexpr, NB: tl.constexpr, SB: tl.constexpr, WORDS: tl.constexpr = False,
     ):  # fmt: skip
         """One K step's inputs for the fragment-order decode: the [BN, NB, SB] byte tile
         (16-byte loads), its scales and the [BK, BM] activation tile in the permuted K
-        order."""
+        order. WORDS (K/2 a multiple of 4): the tile as [BN, NB, SB/4] int32 words instead,
+        with one scale per group, or per word when a row does not start on a block."""
         HB: tl.constexpr = BK // 2
-        j2 = kb + tl.arange(0, HB)[None, :]
-        if EVEN_K:
-            b2 = tl.load(w_ptr + row_byte[:, None] + j2)
-        else:
-            b2 = tl.load(w_ptr + row_byte[:, None] + j2, mask=j2 < HALF_K, other=0)
-        b = tl.reshape(b2, (BN, NB, SB))
         rg = tl.arange(0, NB)
-        if ALIGNED:
-            g0 = kb + rg * SB
-            blk = (row_byte[:, None] + g0[None, :]) // (BLOCKSIZE // 2)
-            s = _block_scale(blk, (g0 < HALF_K)[None, :], absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)[:, :, None]
+        if WORDS:
+            SW: tl.constexpr = SB // 4
+            jw = kb // 4 + tl.arange(0, HB // 4)[None, :]
+            wq = w_ptr.to(tl.pointer_type(tl.int32)) + (row_byte // 4)[:, None]
+            if EVEN_K:
+                b2 = tl.load(wq + jw)
+            else:
+                b2 = tl.load(wq + jw, mask=jw < HALF_K // 4, other=0)
+            b = tl.reshape(b2, (BN, NB, SW))
+            if ALIGNED:
+                g0 = kb + rg * SB
+                blk = (row_byte[:, None] + g0[None, :]) // (BLOCKSIZE // 2)
+                s = _block_scale(blk, (g0 < HALF_K)[None, :], absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)[:, :, None]
+            else:
+                # words never straddle a block (blocks are >= 16 bytes, words 4-aligned)
+                j3 = kb + rg[None, :, None] * SB + 4 * tl.arange(0, SW)[None, None, :]
+                s = _block_scale(
+                    (row_byte[:, None, None] + j3) // (BLOCKSIZE // 2), j3 < HALF_K,
+                    absmax_ptr, a8_ptr, code2_ptr, offset, NESTED,
+                )  # fmt: skip
         else:
-            j3 = kb + rg[None, :, None] * SB + tl.arange(0, SB)[None, None, :]
-            s = _block_scale(
-                (row_byte[:, None, None] + j3) // (BLOCKSIZE // 2), j3 < HALF_K,
-                absmax_ptr, a8_ptr, code2_ptr, offset, NESTED,
-            )  # fmt: skip
+            j2 = kb + tl.arange(0, HB)[None, :]
+            if EVEN_K:
+                b2 = tl.load(w_ptr + row_byte[:, None] + j2)
+            else:
+                b2 = tl.load(w_ptr + row_byte[:, None] + j2, mask=j2 < HALF_K, other=0)
+            b = tl.reshape(b2, (BN, NB, SB))
+            if ALIGNED:
+                g0 = kb + rg * SB
+                blk = (row_byte[:, None] + g0[None, :]) // (BLOCKSIZE // 2)
+                s = _block_scale(blk, (g0 < HALF_K)[None, :], absmax_ptr, a8_ptr, code2_ptr, offset, NESTED)[:, :, None]
+            else:
+                j3 = kb + rg[None, :, None] * SB + tl.arange(0, SB)[None, None, :]
+                s = _block_scale(
+                    (row_byte[:, None, None] + j3) // (BLOCKSIZE // 2), j3 < HALF_K,
+                    absmax_ptr, a8_ptr, code2_ptr, offset, NESTED,
+                )  # fmt: skip
         kk = 2 * kb + kp
         if EVEN_K:
             xt = tl.load(x_cols + kk[:, None])
@@ -153,12 +176,30 @@ if HAS_TRITON:
         return b, s, xt
 
     @triton.jit
+    def _decode_words(
+        wd, s, l0, l1, l2, l3, h0, h1, h2, h3, DT: tl.constexpr, ASM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr
+    ):
+        """LUT 5: the [BN, NB, SW] words ``wd`` decoded by byte permutes from the table in
+        registers (``fourbit_decode.decode_pairs``: already ``DT`` pairs, scaled by a packed
+        multiply by the ``DT`` scale ``s``) as the [BN, BK] tile (element 2j: high nibble of
+        byte j)."""
+        sp = s.to(DT).to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
+        sp = tl.broadcast_to(sp | (sp << 16), wd.shape)
+        p0, p1, p2, p3 = _dec.decode_pairs(wd, l0, l1, l2, l3, h0, h1, h2, h3, sp, DT, ASM)
+        # join(join(p0, p2), join(p1, p3))[..., a, b] = p[2a + b]: bytes in memory order
+        pp = tl.reshape(tl.join(tl.join(p0, p2), tl.join(p1, p3)), (BN, BK // 2))
+        lo = (pp & 0xFFFF).to(tl.int16).to(DT, bitcast=True)
+        hi = (pp >> 16).to(tl.int16).to(DT, bitcast=True)
+        return tl.reshape(tl.join(lo, hi), (BN, BK))
+
+    @triton.jit
     def _gemm_kernel(
         x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset_ptr, lut_ptr, bias_ptr, out_ptr, ws_ptr, cnt_ptr,
         M, N, HALF_K, stride_xm, stride_om,
         BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, HAS_BIAS: tl.constexpr, ALIGNED: tl.constexpr,
         BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SPLIT_K: tl.constexpr, EVEN_K: tl.constexpr,
         LUT: tl.constexpr, PERM: tl.constexpr = False, WARPS: tl.constexpr = 4, PF: tl.constexpr = False,
+        ASM: tl.constexpr = True,
     ):  # fmt: skip
         """``out[m, n] = sum_k x[m, k] W[n, k]`` computed transposed: a [BN weight rows, BM
         tokens] tile per program, so the decoded weight is the tensor cores' A operand (taken
@@ -199,6 +240,10 @@ if HAS_TRITON:
             offset = 0.0
         if LUT == 0:
             table = 0.0
+        elif LUT == 5:
+            # the 16 codes as DT bit patterns in 8 registers (byte planes) for the permutes
+            table = 0.0
+            l0, l1, l2, l3, h0, h1, h2, h3 = _dec.table_planes16(lut_ptr, DT)
         else:
             table = _pair_table(lut_ptr, DT, LUT)
         per = tl.cdiv(tl.cdiv(HALF_K, HB), SPLIT_K) * HB
@@ -223,7 +268,7 @@ if HAS_TRITON:
                 kn = kb0
             b_n, s_n, x_n = _load_step(
                 kn, w_ptr, row_byte, x_cols, kp, absmax_ptr, a8_ptr, code2_ptr, offset, HALF_K,
-                BLOCKSIZE, NESTED, ALIGNED, EVEN_K, BN, BK, NB, SB,
+                BLOCKSIZE, NESTED, ALIGNED, EVEN_K, BN, BK, NB, SB, LUT == 5,
             )  # fmt: skip
             for kb in range(kb0, kb1, HB):
                 b = b_n
@@ -235,10 +280,24 @@ if HAS_TRITON:
                     kn = kb + HB
                 b_n, s_n, x_n = _load_step(
                     kn, w_ptr, row_byte, x_cols, kp, absmax_ptr, a8_ptr, code2_ptr, offset, HALF_K,
-                    BLOCKSIZE, NESTED, ALIGNED, EVEN_K, BN, BK, NB, SB,
+                    BLOCKSIZE, NESTED, ALIGNED, EVEN_K, BN, BK, NB, SB, LUT == 5,
                 )  # fmt: skip
-                v = _decode_bytes(b, s, table, lut_ptr, DT, LUT, BN, NB, SB)
-                w = tl.reshape(tl.reshape(v, (BN, BK)), (2, WARPS, 8, 4, 16, 2))
+                if LUT == 5:
+                    w = _decode_words(b, s, l0, l1, l2, l3, h0, h1, h2, h3, DT, ASM, BN, BK)
+                else:
+                    w = tl.reshape(_decode_bytes(b, s, table, lut_ptr, DT, LUT, BN, NB, SB), (BN, BK))
+                w = tl.reshape(w, (2, WARPS, 8, 4, 16, 2))
+                w = tl.reshape(tl.permute(w, (1, 0, 2, 4, 3, 5)), (BN, BK))
+                acc = tl.dot(w, xt, acc)
+        elif LUT == 5:
+            # (PERM only) words decoded by permutes; the pipeliner stages the loads
+            for kb in range(kb0, kb1, HB):
+                b, s, xt = _load_step(
+                    kb, w_ptr, row_byte, x_cols, kp, absmax_ptr, a8_ptr, code2_ptr, offset, HALF_K,
+                    BLOCKSIZE, NESTED, ALIGNED, EVEN_K, BN, BK, NB, SB, True,
+                )  # fmt: skip
+                w = _decode_words(b, s, l0, l1, l2, l3, h0, h1, h2, h3, DT, ASM, BN, BK)
+                w = tl.reshape(w, (2, WARPS, 8, 4, 16, 2))
                 w = tl.reshape(tl.permute(w, (1, 0, 2, 4, 3, 5)), (BN, BK))
                 acc = tl.dot(w, xt, acc)
         else:
@@ -477,12 +536,15 @@ def _split_buffers(device: torch.device, numel: int, tiles: int) -> tuple[torch.
 class _Plan:
     """A config resolved for one (M, N, K): kernels, grids and constexprs, ready to launch."""
 
-    __slots__ = ("kind", "launch", "lut", "need", "split")
+    __slots__ = ("alt", "config", "kind", "launch", "lut", "need", "split", "words")
 
     def __init__(self, config: tuple, M: int, N: int, K: int, meta: _Meta, has_bias: bool) -> None:
         kind = config[0]
         bs = meta.blocksize
         self.kind = kind
+        self.config = config
+        self.words = False  # LUT 5: the weight read as int32 words (4-byte aligned)
+        self.alt: _Plan | None = None  # LUT 1 in its place for a weight that is not
         self.split = 1
         self.launch: _Launch | None = None
         self.need = (0, 0)
@@ -506,6 +568,9 @@ class _Plan:
             # the fragment-order decode exists for one tile shape
             perm = bool(config[8]) if len(config) > 8 else False
             perm = perm and BK == 128 and BN == 16 * warps and _HAS_PERMUTE
+            if lut == 5 and not (_HAS_DOT5 and perm and half_k % 4 == 0):
+                lut = 1  # the permute decode needs the fragment order and whole words per row
+            self.words = lut == 5
             self.split = split
             grid = (triton.cdiv(N, BN), triton.cdiv(M, BM), split)
             if split > 1:
@@ -513,7 +578,8 @@ class _Plan:
             kw = dict(
                 BLOCKSIZE=bs, NESTED=meta.nested, HAS_BIAS=has_bias, ALIGNED=K % bs == 0,
                 BM=BM, BN=BN, BK=BK, SPLIT_K=split, EVEN_K=half_k % (BK // 2) == 0,
-                LUT=lut, PERM=perm, WARPS=warps, PF=perm and stages == 1, num_warps=warps, num_stages=stages,
+                LUT=lut, PERM=perm, WARPS=warps, PF=perm and stages == 1, ASM=not interpreting(),
+                num_warps=warps, num_stages=stages,
             )  # fmt: skip
             self.launch = _Launch(_gemm_kernel, grid, kw)
         elif kind == "dequant":
@@ -531,7 +597,12 @@ class _Plan:
         bias_arg = meta.absmax if bias is None else bias
         kind = self.kind
         if kind == "dot":
-            aligned = _aligned(x) and _aligned(out) and (bias is None or _aligned(bias))
+            if self.words and w.data_ptr() % 4:
+                if self.alt is None:
+                    self.alt = _Plan((*self.config[:7], 1, 1), M, N, K, meta, bias is not None)
+                self.alt(x, w, meta, bias, out, M, N, K)
+                return
+            aligned = _aligned(x) and _aligned(out) and _aligned(w) and (bias is None or _aligned(bias))
             if self.split == 1:
                 ws = cnt = meta.absmax
             else:
@@ -589,6 +660,12 @@ _FAST_LAUNCH = _fast_launch_supported()
 # 16 values from global memory (LUT mode 0).
 _LUT_GATHER = HAS_TRITON and hasattr(tl, "gather")
 _HAS_PERMUTE = HAS_TRITON and hasattr(tl, "permute")  # the fragment-order decode
+DOT5_ENV = "BNB_4BIT_DOT5"
+# Decode 5 (byte permutes from the table in registers, inline PTX): Triton >= 3.2 (its
+# tl.gather marks the version) with tl.permute; ``BNB_4BIT_DOT5=0`` keeps it out of the
+# autotuner's candidates (read once, at import).
+_HAS_DOT5 = _LUT_GATHER and _HAS_PERMUTE and hasattr(tl, "inline_asm_elementwise")
+_DOT5 = _HAS_DOT5 and os.environ.get(DOT5_ENV, "1") not in ("0", "")
 # The dot kernel's decode (``_decode_bytes``): 4 = one gather of an fp32 pair per byte.
 DEFAULT_LUT = 4
 
