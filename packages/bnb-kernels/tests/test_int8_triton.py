@@ -203,6 +203,24 @@ def check_direct_launch() -> list[str]:
     return fails
 
 
+def check_rows_per_program(device: str, shapes_quant, row_elems: int) -> list[str]:
+    """The one-pass quantization kernel with several rows per program (ROWS > 1, rows past
+    the last masked) gives the reference's codes, stats and outlier columns."""
+    from bnb_kernels.backends.triton import int8 as T
+
+    saved = T.ONE_PASS_ROW_ELEMS
+    T.ONE_PASS_ROW_ELEMS = row_elems
+    T._QUANT_STEPS.clear()
+    T._QUANT_DIRECT.clear()
+    try:
+        fails = check_all(device, shapes_quant, [], ())
+    finally:
+        T.ONE_PASS_ROW_ELEMS = saved
+        T._QUANT_STEPS.clear()
+        T._QUANT_DIRECT.clear()
+    return [f"{f} (rows per program: {row_elems} elements)" for f in fails]
+
+
 def _interpreter_main() -> int:
     # The interpreter's bf16 tl.dot is broken: bf16 is checked on the quantization kernel only.
     fails = check_all(
@@ -212,6 +230,7 @@ def _interpreter_main() -> int:
         dtypes=(torch.float16, torch.float32),
     )
     fails += check_direct_launch()
+    fails += check_rows_per_program("cpu", [(1, 7), (5, 37), (17, 96), (3, 200)], 512)
     for f in fails:
         print("FAIL", f)
     return 1 if fails else 0
@@ -247,6 +266,8 @@ def test_triton_kernels_full_size_gpu(monkeypatch: pytest.MonkeyPatch, part: str
 
     monkeypatch.setattr(T, "AUTOTUNE", False)  # one tile config: fewer compilations
     fails = check_all("cuda", **_GPU_PARTS[part])
+    if part == "quant":
+        fails += check_rows_per_program("cuda", [(333, 1000), (2049, 4096)], 16384)
     assert not fails, fails
 
 

@@ -2,8 +2,9 @@
 
 - ``_row_quant_kernel``: one pass over the activations (two above ``ONE_PASS_MAX_K``). Per
   row: the absmax of the non-outlier values, the int8 codes (outlier elements get 0) and,
-  with a threshold, a flag per outlier column (plain stores: no atomics, no host
-  synchronization). Compiled without fused multiply-add so the codes equal the reference's.
+  with a threshold, a flag per outlier column (a relaxed atomic max, only in rows that hold an
+  outlier; no host synchronization). Compiled without fused multiply-add so the codes equal
+  the reference's.
 - ``_outlier_cols_kernel``: from the flags, the ascending list of outlier columns and its
   length (on the device) and, optionally, code 0 in every outlier column (the reference's
   whole-column split).
@@ -29,7 +30,9 @@ is most of the host time of a call. The reference-schema ops reuse the same kern
 
 # No `from __future__ import annotations` here: Triton 3.0's interpreter recognizes
 # `tl.constexpr` parameters only when the annotation is the object, not a string.
+import inspect
 import os
+import threading
 import warnings
 
 import torch
@@ -86,6 +89,7 @@ if HAS_TRITON:
         CODES,
         ROW_STATS,
         FL,
+        M,
         K,
         stride_xm,
         stride_cm,
@@ -94,6 +98,7 @@ if HAS_TRITON:
         HAS_THRESHOLD: tl.constexpr,
         BLOCK_K: tl.constexpr,
         ONE_PASS: tl.constexpr,
+        ROWS: tl.constexpr = 1,
     ):
         # FL[0:K] (int32): raised to at least `epoch` at every column holding an outlier (a
         # column counts as flagged when its flag >= epoch: a plan keeps its flags between
@@ -101,22 +106,41 @@ if HAS_TRITON:
         # to the exact 16-bit part). A flag is read before it is raised: most rows flag the
         # same few columns, and reads of a raised flag do not contend like writes. No host
         # synchronization; _outlier_cols_kernel builds the list of flagged columns.
-        row = tl.program_id(0).to(tl.int64)
-        x_row = X + row * stride_xm
-        c_row = CODES + row * stride_cm
         offs = tl.arange(0, BLOCK_K)
         if ONE_PASS:
-            mask = offs < K
-            x = tl.load(x_row + offs, mask=mask, other=0.0).to(tl.float32)
+            # ROWS whole rows per program, held in registers: one read of x, one write of codes
+            rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+            rmask = rows < M
+            r64 = rows.to(tl.int64)
+            mask = rmask[:, None] & (offs < K)[None, :]
+            x = tl.load(X + r64[:, None] * stride_xm + offs[None, :], mask=mask, other=0.0).to(tl.float32)
             ax = tl.abs(x)
             valid = ax == ax  # not NaN
             if HAS_THRESHOLD:
                 valid = valid & (ax < threshold)
                 outl = (ax >= threshold) & mask
-                seen = tl.load(FL + offs, mask=outl, other=0)
-                tl.atomic_max(FL + offs, tl.full([BLOCK_K], 0, tl.int32) + epoch, mask=outl & (seen < epoch))
-            absmax = tl.max(tl.where(valid, ax, 0.0), axis=0)
+                # Rows without an outlier (most) skip the flag update: a masked vector atomic
+                # still costs its instructions per element.
+                if tl.max(tl.max(outl.to(tl.int32), axis=1), axis=0) > 0:
+                    fptr = FL + (offs[None, :] + rows[:, None] * 0)
+                    seen = tl.load(fptr, mask=outl, other=0)
+                    tl.atomic_max(
+                        fptr,
+                        tl.full([ROWS, BLOCK_K], 0, tl.int32) + epoch,
+                        mask=outl & (seen < epoch),
+                        sem="relaxed",  # read by a later launch: no ordering needed here
+                    )
+            amax = tl.max(tl.where(valid, ax, 0.0), axis=1)
+            tl.store(ROW_STATS + rows, amax, mask=rmask)
+            rscale = tl.math.div_rn(tl.full([ROWS], 1.0, tl.float32), amax) * 127.0
+            q = x * rscale[:, None]
+            keep = valid & (tl.abs(q) < 1.0e30)
+            r = (q + _MAGIC) - _MAGIC
+            tl.store(CODES + r64[:, None] * stride_cm + offs[None, :], tl.where(keep, r, 0.0).to(tl.int8), mask=mask)
         else:
+            row = tl.program_id(0).to(tl.int64)
+            x_row = X + row * stride_xm
+            c_row = CODES + row * stride_cm
             acc = tl.zeros([BLOCK_K], dtype=tl.float32)
             for k0 in range(0, K, BLOCK_K):
                 m = (k0 + offs) < K
@@ -125,18 +149,18 @@ if HAS_TRITON:
                 if HAS_THRESHOLD:
                     ok = ok & (a < threshold)
                     outl = (a >= threshold) & m
-                    seen = tl.load(FL + k0 + offs, mask=outl, other=0)
-                    tl.atomic_max(FL + k0 + offs, tl.full([BLOCK_K], 0, tl.int32) + epoch, mask=outl & (seen < epoch))
+                    if tl.max(outl.to(tl.int32), axis=0) > 0:
+                        seen = tl.load(FL + k0 + offs, mask=outl, other=0)
+                        tl.atomic_max(
+                            FL + k0 + offs,
+                            tl.full([BLOCK_K], 0, tl.int32) + epoch,
+                            mask=outl & (seen < epoch),
+                            sem="relaxed",
+                        )
                 acc = tl.maximum(acc, tl.where(ok, a, 0.0))
             absmax = tl.max(acc, axis=0)
-        tl.store(ROW_STATS + row, absmax)
-        scale = tl.math.div_rn(tl.full([], 1.0, tl.float32), absmax) * 127.0
-        if ONE_PASS:
-            q = x * scale
-            keep = valid & (tl.abs(q) < 1.0e30)
-            r = (q + _MAGIC) - _MAGIC
-            tl.store(c_row + offs, tl.where(keep, r, 0.0).to(tl.int8), mask=mask)
-        else:
+            tl.store(ROW_STATS + row, absmax)
+            scale = tl.math.div_rn(tl.full([], 1.0, tl.float32), absmax) * 127.0
             # second pass over the row: read again (from L2), write the codes
             for k0 in range(0, K, BLOCK_K):
                 m = (k0 + offs) < K
@@ -449,11 +473,24 @@ if HAS_TRITON:
     def _even_k(args: dict) -> bool:
         return args["K"] % args["BLOCK_K"] == 0
 
+    def _quick_bench(kernel_call, quantiles=None):
+        return triton.testing.do_bench(kernel_call, warmup=5, rep=20, quantiles=quantiles)
+
+    def _quick_autotune(configs: list, key: list):
+        """``triton.autotune`` with a short timing per configuration (the default 25 + 100 ms
+        made a layer's first call take over a second per shape) and, where this Triton can,
+        the choice kept on disk beside the compiled kernels (later processes skip timing)."""
+        params = inspect.signature(triton.autotune).parameters
+        kw: dict = {"do_bench": _quick_bench} if "do_bench" in params else {"warmup": 5, "rep": 20}
+        if "cache_results" in params:
+            kw["cache_results"] = True
+        return triton.autotune(configs=configs, key=key, **kw)
+
     # The epilogue keeps one accumulator live at a time (the int32 one is converted before the
     # 16-bit outlier columns are added), so the outlier variant takes the same tiles.
-    _GEMM_TUNED = triton.autotune(
-        configs=_gemm_configs(),
-        key=["M_BUCKET", "N", "K", "EPILOGUE", "HAS_OUTLIERS", "SUBTRACT_OUTLIERS"],
+    _GEMM_TUNED = _quick_autotune(
+        _gemm_configs(),
+        ["M_BUCKET", "N", "K", "EPILOGUE", "HAS_OUTLIERS", "SUBTRACT_OUTLIERS"],
     )(triton.heuristics({"EVEN_K": _even_k})(triton.jit(_int8_gemm_kernel.fn)))
 
     # 2-16 rows: the weight stream is the work. Splitting K lets wide column tiles (few
@@ -477,7 +514,7 @@ if HAS_TRITON:
     ]
 
     def _w8a16_tuner(configs: list):
-        return triton.autotune(configs=configs, key=["M", "N", "K"])(
+        return _quick_autotune(configs, ["M", "N", "K"])(
             triton.heuristics({"EVEN_K": _even_k})(triton.jit(_w8a16_kernel.fn))
         )
 
@@ -489,26 +526,26 @@ if HAS_TRITON:
 
     # 17-1024 rows: the same kernel with row tiles of 64-128 (16-bit tensor-core matmul, the
     # int8 weight converted in registers); raced against quantize + int8 GEMM per shape.
-    _W8A16_BIG = triton.autotune(
-        configs=[
+    _W8A16_BIG = _quick_autotune(
+        [
             triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "SPLIT_K": 1}, num_warps=4, num_stages=4),
             triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "SPLIT_K": 1}, num_warps=8, num_stages=3),
             triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 128, "SPLIT_K": 1}, num_warps=4, num_stages=4),
             triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 64, "SPLIT_K": 1}, num_warps=4, num_stages=4),
             triton.Config({"BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 64, "SPLIT_K": 1}, num_warps=8, num_stages=3),
         ],
-        key=["M", "N", "K"],
+        ["M", "N", "K"],
     )(triton.heuristics({"EVEN_K": _even_k})(triton.jit(_w8a16_kernel.fn)))
 
-    _GEMV_TUNED = triton.autotune(
-        configs=[
+    _GEMV_TUNED = _quick_autotune(
+        [
             triton.Config({"BLOCK_N": 8, "BLOCK_K": 1024}, num_warps=4, num_stages=1),
             triton.Config({"BLOCK_N": 4, "BLOCK_K": 2048}, num_warps=4, num_stages=1),
             triton.Config({"BLOCK_N": 16, "BLOCK_K": 512}, num_warps=4, num_stages=1),
             triton.Config({"BLOCK_N": 8, "BLOCK_K": 2048}, num_warps=8, num_stages=1),
             triton.Config({"BLOCK_N": 16, "BLOCK_K": 1024}, num_warps=8, num_stages=1),
         ],
-        key=["N", "K"],
+        ["N", "K"],
     )(triton.heuristics({"EVEN_K": _even_k})(triton.jit(_gemv_kernel.fn)))
 
 
@@ -522,6 +559,7 @@ _TIMINGS: dict[tuple, dict[str, float]] = {}
 # reads the row again, from L2), which keeps more rows in flight per SM.
 ONE_PASS_MAX_K = 8192
 ONE_PASS_WARPS = 8  # one pass, K > 2048
+ONE_PASS_ROW_ELEMS = 0  # one pass: ROWS per program = this // BLOCK_K (at least 1)
 TWO_PASS_BLOCK, TWO_PASS_WARPS = 4096, 8
 # Rows per program of the outlier-column kernel (each program scans the column flags).
 _OUTLIER_ROWS = 16
@@ -632,20 +670,35 @@ class _OnDevice:
 
 def _quant_step(M: int, K: int, threshold: float) -> _Step:
     one_pass = K <= ONE_PASS_MAX_K
+    rows = 1
     if one_pass:
         block = triton.next_power_of_2(max(K, 16))
         warps = 4 if block <= 2048 else ONE_PASS_WARPS
+        # several short rows per program keep enough bytes in flight per SM
+        rows = max(1, min(ONE_PASS_ROW_ELEMS // block, triton.next_power_of_2(M)))
     else:
         block, warps = TWO_PASS_BLOCK, TWO_PASS_WARPS
-    kw = {"HAS_THRESHOLD": threshold > 0.0, "BLOCK_K": block, "ONE_PASS": one_pass, "num_warps": warps}
+    kw = {"HAS_THRESHOLD": threshold > 0.0, "BLOCK_K": block, "ONE_PASS": one_pass, "ROWS": rows, "num_warps": warps}
     if not _INTERPRET:
         kw["enable_fp_fusion"] = False  # the codes must round x * scale exactly as the reference does
-    return _Step(_row_quant_kernel, (M,), kw)
+    return _Step(_row_quant_kernel, (triton.cdiv(M, rows),), kw)
 
 
 def _quant_args(A2, codes, row_stats, fl, threshold: float) -> tuple:
     K = A2.shape[1]
-    return (A2, codes, row_stats, fl if fl is not None else row_stats, K, A2.stride(0), codes.stride(0), threshold, 1)
+    M, K = A2.shape
+    return (
+        A2,
+        codes,
+        row_stats,
+        fl if fl is not None else row_stats,
+        M,
+        K,
+        A2.stride(0),
+        codes.stride(0),
+        threshold,
+        1,
+    )
 
 
 def _outlier_step(M: int, K: int, zero_codes: bool) -> _Step:
@@ -703,7 +756,7 @@ def row_quant(
         cp, rp = ptr(codes), ptr(row_stats)
         flp = ptr(fl) if has_t else rp
         q = steps[0]
-        direct_launch(q.ck, q.grid, stream, (ptr(A2), cp, rp, flp, K, A2.stride(0), K, t, 1, *q.consts))
+        direct_launch(q.ck, q.grid, stream, (ptr(A2), cp, rp, flp, rows, K, A2.stride(0), K, t, 1, *q.consts))
         if has_t:
             o = steps[1]
             direct_launch(o.ck, o.grid, stream, (flp, ptr(cols), cp, rows, K, K, 1, *o.consts))
@@ -1075,12 +1128,12 @@ class _Plan:
         if self.threshold > 0.0:
             e = self.epoch
             return [
-                (x, codes, rs, flags, K, K, K, self.threshold, e),
+                (x, codes, rs, flags, M, K, K, K, self.threshold, e),
                 (flags, ws, codes, M, K, K, e),
                 (codes, cb, o, rs, scb, bb, x, ws, M, N, K, mb, K, K, N, K),
             ]
         return [
-            (x, codes, rs, rs, K, K, K, 0.0, 1),
+            (x, codes, rs, rs, M, K, K, K, 0.0, 1),
             (codes, cb, o, rs, scb, bb, codes, rs, M, N, K, mb, K, K, N, 0),
         ]
 
@@ -1194,8 +1247,8 @@ def _race(a: _Plan, b: _Plan, A2: torch.Tensor, bias: torch.Tensor | None) -> tu
 
     a.prepare(A2, bias, True)
     b.prepare(A2, bias, True)
-    ta = do_bench(lambda: a(A2, bias), warmup=10, rep=40, return_mode="median")
-    tb = do_bench(lambda: b(A2, bias), warmup=10, rep=40, return_mode="median")
+    ta = do_bench(lambda: a(A2, bias), warmup=5, rep=20, return_mode="median")
+    tb = do_bench(lambda: b(A2, bias), warmup=5, rep=20, return_mode="median")
     return ta, tb
 
 
@@ -1320,15 +1373,24 @@ def path_taken(M: int, N: int, K: int, dtype: torch.dtype, threshold: float, has
     return "quant + int8 gemm"
 
 
+_PINNED: dict[tuple, torch.Tensor] = {}  # one pinned host word per (device, dtype), reused
+_PINNED_LOCK = threading.Lock()
+
+
 def _read_count(count: torch.Tensor) -> int:
-    """The device-side int32 counter on the host: a non-blocking copy into pinned memory and a
-    stream synchronization (cheaper than ``.item()``'s pageable copy)."""
+    """The device-side counter on the host: a non-blocking copy into a pinned word kept
+    between calls and a stream synchronization (a fresh pinned tensor per call cost ~30 us on
+    the H100 machine; ``.item()`` copies to pageable memory)."""
     if count.device.type != "cuda":
         return int(count.item())
-    host = torch.empty(1, dtype=count.dtype, pin_memory=True)
-    host.copy_(count, non_blocking=True)
-    torch.cuda.current_stream(count.device).synchronize()
-    return int(host.item())
+    key = (count.device.index, count.dtype)
+    with _PINNED_LOCK:  # the word is in use from the copy until it is read back
+        host = _PINNED.get(key)
+        if host is None:
+            host = _PINNED[key] = torch.empty(1, dtype=count.dtype, pin_memory=True)
+        host.copy_(count.reshape(1), non_blocking=True)
+        torch.cuda.current_stream(count.device).synchronize()
+        return int(host[0])
 
 
 def _available() -> bool:
