@@ -326,6 +326,7 @@ if HAS_TRITON:
         BIAS,
         OUT,
         PART,
+        CNT,
         M,
         N,
         K,
@@ -342,7 +343,9 @@ if HAS_TRITON:
         SPLIT_K: tl.constexpr,
     ):
         # SPLIT_K > 1: program (n, m, s) multiplies the s-th slice of K and writes its scaled
-        # float32 partial to PART[s]; _splitk_sum_kernel adds the slices (and the bias).
+        # float32 partial to PART[s]; the last program of a tile to finish (CNT: one counter
+        # per tile, zero between launches) adds the slices and the bias and writes OUT, so a
+        # split costs no second launch.
         if M_MAJOR:  # consecutive programs share a weight tile (several row blocks): L2 reuse
             pid_m = tl.program_id(0)
             pid_n = tl.program_id(1)
@@ -381,25 +384,27 @@ if HAS_TRITON:
         mask_n = rn < N
         scale = tl.load(SCB + rn, mask=mask_n, other=0.0) * _I127
         out = acc * scale[None, :]
+        omask = mask_m[:, None] & mask_n[None, :]
+        o_ptrs = OUT + rm.to(tl.int64)[:, None] * stride_om + rn[None, :]
         if SPLIT_K > 1:
-            p_ptrs = PART + (tl.program_id(2) * M + rm).to(tl.int64)[:, None] * N + rn[None, :]
-            tl.store(p_ptrs, out, mask=mask_m[:, None] & mask_n[None, :])
+            MN = M * N
+            p_ptrs = PART + rm.to(tl.int64)[:, None] * N + rn[None, :]
+            tl.store(p_ptrs + tl.program_id(2) * MN, out, mask=omask)
+            tl.debug_barrier()  # every thread's partial is written before the counter moves
+            tile = pid_m * tl.cdiv(N, BLOCK_N) + pid_n
+            done = tl.atomic_add(CNT + tile, 1, sem="acq_rel")
+            if done == SPLIT_K - 1:
+                res = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+                for s in range(SPLIT_K):  # not unrolled: one partial tile live at a time
+                    res += tl.load(p_ptrs + s * MN, mask=omask, other=0.0, cache_modifier=".cg")
+                if HAS_BIAS:
+                    res += tl.load(BIAS + rn, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+                tl.store(o_ptrs, res.to(OUT.dtype.element_ty), mask=omask)
+                tl.atomic_xchg(CNT + tile, 0)  # ready for the next launch
         else:
             if HAS_BIAS:
                 out = out + tl.load(BIAS + rn, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-            o_ptrs = OUT + rm.to(tl.int64)[:, None] * stride_om + rn[None, :]
-            tl.store(o_ptrs, out.to(OUT.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
-
-    @triton.jit
-    def _splitk_sum_kernel(PART, BIAS, OUT, M, N, SPLIT: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr):
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < M * N
-        acc = tl.load(PART + offs, mask=mask, other=0.0)
-        for s in tl.static_range(1, SPLIT):
-            acc += tl.load(PART + s * M * N + offs, mask=mask, other=0.0)
-        if HAS_BIAS:
-            acc += tl.load(BIAS + offs % N, mask=mask, other=0.0).to(tl.float32)
-        tl.store(OUT + offs, acc.to(OUT.dtype.element_ty), mask=mask)
+            tl.store(o_ptrs, out.to(OUT.dtype.element_ty), mask=omask)
 
     @triton.jit
     def _gemv_kernel(
@@ -495,8 +500,8 @@ if HAS_TRITON:
 
     # 2-16 rows: the weight stream is the work. Splitting K lets wide column tiles (few
     # re-reads of the activations from L2) still give every SM several programs, at the
-    # price of a second kernel that adds the slices: both kinds are tuned, and the faster
-    # plan (both kernels, timed as a whole) is kept per shape.
+    # price of writing and re-reading float32 partials (summed by the last program of each
+    # tile): both kinds are tuned, and the faster plan is kept per shape.
     _W8A16_ONE_CONFIGS = [
         triton.Config({"BLOCK_N": 16, "BLOCK_K": 512, "SPLIT_K": 1}, num_warps=4, num_stages=4),
         triton.Config({"BLOCK_N": 16, "BLOCK_K": 256, "SPLIT_K": 1}, num_warps=4, num_stages=4),
@@ -899,7 +904,13 @@ def gemm(
 _MAX_SPLIT = 8
 
 
-def _w8a16_args(X, CB, SCB, bias, out, part) -> tuple:
+def _tile_counters(M: int, N: int, device: torch.device) -> torch.Tensor:
+    """Zeroed split-K counters, one per (16-row, 16-column) tile: enough for every w8a16
+    configuration (each launch leaves them at zero)."""
+    return torch.zeros(triton.cdiv(M, 16) * triton.cdiv(N, 16), device=device, dtype=torch.int32)
+
+
+def _w8a16_args(X, CB, SCB, bias, out, part, cnt) -> tuple:
     M, K = X.shape
     return (
         X,
@@ -908,6 +919,7 @@ def _w8a16_args(X, CB, SCB, bias, out, part) -> tuple:
         bias if bias is not None else SCB,
         out,
         part if part is not None else out,
+        cnt if cnt is not None else SCB,
         M,
         CB.shape[0],
         K,
@@ -943,15 +955,6 @@ def _w8a16_step(
     return _launch_step(kind, _w8a16_kernel, best, M, N, K, args, flags)
 
 
-def _sum_step(M: int, N: int, split: int, has_bias: bool) -> _Step:
-    kw = {"SPLIT": split, "HAS_BIAS": has_bias, "BLOCK": 1024, "num_warps": 4}
-    return _Step(_splitk_sum_kernel, (triton.cdiv(M * N, 1024),), kw)
-
-
-def _sum_args(part, bias, out, M: int, N: int) -> tuple:
-    return (part, bias if bias is not None else part, out, M, N)
-
-
 def _zero_k(X: torch.Tensor, N: int, bias: torch.Tensor | None) -> torch.Tensor:
     out = torch.zeros((X.shape[0], N), device=X.device, dtype=X.dtype)
     return out if bias is None else out.add_(bias.to(out.dtype))
@@ -966,11 +969,9 @@ def w8a16(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.Tens
         return _zero_k(X, N, bias)
     out = torch.empty((M, N), device=X.device, dtype=X.dtype)
     part = torch.empty((_MAX_SPLIT, M, N), device=X.device, dtype=torch.float32)
+    cnt = _tile_counters(M, N, X.device)
     with _OnDevice(X.device):
-        step = _w8a16_step("w8a16", M, N, K, _w8a16_args(X, CB, SCB, bias, out, part), X.dtype, bias is not None)
-        split = step.kw["SPLIT_K"]
-        if split > 1:
-            _sum_step(M, N, split, bias is not None).slow(_sum_args(part, bias, out, M, N))
+        _w8a16_step("w8a16", M, N, K, _w8a16_args(X, CB, SCB, bias, out, part, cnt), X.dtype, bias is not None)
     return out
 
 
@@ -983,7 +984,7 @@ def w8a16_big(X: torch.Tensor, CB: torch.Tensor, SCB: torch.Tensor, bias: torch.
         return _zero_k(X, N, bias)
     out = torch.empty((M, N), device=X.device, dtype=X.dtype)
     with _OnDevice(X.device):
-        _w8a16_step("w8a16big", M, N, K, _w8a16_args(X, CB, SCB, bias, out, None), X.dtype, bias is not None)
+        _w8a16_step("w8a16big", M, N, K, _w8a16_args(X, CB, SCB, bias, out, None, None), X.dtype, bias is not None)
     return out
 
 
@@ -1042,7 +1043,8 @@ class _Plan:
     launch has been checked to give the same result as Triton's own launch."""
 
     __slots__ = (
-        "K", "M", "N", "dtype", "epoch", "fast", "flags", "kind", "lin", "mode", "offs", "split", "steps", "threshold",
+        "K", "M", "N", "counters", "dtype", "epoch", "fast", "flags", "kind", "lin", "mode", "offs", "split", "steps",
+        "threshold",
     )  # fmt: skip
 
     def __init__(
@@ -1063,6 +1065,7 @@ class _Plan:
         # flagged in this call when its flag >= epoch (no zeroing launch per call)
         self.flags: torch.Tensor | None = None
         self.epoch = 0
+        self.counters: torch.Tensor | None = None  # w8a16 split over K: one counter per tile
         # int8: one int8 buffer holds the codes [M, K], the row stats (float32) and, with a
         # threshold, the outlier list (int32 [K + 1]); 16-byte aligned offsets
         rs = _align16(M * self.K)
@@ -1078,6 +1081,8 @@ class _Plan:
         if self.kind == "w8a16":
             split = self.split or _MAX_SPLIT
             part = torch.empty((split, M, N), device=device, dtype=torch.float32) if split > 1 else None
+            if part is not None and self.counters is None:
+                self.counters = _tile_counters(M, N, device)  # kept: every launch leaves them at zero
             return out, part, None
         if self.kind == "w8a16big":
             return out, None, None
@@ -1106,13 +1111,11 @@ class _Plan:
         if kind == "gemv":
             return [(x, cb, scb, scb if b is None else b, o, N, K, K)]
         if kind == "w8a16big" or (kind == "w8a16" and scratch is None):
-            return [(x, cb, scb, scb if b is None else b, o, o, M, N, K, K, K, N)]
+            return [(x, cb, scb, scb if b is None else b, o, o, scb, M, N, K, K, K, N)]
         if kind == "w8a16":
             part = scratch.data_ptr() if ptrs else scratch
-            return [
-                (x, cb, scb, scb if b is None else b, o, part, M, N, K, K, K, N),
-                (part, part if b is None else b, o, M, N),
-            ]
+            cnt = self.counters.data_ptr() if ptrs else self.counters
+            return [(x, cb, scb, scb if b is None else b, o, part, cnt, M, N, K, K, K, N)]
         o_rs, o_ws, _ = self.offs
         if ptrs:
             base = scratch.data_ptr()
@@ -1153,10 +1156,6 @@ class _Plan:
                 step = _w8a16_step(self.kind, M, N, K, argsets[0], dtype, has_bias, self.mode)
                 self.split = step.kw["SPLIT_K"]
                 steps = [step]
-                if self.split > 1:
-                    total = _sum_step(M, N, self.split, has_bias)
-                    total.slow(argsets[1])
-                    steps.append(total)
             else:
                 quant = _quant_step(M, K, self.threshold)
                 quant.slow(argsets[0])
