@@ -34,6 +34,10 @@ CONFIGS = [
     # num_stages=1 with the fragment order: next step prefetched into registers
     ("dot", 16, 64, 128, 4, 1, 1, 1, 1),
     ("dot", 16, 64, 128, 4, 1, 3, 1, 1),
+    # decode 5: int32 words decoded by byte permutes (integer emulation here), packed scaling
+    ("dot", 16, 64, 128, 4, 2, 1, 5, 1),
+    ("dot", 16, 64, 128, 4, 1, 3, 5, 1),
+    ("dot", 32, 128, 128, 8, 1, 2, 5, 1),
     # fourbit_gemv.gemv_kernel (1-4 token rows): (BN, BK, warps, split-K[, prefetch])
     ("gemv", 2, 64, 1, 1),
     ("gemv", 4, 128, 1, 2),
@@ -56,6 +60,8 @@ def _interpreter_checks() -> None:
         (16, 64, 17, 4096, torch.float16, False, "nf4"),  # one block spans rows
         (24, 96, 5, 64, torch.bfloat16, True, "nf4"),
         (8, 512, 2, 256, torch.float16, True, "fp4"),  # steps shorter than a block
+        (70, 200, 5, 128, torch.float16, True, "nf4"),  # K % blocksize != 0: a scale per word
+        (20, 52, 2, 32, torch.float16, False, "fp4"),  # K/2 not a multiple of 4: no words
     ]
     failures = []
     for N, K, M, bs, dt, nested, qt in cases:
@@ -82,6 +88,18 @@ def _interpreter_checks() -> None:
         run = T.prepare_gemm_4bit(q, [N, K], extra[0], bs, qt, *extra[1:])
         if rel_err(run(x, bias), expected) > 2e-2:
             failures.append(f"prepared N={N} K={K} M={M}")
+    # decode 5 on a weight that is not 4-byte aligned: the plan runs decode 1 in its place
+    _, x, bias, q, extra = quantized_case(24, 128, 3, 64, torch.float16, True, "nf4", "cpu", seed=9)
+    expected = ref.gemm_4bit(x, q, [24, 128], extra[0], 64, "nf4", bias, *extra[1:])
+    meta = T._make_meta(extra[0], 64, T._lut("nf4", x.device), *extra[1:])
+    buf = torch.zeros(q.numel() + 1, dtype=torch.uint8)
+    buf[1:] = q.reshape(-1)
+    for w in (q.reshape(-1), buf[1:]):
+        plan = T._Plan(("dot", 16, 64, 128, 4, 1, 1, 5, 1), 3, 24, 128, meta, True)
+        out = torch.full((3, 24), float("nan"), dtype=torch.float16)
+        plan(x, w, meta, bias, out, 3, 24, 128)
+        if not plan.words or rel_err(out, expected) > 2e-3 or (plan.alt is None) == (w.data_ptr() % 4 != 0):
+            failures.append(f"decode 5, weight at {w.data_ptr() % 4} mod 4: {rel_err(out, expected):.3g}")
     # gemv_4bit with an explicit codebook and .out
     _, x, _, q, extra = quantized_case(32, 64, 1, 64, torch.float16, False, "nf4", "cpu", seed=3)
     code = T._lut("nf4", x.device)
@@ -134,6 +152,52 @@ def test_heuristics_cover_every_batch_size() -> None:
                 assert len(set(cands)) == len(cands)
             if dt == torch.float32:
                 assert all(c[0] != "dot" for c in cands)  # no tf32 for fp32 activations
+
+
+def test_pair_decode_ptx_matches_table_lookup() -> None:
+    """The PTX text of decode 5 (fourbit_decode.PAIR_ASM, run by a small interpreter of its
+    instructions) equals a lookup in the table rounded to bf16 / fp16 times the rounded
+    scale, for random words, every byte value in every position, random scales."""
+    from bnb_kernels.backends.triton import fourbit_decode as D
+    from bnb_kernels.codebooks import fourbit_table
+
+    g = torch.Generator().manual_seed(2)
+    words = torch.randint(-(2**31), 2**31 - 1, (3000,), generator=g, dtype=torch.int64).to(torch.int32)
+    b = torch.arange(256, dtype=torch.int64)
+    words = torch.cat([words, (b | (b << 8) | (b << 16) | (b << 24)).to(torch.int32), (b << 24).to(torch.int32)])
+    scale = torch.cat([torch.rand(3000, generator=g) * 4, torch.full((512,), 0.03125)])
+    tables = [fourbit_table("nf4", "cpu"), fourbit_table("fp4", "cpu"), torch.randn(16, generator=g)]
+    for dtype in (torch.bfloat16, torch.float16):
+        for lut in tables:
+            planes = D.pair_planes(lut, dtype)
+            assert all(0 <= p < 2**32 for p in planes)
+            got = D.decode_pairs_reference(words, planes, scale, dtype)
+            want = D.lookup_pairs_reference(words, lut, scale, dtype)
+            assert torch.equal(got.view(torch.int16), want.view(torch.int16))  # signed zeros too
+            # feature 0 is the high nibble of byte 0, within two roundings of code * scale
+            exact = lut.float()[(words.to(torch.int64) & 0xFF) >> 4] * scale
+            tol = 3 * 2.0 ** (-8 if dtype == torch.bfloat16 else -11)
+            assert torch.allclose(want[:, 0].float(), exact, rtol=tol, atol=1e-6)
+
+
+def test_dot5_switch() -> None:
+    """BNB_4BIT_DOT5=0 (read at import as ``_DOT5``) leaves decode 5 out of every list."""
+    pytest.importorskip("triton")
+    from bnb_kernels.backends.triton import fourbit_matmul as T
+
+    def has5(cands):
+        return any(c[0] == "dot" and len(c) > 7 and c[7] == 5 for c in cands)
+
+    old = T._DOT5
+    try:
+        T._DOT5 = True
+        assert all(has5(T.candidates(M, torch.bfloat16, 4096)) for M in (1, 3, 16, 64, 128, 512))
+        T._DOT5 = False
+        for M in (1, 3, 16, 64, 128, 512):
+            for dt in (torch.bfloat16, torch.float16):
+                assert not has5(T.candidates(M, dt, 4096)) and T.candidates(M, dt, 4096)
+    finally:
+        T._DOT5 = old
 
 
 gpu = pytest.mark.gpu

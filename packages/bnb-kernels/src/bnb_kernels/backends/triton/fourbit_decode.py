@@ -176,40 +176,32 @@ def lookup_reference(words: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
 # patterns (the MMA operand's dtype), so the final two prmt of each half are already packed
 # 16-bit pairs, one per byte: the high nibble's value (the lower K index) in the low half.
 # Each pair is multiplied by the block's scale pair (the scale in both halves) in one
-# packed fma (+ -0.0: exact product rounding, -0.0 keeps signed zeros). One word in ($4),
-# the 8 plane words ($5..$12: L0..L3, H0..H3), the scale pair ($13) in; 4 pair words out
-# ($0..$3: bytes 0..3 of the word). 3 + 2 selector instructions, 16 prmt and 4 fma per word
-# of 8 values.
-_PAIR_TEMPLATE = """{
-.reg .b32 s, c, a, b, l, h, p, z;
-mov.b32 z, 0x80008000;
-and.b32 s, $4, 0x77777777;
-shr.u32 c, $4, 1;
-and.b32 c, c, 0x44444444;
-or.b32 c, c, 0x32103210;
+# packed fma (+ -0.0: one rounding of the exact product, signed zeros kept). Entries 0-7 /
+# 8-15 are picked by a lop3 with a byte mask (0xFF where bit 3 of the nibble is set) that
+# one prmt in sign-replicate mode makes from the word and the word shifted left by 4 (the
+# bit 3 of each nibble lands on a byte's sign bit in one of them). One word in ($4), the 8
+# plane words ($5..$12: L0..L3, H0..H3), the scale pair ($13) in; 4 pair words out
+# ($0..$3: bytes 0..3 of the word). Per word of 8 values: 3 selector instructions, 2 mask
+# prmt, 12 prmt + 4 lop3 for the values, 4 fma.
+_PAIR_HALF = """prmt.b32 m, t, $4, {MASK};
 prmt.b32 a, $5, $6, s;
 prmt.b32 b, $7, $8, s;
-prmt.b32 l, a, b, c;
+lop3.b32 l, a, b, m, 0xD8;
 prmt.b32 a, $9, $10, s;
 prmt.b32 b, $11, $12, s;
-prmt.b32 h, a, b, c;
+lop3.b32 h, a, b, m, 0xD8;
 prmt.b32 p, l, h, 0x4051;
-fma.rn.{T} $0, p, $13, z;
+fma.rn.{T} ${O0}, p, $13, z;
 prmt.b32 p, l, h, 0x6273;
-fma.rn.{T} $1, p, $13, z;
-shr.u32 s, s, 16;
-shr.u32 c, c, 16;
-prmt.b32 a, $5, $6, s;
-prmt.b32 b, $7, $8, s;
-prmt.b32 l, a, b, c;
-prmt.b32 a, $9, $10, s;
-prmt.b32 b, $11, $12, s;
-prmt.b32 h, a, b, c;
-prmt.b32 p, l, h, 0x4051;
-fma.rn.{T} $2, p, $13, z;
-prmt.b32 p, l, h, 0x6273;
-fma.rn.{T} $3, p, $13, z;
-}"""
+fma.rn.{T} ${O1}, p, $13, z;
+"""
+_PAIR_TEMPLATE = (
+    "{\n.reg .b32 s, t, m, a, b, l, h, p, z;\nmov.b32 z, 0x80008000;\nshl.b32 t, $4, 4;\nand.b32 s, $4, 0x77777777;\n"
+    + _PAIR_HALF.replace("{MASK}", "0xD9C8").replace("{O0}", "0").replace("{O1}", "1")
+    + "shr.u32 s, s, 16;\n"
+    + _PAIR_HALF.replace("{MASK}", "0xFBEA").replace("{O0}", "2").replace("{O1}", "3")
+    + "}"
+)
 PAIR_ASM = {
     torch.bfloat16: _PAIR_TEMPLATE.replace("{T}", "bf16x2"),
     torch.float16: _PAIR_TEMPLATE.replace("{T}", "f16x2"),
@@ -248,7 +240,7 @@ def decode_pairs_reference(
 ) -> torch.Tensor:
     """Runs the PTX text ``asm`` (default ``PAIR_ASM[dtype]``) on 32-bit ``words`` with the
     scale ``scale`` (fp32, broadcast to ``words``) by a small interpreter of its
-    instructions (mov, and, or, shr, prmt, packed fma with round to nearest even):
+    instructions (mov, and, shl, shr, prmt, lop3, packed fma, round to nearest even):
     ``dtype`` [..., 8], features 0..7 of each word (byte t = features 2t, 2t + 1)."""
     asm = PAIR_ASM[dtype] if asm is None else asm
     w = words.to(torch.int64) & 0xFFFFFFFF
@@ -278,6 +270,14 @@ def decode_pairs_reference(
             r = srcs[0] | srcs[1]
         elif opc == "shr.u32":
             r = srcs[0] >> srcs[1]
+        elif opc == "shl.b32":
+            r = srcs[0] << srcs[1]
+        elif opc == "lop3.b32":  # bitwise f(a, b, c) given by its truth table on 0xF0, 0xCC, 0xAA
+            a_, b_, c_, lut = srcs
+            r = torch.zeros_like(w)
+            for i in range(8):
+                sel = (a_ if i & 4 else ~a_) & (b_ if i & 2 else ~b_) & (c_ if i & 1 else ~c_)
+                r |= torch.where((lut >> i) & 1 != 0, sel, torch.zeros_like(sel))
         elif opc == "prmt.b32":
             r = prmt_reference(*srcs)
         elif opc == ("fma.rn.bf16x2" if dtype == torch.bfloat16 else "fma.rn.f16x2"):
@@ -429,9 +429,22 @@ if HAS_TRITON:
         return lo | (hi << 16)
 
     @triton.jit
-    def _pairs_half(s, c, sp, l0, l1, l2, l3, h0, h1, h2, h3, DT: tl.constexpr):
-        lo = _prmt(_prmt(l0, l1, s), _prmt(l2, l3, s), c)
-        hi = _prmt(_prmt(h0, h1, s), _prmt(h2, h3, s), c)
+    def _nibble_mask(w, SH: tl.constexpr):
+        """0xFF in byte k where bit 3 of nibble k of ``w >> SH`` is set (what the sign-mode
+        prmt of the PTX makes)."""
+        v = w >> SH
+        m0 = ((v >> 3) & 1) * 0xFF
+        m1 = ((v >> 7) & 1) * 0xFF
+        m2 = ((v >> 11) & 1) * 0xFF
+        m3 = ((v >> 15) & 1) * 0xFF
+        return m0 | (m1 << 8) | (m2 << 16) | (m3 << 24)
+
+    @triton.jit
+    def _pairs_half(w, sp, l0, l1, l2, l3, h0, h1, h2, h3, DT: tl.constexpr, SH: tl.constexpr):
+        s = (w & 0x77777777) >> SH
+        m = _nibble_mask(w, SH)
+        lo = (_prmt(l0, l1, s) & ~m) | (_prmt(l2, l3, s) & m)
+        hi = (_prmt(h0, h1, s) & ~m) | (_prmt(h2, h3, s) & m)
         p0 = _prmt(lo, hi, tl.full(s.shape, 0x4051, tl.int32))
         p1 = _prmt(lo, hi, tl.full(s.shape, 0x6273, tl.int32))
         return _scaled_pair(p0, sp, DT), _scaled_pair(p1, sp, DT)
@@ -456,8 +469,6 @@ if HAS_TRITON:
                     dtype=(tl.int32, tl.int32, tl.int32, tl.int32), is_pure=True, pack=1,
                 )  # fmt: skip
         else:
-            s = w & 0x77777777
-            c = ((w >> 1) & 0x44444444) | 0x32103210
-            p0, p1 = _pairs_half(s, c, sp, l0, l1, l2, l3, h0, h1, h2, h3, DT)
-            p2, p3 = _pairs_half(s >> 16, c >> 16, sp, l0, l1, l2, l3, h0, h1, h2, h3, DT)
+            p0, p1 = _pairs_half(w, sp, l0, l1, l2, l3, h0, h1, h2, h3, DT, 0)
+            p2, p3 = _pairs_half(w, sp, l0, l1, l2, l3, h0, h1, h2, h3, DT, 16)
         return p0, p1, p2, p3

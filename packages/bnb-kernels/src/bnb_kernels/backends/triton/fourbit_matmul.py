@@ -168,11 +168,17 @@ if HAS_TRITON:
                     (row_byte[:, None, None] + j3) // (BLOCKSIZE // 2), j3 < HALF_K,
                     absmax_ptr, a8_ptr, code2_ptr, offset, NESTED,
                 )  # fmt: skip
-        kk = 2 * kb + kp
+        if WORDS:
+            kk = 2 * kb + tl.arange(0, BK)
+        else:
+            kk = 2 * kb + kp
         if EVEN_K:
             xt = tl.load(x_cols + kk[:, None])
         else:
             xt = tl.load(x_cols + kk[:, None], mask=(kk < 2 * HALF_K)[:, None], other=0.0)
+        if WORDS:
+            BMX: tl.constexpr = xt.shape[1]
+            xt = tl.reshape(tl.permute(tl.reshape(xt, (4, 16, 2, BMX)), (1, 0, 2, 3)), (BK, BMX))
         return b, s, xt
 
     @triton.jit
@@ -779,15 +785,41 @@ def _gemv_candidates(M: int, dtype: torch.dtype) -> list[tuple]:
 
 
 def candidates(M: int, dtype: torch.dtype, N: int | None = None) -> list[tuple]:
-    """What the autotuner times for M tokens (N output features, when known)."""
-    return list(dict.fromkeys(_candidates(M, dtype, N)))
+    """What the autotuner times for M tokens (N output features, when known); decode 5
+    only where it is offered (``_DOT5``: Triton >= 3.2, ``BNB_4BIT_DOT5`` not 0)."""
+    cands = _candidates(M, dtype, N)
+    if not _DOT5:
+        cands = [c for c in cands if not (c[0] == "dot" and len(c) > 7 and c[7] == 5)]
+    return list(dict.fromkeys(cands))
+
+
+def _dot5_candidates(M: int, N: int | None) -> list[tuple]:
+    """Decode 5 (byte permutes from the table in registers, packed 16-bit scaling; SASS on
+    sm_90, Triton 3.9, per weight element and step: 4.5 instructions at 16 tokens, 5.3 at
+    128, against 7.4-8.5 for decodes 1/3). num_stages=1: the next step's words prefetched
+    into registers; 3: pipelined by Triton."""
+    bm = _token_tile(M)
+    auto = _split_for(N, M)
+    a128 = _split_for(N, M, 128)
+    if M <= 64:
+        return [
+            ("dot", bm, 64, 128, 4, 1, auto, 5, 1),
+            ("dot", bm, 64, 128, 4, 1, min(4, 2 * auto), 5, 1),
+            ("dot", bm, 128, 128, 8, 1, a128, 5, 1),
+            ("dot", bm, 64, 128, 4, 3, auto, 5, 1),
+        ]
+    return [
+        ("dot", 128, 128, 128, 8, 1, 1, 5, 1),
+        ("dot", 128, 128, 128, 8, 1, max(2, a128), 5, 1),
+        ("dot", 128, 128, 128, 8, 3, 1, 5, 1),
+    ]
 
 
 def _candidates(M: int, dtype: torch.dtype, N: int | None) -> list[tuple]:
     if dtype == torch.float32:
         return [*_gemv_candidates(M, dtype), ("dequant",)] if M <= 4 else [("dequant",)]
     if M == 1:
-        return _gemv_candidates(M, dtype)
+        return [*_gemv_candidates(M, dtype), *_dot5_candidates(M, N)[:3]]
     bm = _token_tile(M)
     # Decode 1 (two gathers from the 16 fp32 values, conflict-free) was the fastest at 16
     # tokens on the H100; 3 (bf16 pairs, scaled in bf16: one more rounding) at 128 tokens;
@@ -807,11 +839,12 @@ def _candidates(M: int, dtype: torch.dtype, N: int | None) -> list[tuple]:
             ("dot", bm, 128, 128, 8, 4, auto, 1, 1),
         ]
         if M <= 4:
-            return [*_gemv_candidates(M, dtype), *dots[:3], ("dequant",)]
-        return [*dots, ("dequant",)]
+            return [*_gemv_candidates(M, dtype), *_dot5_candidates(M, N)[:3], *dots[:3], ("dequant",)]
+        return [*_dot5_candidates(M, N), *dots, ("dequant",)]
     if M <= 512:
         a128 = _split_for(N, M, 128)
         return [
+            *_dot5_candidates(M, N),
             ("dot", 128, 128, 128, 8, 3, 1, 1, 1),
             ("dot", 128, 128, 128, 8, 3, a128, 1, 1),
             ("dot", 128, 128, 128, 8, 3, 1, pairs, 1),
