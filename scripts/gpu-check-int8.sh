@@ -82,9 +82,11 @@ def variant(**kw):
 
 
 for K, variants in (
-    (8192, ({}, {"ONE_PASS_WARPS": 16}, {"ONE_PASS_ROW_ELEMS": 16384, "ONE_PASS_WARPS": 16})),
-    (4096, ({}, {"ONE_PASS_ROW_ELEMS": 8192})),
-    (14336, ({}, {"TWO_PASS_BLOCK": 8192, "TWO_PASS_WARPS": 16})),
+    (8192, ({}, {"ONE_PASS_WARPS": 16}, {"ONE_PASS_WARPS": 4}, {"ONE_PASS_ROW_ELEMS": 16384},
+            {"ONE_PASS_ROW_ELEMS": 16384, "ONE_PASS_WARPS": 16}, {"ONE_PASS_ROW_ELEMS": 32768, "ONE_PASS_WARPS": 16},
+            {"ONE_PASS_MAX_K": 4096})),
+    (4096, ({}, {"ONE_PASS_ROW_ELEMS": 8192}, {"ONE_PASS_ROW_ELEMS": 16384}, {"ONE_PASS_ROW_ELEMS": 16384, "ONE_PASS_WARPS": 16})),
+    (14336, ({}, {"TWO_PASS_BLOCK": 2048, "TWO_PASS_WARPS": 4}, {"TWO_PASS_BLOCK": 8192, "TWO_PASS_WARPS": 16})),
 ):
     X = torch.randn(4096, K, dtype=torch.float16, device="cuda")
     X[:, :: K // 8] *= 20

@@ -3,11 +3,11 @@
 - ``_row_quant_kernel``: one pass over the activations (two above ``ONE_PASS_MAX_K``). Per
   row: the absmax of the non-outlier values, the int8 codes (outlier elements get 0) and,
   with a threshold, a flag per outlier column (a relaxed atomic max, only in rows that hold an
-  outlier) and, from the last program to finish, the ascending list of outlier columns and its
-  length (on the device: no host synchronization). Compiled without fused multiply-add so the
-  codes equal the reference's.
-- ``_outlier_cols_kernel``: code 0 in every outlier column (the reference's whole-column
-  split), each program building the list from the flags again.
+  outlier; no host synchronization). Compiled without fused multiply-add so the codes equal
+  the reference's.
+- ``_outlier_cols_kernel``: from the flags, the ascending list of outlier columns and its
+  length (on the device) and, optionally, code 0 in every outlier column (the reference's
+  whole-column split).
 - ``_int8_gemm_kernel``: int8 x int8 -> int32 on the tensor cores (``tl.dot``), with the
   dequantization (row scale x column scale x 1/127^2), the bias and the fp16 outlier
   columns applied in the epilogue: ``A[:, cols] @ dequant(CB[:, cols]).T`` in 16-bit with
@@ -89,7 +89,6 @@ if HAS_TRITON:
         CODES,
         ROW_STATS,
         FL,
-        IDX,
         M,
         K,
         stride_xm,
@@ -100,7 +99,6 @@ if HAS_TRITON:
         BLOCK_K: tl.constexpr,
         ONE_PASS: tl.constexpr,
         ROWS: tl.constexpr = 1,
-        BUILD_LIST: tl.constexpr = False,
     ):
         # FL[0:K] (int32): raised to at least `epoch` at every column holding an outlier (a
         # column counts as flagged when its flag >= epoch: a plan keeps its flags between
@@ -175,24 +173,6 @@ if HAS_TRITON:
                 keep = ok & (tl.abs(q) < 1.0e30)
                 r = (q + _MAGIC) - _MAGIC
                 tl.store(c_row + k0 + offs, tl.where(keep, r, 0.0).to(tl.int8), mask=m)
-        if BUILD_LIST:
-            # The last program to finish (FL[K]: a counter, zero between launches) writes the
-            # flagged columns in ascending order to IDX[0:count] and count to IDX[K]: no
-            # separate launch for the list.
-            tl.debug_barrier()  # this program's flag updates come before its count
-            done = tl.atomic_add(FL + K, 1, sem="acq_rel")
-            if done == tl.num_programs(0) - 1:
-                total = tl.sum(tl.zeros([BLOCK_K], dtype=tl.int32), axis=0)
-                for c0 in range(0, K, BLOCK_K):
-                    cols = c0 + offs
-                    f = (tl.load(FL + cols, mask=cols < K, other=0, cache_modifier=".cg") >= epoch).to(tl.int32)
-                    n = tl.sum(f, axis=0)
-                    if n > 0:
-                        pos = total + tl.cumsum(f, axis=0) - 1
-                        tl.store(IDX + pos, cols.to(IDX.dtype.element_ty), mask=f > 0)
-                    total += n
-                tl.store(IDX + K, total.to(IDX.dtype.element_ty))
-                tl.atomic_xchg(FL + K, 0)  # ready for the next launch
 
     @triton.jit(do_not_specialize=["epoch"])
     def _outlier_cols_kernel(
@@ -703,22 +683,20 @@ def _quant_step(M: int, K: int, threshold: float) -> _Step:
         rows = max(1, min(ONE_PASS_ROW_ELEMS // block, triton.next_power_of_2(M)))
     else:
         block, warps = TWO_PASS_BLOCK, TWO_PASS_WARPS
-    has_t = threshold > 0.0
-    kw = {"HAS_THRESHOLD": has_t, "BLOCK_K": block, "ONE_PASS": one_pass, "ROWS": rows, "BUILD_LIST": has_t}
-    kw["num_warps"] = warps
+    kw = {"HAS_THRESHOLD": threshold > 0.0, "BLOCK_K": block, "ONE_PASS": one_pass, "ROWS": rows, "num_warps": warps}
     if not _INTERPRET:
         kw["enable_fp_fusion"] = False  # the codes must round x * scale exactly as the reference does
     return _Step(_row_quant_kernel, (triton.cdiv(M, rows),), kw)
 
 
-def _quant_args(A2, codes, row_stats, fl, idx, threshold: float) -> tuple:
+def _quant_args(A2, codes, row_stats, fl, threshold: float) -> tuple:
+    K = A2.shape[1]
     M, K = A2.shape
     return (
         A2,
         codes,
         row_stats,
         fl if fl is not None else row_stats,
-        idx if idx is not None else row_stats,
         M,
         K,
         A2.stride(0),
@@ -752,10 +730,9 @@ def row_quant(
 
     Returns ``(codes [rows, K] int8, row_stats [rows] float32, cols)``: ``cols`` (``list_dtype``,
     [K + 1], None without a threshold) holds the ascending outlier columns at ``cols[:n]`` and
-    ``n`` at ``cols[K]``, on the device (written by the quantization kernel's last program).
-    With ``zero_cols`` every code of an outlier column is 0 (the reference's codes; a second
-    launch); else only the outlier elements are. Launches directly (no Triton binder) from the
-    second call of a shape on.
+    ``n`` at ``cols[K]``, on the device. With ``zero_cols`` every code of an outlier column is 0
+    (the reference's codes); else only the outlier elements are. Launches directly (no
+    Triton binder) from the second call of a shape on.
     """
     A2 = _2d(A)
     rows, K = A2.shape
@@ -763,16 +740,14 @@ def row_quant(
     codes = torch.empty((rows, K), device=device, dtype=torch.int8)
     row_stats = torch.empty(rows, device=device, dtype=torch.float32)
     has_t = threshold > 0.0
-    # flags of epoch 1, and at [K] the kernel's count of finished programs
-    fl = torch.zeros(K + 1, device=device, dtype=torch.int32) if has_t else None
+    fl = torch.zeros(K, device=device, dtype=torch.int32) if has_t else None  # flags of epoch 1
     cols = torch.empty(K + 1, device=device, dtype=list_dtype) if has_t else None
     if rows == 0 or K == 0:
         if cols is not None:
             cols[K:] = 0
         return codes, row_stats, cols
     t = float(threshold)
-    zero = has_t and zero_cols
-    key = (rows, K, A2.stride(0), A2.dtype, has_t, zero, list_dtype, device.index)
+    key = (rows, K, A2.stride(0), A2.dtype, has_t, zero_cols, list_dtype, device.index)
     steps = _QUANT_STEPS.get(key)
     aligned = (A2.data_ptr() & 15) == 0
     if (
@@ -785,21 +760,20 @@ def row_quant(
         ptr = _ptr if _INT_POINTERS else _same
         cp, rp = ptr(codes), ptr(row_stats)
         flp = ptr(fl) if has_t else rp
-        lp = ptr(cols) if has_t else rp
         q = steps[0]
-        direct_launch(q.ck, q.grid, stream, (ptr(A2), cp, rp, flp, lp, rows, K, A2.stride(0), K, t, 1, *q.consts))
-        if zero:
+        direct_launch(q.ck, q.grid, stream, (ptr(A2), cp, rp, flp, rows, K, A2.stride(0), K, t, 1, *q.consts))
+        if has_t:
             o = steps[1]
-            direct_launch(o.ck, o.grid, stream, (flp, lp, cp, rows, K, K, 1, *o.consts))
+            direct_launch(o.ck, o.grid, stream, (flp, ptr(cols), cp, rows, K, K, 1, *o.consts))
         return codes, row_stats, cols
     fresh = steps is None
     if fresh:
         steps = [_quant_step(rows, K, threshold)]
-        if zero:
-            steps.append(_outlier_step(rows, K, True))
+        if has_t:
+            steps.append(_outlier_step(rows, K, zero_cols))
     with _OnDevice(device):
-        steps[0].slow(_quant_args(A2, codes, row_stats, fl, cols, t))
-        if zero:
+        steps[0].slow(_quant_args(A2, codes, row_stats, fl, t))
+        if has_t:
             steps[1].slow(_outlier_args(fl, cols, codes, rows, K))
     if fresh and aligned:
         _QUANT_STEPS[key] = steps
@@ -1118,8 +1092,7 @@ class _Plan:
             fl = self.flags
             self.epoch += 1
             if fl is None or self.epoch >= _MAX_EPOCH:
-                # flags, and at [K] the quantization kernel's count of finished programs
-                fl = self.flags = torch.zeros(self.K + 1, device=device, dtype=torch.int32)
+                fl = self.flags = torch.zeros(self.K, device=device, dtype=torch.int32)
                 self.epoch = 1
         return out, buf, fl
 
@@ -1158,11 +1131,12 @@ class _Plan:
         if self.threshold > 0.0:
             e = self.epoch
             return [
-                (x, codes, rs, flags, ws, M, K, K, K, self.threshold, e),
+                (x, codes, rs, flags, M, K, K, K, self.threshold, e),
+                (flags, ws, codes, M, K, K, e),
                 (codes, cb, o, rs, scb, bb, x, ws, M, N, K, mb, K, K, N, K),
             ]
         return [
-            (x, codes, rs, rs, rs, M, K, K, K, 0.0, 1),
+            (x, codes, rs, rs, M, K, K, K, 0.0, 1),
             (codes, cb, o, rs, scb, bb, codes, rs, M, N, K, mb, K, K, N, 0),
         ]
 
@@ -1186,11 +1160,11 @@ class _Plan:
                 quant = _quant_step(M, K, self.threshold)
                 quant.slow(argsets[0])
                 steps = [quant]
-                # With a threshold the quantization kernel also writes the outlier list; the
-                # GEMM subtracts the int8 product of those columns (their inlier codes are not
-                # zeroed: no third launch) and adds their 16-bit product.
-                outliers = self.threshold > 0.0
-                flags = _gemm_flags(True, has_bias, A2 if outliers else None, outliers)
+                if self.threshold > 0.0:
+                    outl = _outlier_step(M, K, True)
+                    outl.slow(argsets[1])
+                    steps.append(outl)
+                flags = _gemm_flags(True, has_bias, A2 if self.threshold > 0.0 else None, False)
                 steps.append(_gemm_step(M, N, K, argsets[-1], flags, dtype, torch.int8))
         self.steps = steps
         out = bufs[0]
@@ -1427,17 +1401,14 @@ if HAS_TRITON:
     @register("int8_vectorwise_quant", "triton", "cuda", available=_available)
     def int8_vectorwise_quant(A: torch.Tensor, threshold: float = 0.0):
         torch._check(threshold >= 0.0, lambda: f"threshold must be >= 0, got {threshold}")
-        codes, row_stats, cols = row_quant(A, threshold, zero_cols=False, list_dtype=torch.int64)
+        codes, row_stats, cols = row_quant(A, threshold, zero_cols=True, list_dtype=torch.int64)
+        codes = codes.reshape(A.shape)
         if threshold > 0.0:
-            # the op returns a data-dependent size: its one host synchronization, after the
-            # quantization kernel (which also lists the outlier columns); the codes of those
-            # columns are zeroed only when there are any
+            # the op returns a data-dependent size: its one host synchronization, after every
+            # kernel (quantize, outlier columns sorted and zeroed) has been queued
             n = _read_count(cols[-1:])
-            cols = cols[:n]
-            if n:
-                codes.index_fill_(1, cols, 0)
-            return codes.reshape(A.shape), row_stats, cols
-        return codes.reshape(A.shape), row_stats, None
+            return codes, row_stats, cols[:n]
+        return codes, row_stats, None
 
     @register("int8_linear_matmul", "triton", "cuda", available=_available)
     def int8_linear_matmul(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
