@@ -40,6 +40,10 @@ EXTRA = {
 }
 
 
+def _decode5(cfg: tuple) -> bool:
+    return cfg[0] == "dot" and len(cfg) > 7 and cfg[7] == 5
+
+
 def build(K: int, N: int, device: str = "cuda"):
     g = torch.Generator(device="cpu").manual_seed(K + N)
     dt = torch.bfloat16 if device == "cuda" else torch.float16  # the interpreter's bf16 dot is off
@@ -105,6 +109,8 @@ def main() -> int:
     ap.add_argument("--prewarm", type=int, default=0, help="compile first in this many processes")
     ap.add_argument("--prewarm-only", action="store_true", help="compile the candidates, time nothing")
     ap.add_argument("--budget-s", type=float, default=1e9, help="stop starting new cases after this")
+    ap.add_argument("--no-extra", action="store_true", help="time only the autotuner's candidates")
+    ap.add_argument("--no-host-probe", action="store_true", help="skip the module host-time probe")
     args = ap.parse_args()
     import triton
     import triton.testing
@@ -122,12 +128,15 @@ def main() -> int:
     t_start = time.time()
     if args.prewarm and dev == "cuda":
         try:
-            prewarm([int(t) for t in args.tokens.split(",")], args.prewarm, extra=not args.prewarm_only)
+            prewarm(
+                [int(t) for t in args.tokens.split(",")], args.prewarm, extra=not (args.prewarm_only or args.no_extra)
+            )
         except Exception as exc:
             print(f"prewarm failed: {exc!r}", flush=True)
     if args.prewarm_only:
         return 0
     lines: list[str] = []
+    summary: list[tuple] = []
 
     def say(s: str) -> None:
         lines.append(s)
@@ -155,7 +164,7 @@ def main() -> int:
             dense_us = bench(partial(torch.nn.functional.linear, x, W))
             say(f"== K{K} N{N} M{M}: dense {dense_us:7.1f} us")
             cfgs = []
-            for c in T.candidates(M, dt) + EXTRA.get(M, []):
+            for c in T.candidates(M, dt, N) + ([] if args.no_extra else EXTRA.get(M, [])):
                 if c not in cfgs:
                     cfgs.append(c)
             res = []
@@ -181,6 +190,9 @@ def main() -> int:
             if res:
                 us, cfg = min(res)
                 say(f"   best {cfg} {us:.1f} us = {dense_us / us:.2f}x dense")
+                d5 = [r for r in res if _decode5(r[1])]
+                other = [r for r in res if not _decode5(r[1])]
+                summary.append((K, N, M, dense_us, min(res), min(d5) if d5 else None, min(other) if other else None))
             if M >= 1024:
                 # where the dequantize + cuBLAS time goes
                 plan = T._Plan(("dequant",), M, N, K, meta, False)
@@ -201,8 +213,8 @@ def main() -> int:
             torch.cuda.empty_cache()
     # host time per call of the module path at 16 tokens (the anchor's layer)
     try:
-        if dev != "cuda":
-            raise RuntimeError("no GPU")
+        if dev != "cuda" or args.no_host_probe:
+            raise RuntimeError("no GPU" if dev != "cuda" else "skipped")
         import bitsandbytes as bnb
 
         K, N = 4096, 4096
@@ -227,6 +239,12 @@ def main() -> int:
         say(f"tuned: { {str(k[:3]): v for k, v in T.tuned_configs().items()} }")
     except Exception as exc:
         say(f"host probe failed: {exc!r}")
+    # compact table: the best decode-5 config against the best of the others
+    say("K->N, tokens | dense us | best | decode 5 us (x dense) | others us (x dense) | d5 / others")
+    for K, N, M, dense_us, best, d5, other in summary:
+        cells = [f"{r[0]:7.1f} ({dense_us / r[0]:4.2f}x) {r[1]!s}" if r else "-" for r in (d5, other)]
+        ratio = f"{other[0] / d5[0]:5.2f}" if d5 and other else "-"
+        say(f"{K}->{N}, {M} | {dense_us:6.1f} | {best[1]!s} | {cells[0]} | {cells[1]} | {ratio}")
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "linear4bit-configs.txt"), "w") as f:
