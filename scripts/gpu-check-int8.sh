@@ -106,5 +106,6 @@ print(f"ceiling: fp16 -> int8 cast 4096x8192: {ms * 1e3:6.1f} us = {3 * X.numel(
 cnt = torch.zeros(1, dtype=torch.int32, device="cuda")
 ms = bench(lambda: T._read_count(cnt))
 print(f"one pinned read of a device counter (sync): {ms * 1e3:6.1f} us")
+print(f"direct launches on: {T._DIRECT}")
 PYEOF
 echo "== quant timing exit ${PIPESTATUS[0]} after $(( $(date +%s) - t0 )) s"
