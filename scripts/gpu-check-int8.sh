@@ -107,5 +107,18 @@ cnt = torch.zeros(1, dtype=torch.int32, device="cuda")
 ms = bench(lambda: T._read_count(cnt))
 print(f"one pinned read of a device counter (sync): {ms * 1e3:6.1f} us")
 print(f"direct launches on: {T._DIRECT}")
+# which path each first call chose, with the timings of its race
+W = torch.randn(4096, 4096, dtype=torch.float16) * 0.02
+for thr in (0.0, 6.0):
+    lin = bnb.nn.Linear8bitLt(4096, 4096, bias=False, has_fp16_weights=False, threshold=thr)
+    lin.weight = bnb.nn.Int8Params(W.clone(), requires_grad=False, has_fp16_weights=False)
+    lin = lin.cuda()
+    for M in (16, 512):
+        with torch.inference_mode():
+            lin(torch.randn(M, 4096, dtype=torch.float16, device="cuda"))
+        print(f"4096x4096 t{thr:g} M{M}: {T.path_taken(M, 4096, 4096, torch.float16, thr, False)}")
+for key, times in T.tuning_timings().items():
+    if isinstance(key[0], str):
+        print("race", key[:5], {k: round(v * 1e3, 1) for k, v in times.items()})
 PYEOF
 echo "== quant timing exit ${PIPESTATUS[0]} after $(( $(date +%s) - t0 )) s"
