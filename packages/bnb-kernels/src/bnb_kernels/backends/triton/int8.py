@@ -1243,8 +1243,8 @@ def _race(a: _Plan, b: _Plan, A2: torch.Tensor, bias: torch.Tensor | None) -> tu
 
     a.prepare(A2, bias, True)
     b.prepare(A2, bias, True)
-    ta = do_bench(lambda: a(A2, bias), warmup=5, rep=20, return_mode="median")
-    tb = do_bench(lambda: b(A2, bias), warmup=5, rep=20, return_mode="median")
+    ta = do_bench(lambda: a(A2, bias), warmup=10, rep=40, return_mode="median")
+    tb = do_bench(lambda: b(A2, bias), warmup=10, rep=40, return_mode="median")
     return ta, tb
 
 
