@@ -773,6 +773,8 @@ def heuristic_config(M: int, dtype: torch.dtype, N: int | None = None, K: int | 
     if M <= 512:
         # ("dot", tokens BM, weight rows BN, BK, warps, stages, split-K, decode, fragment order)
         if M <= 64:
+            if _DOT5:  # decode 5, 3 stages: the fastest at 16 tokens on the H100
+                return ("dot", _token_tile(M), 64, 128, 4, 3, _split_for(N, M), 5, 1)
             return ("dot", _token_tile(M), 64, 128, 4, 4, _split_for(N, M), 1, 1)
         return ("dot", 128, 64, 128, 4, 3, _split_for(N, M), 4)
     return ("dequant",)
@@ -795,23 +797,29 @@ def candidates(M: int, dtype: torch.dtype, N: int | None = None) -> list[tuple]:
 
 def _dot5_candidates(M: int, N: int | None) -> list[tuple]:
     """Decode 5 (byte permutes from the table in registers, packed 16-bit scaling; SASS on
-    sm_90, Triton 3.9, per weight element and step: 4.5 instructions at 16 tokens, 5.3 at
-    128, against 7.4-8.5 for decodes 1/3). num_stages=1: the next step's words prefetched
-    into registers; 3: pipelined by Triton."""
+    sm_90 per weight element and step: 4.5-5 instructions at 16 tokens, 5.3-5.6 at 128,
+    against 7.3-8.5 for decodes 1/3). H100 (bf16, nf4 bs64 nested; benchmarks/
+    linear4bit-notes.md): at 16 tokens num_stages=3 (Triton's cp.async pipeline) won on the
+    three anchor shapes (8192->28672: 98 us, best other decode 126 us); num_stages=1 (the
+    next step's words prefetched into registers) ~110 us; at 4 tokens 110 us against 144 for
+    the GEMV; at 128 tokens BN=128 with 3 stages about even with decode 3; at 1 token the
+    GEMV is faster (77 against 109 us), so none there."""
     bm = _token_tile(M)
     auto = _split_for(N, M)
-    a128 = _split_for(N, M, 128)
+    more = min(4, 2 * auto)
     if M <= 64:
         return [
-            ("dot", bm, 64, 128, 4, 1, auto, 5, 1),
-            ("dot", bm, 64, 128, 4, 1, min(4, 2 * auto), 5, 1),
-            ("dot", bm, 128, 128, 8, 1, a128, 5, 1),
             ("dot", bm, 64, 128, 4, 3, auto, 5, 1),
+            ("dot", bm, 64, 128, 4, 1, more, 5, 1),
+            ("dot", bm, 64, 128, 4, 3, more, 5, 1),
+            ("dot", bm, 64, 128, 4, 4, auto, 5, 1),
         ]
+    a128 = _split_for(N, M, 128)
     return [
-        ("dot", 128, 128, 128, 8, 1, 1, 5, 1),
-        ("dot", 128, 128, 128, 8, 1, max(2, a128), 5, 1),
         ("dot", 128, 128, 128, 8, 3, 1, 5, 1),
+        ("dot", 128, 128, 128, 8, 3, a128, 5, 1),
+        ("dot", 128, 64, 128, 4, 3, auto, 5, 1),
+        ("dot", 128, 64, 128, 4, 3, more, 5, 1),
     ]
 
 
@@ -819,7 +827,7 @@ def _candidates(M: int, dtype: torch.dtype, N: int | None) -> list[tuple]:
     if dtype == torch.float32:
         return [*_gemv_candidates(M, dtype), ("dequant",)] if M <= 4 else [("dequant",)]
     if M == 1:
-        return [*_gemv_candidates(M, dtype), *_dot5_candidates(M, N)[:3]]
+        return _gemv_candidates(M, dtype)
     bm = _token_tile(M)
     # Decode 1 (two gathers from the 16 fp32 values, conflict-free) was the fastest at 16
     # tokens on the H100; 3 (bf16 pairs, scaled in bf16: one more rounding) at 128 tokens;
