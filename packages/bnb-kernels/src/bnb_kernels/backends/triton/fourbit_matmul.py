@@ -8,7 +8,11 @@ heuristic), and by the heuristic under the interpreter or during CUDA graph capt
   cores, one program for all token rows.
 - ``dot`` (2 to a few hundred tokens): ``_gemm_kernel``, the weight tile decoded in registers
   and fed to the tensor cores as the A operand of a transposed product (tokens on the MMA's
-  N side, 16 of them fill it); optional split-K reduced in-kernel.
+  N side, 16 of them fill it); optional split-K reduced in-kernel. Decode 5 (config field 8)
+  reads the weight as int32 words and decodes them with byte permutes from the code table
+  held in registers as bf16/fp16 bit patterns (``fourbit_decode.decode_pairs``, inline PTX;
+  its integer emulation under the interpreter): packed pairs in the MMA's dtype, scaled by
+  one packed multiply, about 3 instructions per weight element instead of 7-8.
 - ``dequant``: decode the whole weight to the activation dtype (one fused kernel that also
   decodes the nested absmax) and call cuBLAS — for large M, where the matmul is compute
   bound and cuBLAS wins. (``dequant_chunked`` does it in L2-sized row chunks; measured
@@ -95,7 +99,7 @@ if HAS_TRITON:
         [D0, D1, D2, 2] tensor: (high nibble, low nibble) of each byte. LUT 0: two loads from
         the 16-entry table in global memory (Triton < 3.2, no tl.gather); 1: one gather of
         both nibbles from it; 3: one gather of a packed pair per byte, scaled in ``DT``; 4:
-        one gather of an fp32 pair per byte, scaled in fp32."""
+        one gather of an fp32 pair per byte, scaled in fp32. (5: ``_decode_words``.)"""
         c = b.to(tl.int32)
         if LUT == 0:
             hi = (tl.load(lut_ptr + (c >> 4)) * s).to(DT)
@@ -218,7 +222,9 @@ if HAS_TRITON:
         are exactly the MMA's A fragment: no shared-memory round trip for the decoded
         weight. PF (with PERM, num_stages=1): the next step's inputs are loaded into
         registers during this step instead of staged through shared memory by the
-        pipeliner. SPLIT_K programs share the K range:
+        pipeliner. LUT 5 (PERM only): the tile read as int32 words, decoded by byte
+        permutes (``_decode_words``), the activations read in K order and permuted in
+        registers. SPLIT_K programs share the K range:
         each writes its fp32 partial to ``ws``; the last one to finish a tile (a counter per
         tile, reset to zero after use) adds them up and writes ``out``."""
         HB: tl.constexpr = BK // 2
