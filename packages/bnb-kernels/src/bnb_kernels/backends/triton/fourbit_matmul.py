@@ -673,10 +673,15 @@ _FAST_LAUNCH = _fast_launch_supported()
 _LUT_GATHER = HAS_TRITON and hasattr(tl, "gather")
 _HAS_PERMUTE = HAS_TRITON and hasattr(tl, "permute")  # the fragment-order decode
 DOT5_ENV = "BNB_4BIT_DOT5"
-# Decode 5 (byte permutes from the table in registers, inline PTX): Triton >= 3.2 (its
-# tl.gather marks the version) with tl.permute; ``BNB_4BIT_DOT5=0`` keeps it out of the
-# autotuner's candidates (read once, at import).
-_HAS_DOT5 = _LUT_GATHER and _HAS_PERMUTE and hasattr(tl, "inline_asm_elementwise")
+# Decode 5 (byte permutes from the table in registers, inline PTX: NVIDIA only): Triton >=
+# 3.2 (its tl.gather marks the version) with tl.permute; ``BNB_4BIT_DOT5=0`` keeps it out of
+# the autotuner's candidates and the heuristic (read once, at import).
+_HAS_DOT5 = (
+    _LUT_GATHER
+    and _HAS_PERMUTE
+    and hasattr(tl, "inline_asm_elementwise")
+    and getattr(torch.version, "hip", None) is None
+)
 _DOT5 = _HAS_DOT5 and os.environ.get(DOT5_ENV, "1") not in ("0", "")
 # The dot kernel's decode (``_decode_bytes``): 4 = one gather of an fp32 pair per byte.
 DEFAULT_LUT = 4
