@@ -304,3 +304,41 @@ def test_fused_forward_has_no_host_sync_and_captures_in_a_cuda_graph(monkeypatch
 
 if __name__ == "__main__":
     sys.exit(_interpreter_main())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("wait", ["spin", "event", "sync"])
+def test_outlier_count_read_back_every_way(monkeypatch: pytest.MonkeyPatch, wait: str) -> None:
+    from bnb_kernels.backends.reference import int8 as ref
+    from bnb_kernels.backends.triton import int8 as T
+
+    monkeypatch.setattr(T, "COUNT_WAIT", wait)
+    for dtype in (torch.int32, torch.int64):
+        for value in (0, 7, 123456789):
+            assert T._read_count(torch.tensor([value], dtype=dtype, device="cuda")) == value
+    A = _activations(64, 300, torch.float16, "cuda", 3, outliers=True)
+    got = T.int8_vectorwise_quant(A, 6.0)
+    exp = ref.row_quant(A.cpu(), 6.0)
+    assert all(torch.equal(g.cpu(), e) for g, e in zip(got, exp))
+
+
+def test_int8_to_fp16_permute_trick_is_exact_for_every_byte() -> None:
+    """The PTX of ``_int8_to_f16`` (xor, two prmt, sub.f16x2), emulated instruction by
+    instruction on all 256 codes: every code comes out as the exact fp16 of its value."""
+    pytest.importorskip("triton")
+    from bnb_kernels.backends.triton import int8 as T
+    from bnb_kernels.backends.triton.fourbit_decode import prmt_reference
+
+    asm = T._I8_F16_ASM.value if hasattr(T._I8_F16_ASM, "value") else T._I8_F16_ASM
+    assert "0x80808080" in asm and "0x4140" in asm and "0x4342" in asm and "0x64806480" in asm
+    codes = torch.arange(-128, 128, dtype=torch.int64)
+    byte = codes & 0xFF
+    words = byte.reshape(-1, 4)  # 4 codes per 32-bit word, code i in byte i
+    w = words[:, 0] | (words[:, 1] << 8) | (words[:, 2] << 16) | (words[:, 3] << 24)
+    u = w ^ 0x80808080
+    h = torch.full_like(u, 0x64646464)
+    lo = prmt_reference(u, h, torch.full_like(u, 0x4140))
+    hi = prmt_reference(u, h, torch.full_like(u, 0x4342))
+    halves = torch.stack([lo & 0xFFFF, lo >> 16, hi & 0xFFFF, hi >> 16], dim=1).reshape(-1)
+    values = halves.to(torch.int32).to(torch.int16).view(torch.float16).float() - 1152.0
+    assert torch.equal(values, codes.float())

@@ -30,6 +30,7 @@ is most of the host time of a call. The reference-schema ops reuse the same kern
 
 # No `from __future__ import annotations` here: Triton 3.0's interpreter recognizes
 # `tl.constexpr` parameters only when the annotation is the object, not a string.
+import ctypes
 import inspect
 import os
 import threading
@@ -99,6 +100,7 @@ if HAS_TRITON:
         BLOCK_K: tl.constexpr,
         ONE_PASS: tl.constexpr,
         ROWS: tl.constexpr = 1,
+        FLAG_BRANCH: tl.constexpr = False,
     ):
         # FL[0:K] (int32): raised to at least `epoch` at every column holding an outlier (a
         # column counts as flagged when its flag >= epoch: a plan keeps its flags between
@@ -113,21 +115,24 @@ if HAS_TRITON:
             rmask = rows < M
             r64 = rows.to(tl.int64)
             mask = rmask[:, None] & (offs < K)[None, :]
-            x = tl.load(X + r64[:, None] * stride_xm + offs[None, :], mask=mask, other=0.0).to(tl.float32)
+            x_ptrs = X + r64[:, None] * stride_xm + offs[None, :]
+            x = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
             ax = tl.abs(x)
             valid = ax == ax  # not NaN
             if HAS_THRESHOLD:
                 valid = valid & (ax < threshold)
-                outl = (ax >= threshold) & mask
-                # Relaxed reductions (red.relaxed), predicated off where there is no outlier:
-                # an acq_rel atomic carries a memory barrier even where its mask is off, which
-                # made this kernel 1.8x slower (a branch around the update instead costs
-                # registers: 177 per thread, one program per SM).
-                fptr = tl.broadcast_to(FL + offs[None, :], [ROWS, BLOCK_K])
-                seen = tl.load(fptr, mask=outl, other=0)
-                tl.atomic_max(
-                    fptr, tl.full([ROWS, BLOCK_K], 0, tl.int32) + epoch, mask=outl & (seen < epoch), sem="relaxed"
-                )
+                if FLAG_BRANCH:
+                    n_out = tl.max(tl.max(((ax >= threshold) & mask).to(tl.int32), axis=1), axis=0)
+                else:
+                    # Relaxed reductions (red.relaxed), predicated off where there is no
+                    # outlier: an acq_rel atomic carries a memory barrier even where its mask
+                    # is off, which made this kernel 1.8x slower.
+                    outl = (ax >= threshold) & mask
+                    fptr = tl.broadcast_to(FL + offs[None, :], [ROWS, BLOCK_K])
+                    seen = tl.load(fptr, mask=outl, other=0)
+                    tl.atomic_max(
+                        fptr, tl.full([ROWS, BLOCK_K], 0, tl.int32) + epoch, mask=outl & (seen < epoch), sem="relaxed"
+                    )
             amax = tl.max(tl.where(valid, ax, 0.0), axis=1)
             tl.store(ROW_STATS + rows, amax, mask=rmask)
             rscale = tl.math.div_rn(tl.full([ROWS], 1.0, tl.float32), amax) * 127.0
@@ -135,6 +140,18 @@ if HAS_TRITON:
             keep = valid & (tl.abs(q) < 1.0e30)
             r = (q + _MAGIC) - _MAGIC
             tl.store(CODES + r64[:, None] * stride_cm + offs[None, :], tl.where(keep, r, 0.0).to(tl.int8), mask=mask)
+            if HAS_THRESHOLD and FLAG_BRANCH:
+                # Only rows holding an outlier raise flags (the per-element flag update doubled
+                # the instructions per element, and most rows have none), after the codes
+                # are out and with the row read again from L2 (fewer live registers).
+                if n_out > 0:
+                    xo = tl.abs(tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32))
+                    outl = (xo >= threshold) & mask
+                    fptr = tl.broadcast_to(FL + offs[None, :], [ROWS, BLOCK_K])
+                    seen = tl.load(fptr, mask=outl, other=0)
+                    tl.atomic_max(
+                        fptr, tl.full([ROWS, BLOCK_K], 0, tl.int32) + epoch, mask=outl & (seen < epoch), sem="relaxed"
+                    )
         else:
             row = tl.program_id(0).to(tl.int64)
             x_row = X + row * stride_xm
@@ -315,6 +332,20 @@ if HAS_TRITON:
         c_ptrs = C + rm.to(tl.int64)[:, None] * stride_cm + rn[None, :]
         tl.store(c_ptrs, out.to(C.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
 
+    # int8 -> fp16 for 4 codes in one 32-bit word: bias to unsigned (xor 0x80), place each byte
+    # under the fp16 exponent of 1024 (prmt), subtract 1024 + 128 (exact): 5 instructions per
+    # 4 codes instead of a quarter-rate I2F per code, which bounded the kernel at 2-16 rows.
+    _I8_F16_ASM = tl.constexpr(
+        "{ .reg .b32 u, h, c; xor.b32 u, $2, 0x80808080; mov.b32 h, 0x64646464; mov.b32 c, 0x64806480;"
+        " prmt.b32 $0, u, h, 0x4140; prmt.b32 $1, u, h, 0x4342; sub.f16x2 $0, $0, c; sub.f16x2 $1, $1, c; }"
+    )
+
+    @triton.jit
+    def _int8_to_f16(w, ASM: tl.constexpr):
+        if ASM:
+            return tl.inline_asm_elementwise(_I8_F16_ASM, "=r,=r,r", [w], dtype=tl.float16, is_pure=True, pack=4)
+        return w.to(tl.float16)
+
     @triton.jit
     def _w8a16_kernel(
         X,
@@ -338,6 +369,7 @@ if HAS_TRITON:
         BLOCK_N: tl.constexpr,
         BLOCK_K: tl.constexpr,
         SPLIT_K: tl.constexpr,
+        FAST_CVT: tl.constexpr = False,
     ):
         # SPLIT_K > 1: program (n, m, s) multiplies the s-th slice of K and writes its scaled
         # float32 partial to PART[s]; the last program of a tile to finish (CNT: one counter
@@ -375,7 +407,11 @@ if HAS_TRITON:
             if IEEE:
                 acc = tl.dot(x, tl.trans(w.to(x.dtype)), acc, input_precision="ieee", out_dtype=tl.float32)
             else:
-                acc = tl.dot(x, tl.trans(w.to(x.dtype)), acc, out_dtype=tl.float32)
+                if x.dtype == tl.float16:
+                    wd = _int8_to_f16(w, FAST_CVT)
+                else:
+                    wd = w.to(x.dtype)
+                acc = tl.dot(x, tl.trans(wd), acc, out_dtype=tl.float32)
             x_ptrs += BLOCK_K
             w_ptrs += BLOCK_K
         mask_n = rn < N
@@ -562,6 +598,12 @@ _TIMINGS: dict[tuple, dict[str, float]] = {}
 ONE_PASS_MAX_K = 8192
 ONE_PASS_WARPS = 8  # one pass, K > 2048
 ONE_PASS_ROW_ELEMS = 0  # one pass: ROWS per program = this // BLOCK_K (at least 1)
+# w8a16 with fp16 activations: int8 -> fp16 by byte permutes (inline PTX) instead of I2F.
+FAST_INT8_CVT = os.environ.get("BNB_INT8_FAST_CVT", "1") != "0"
+# One pass with a threshold: flags raised only by rows holding an outlier (a branch), and the
+# warps per program (K > 2048).
+QUANT_FLAG_BRANCH = True
+QUANT_THRESHOLD_WARPS = 16
 TWO_PASS_BLOCK, TWO_PASS_WARPS = 4096, 8
 # Rows per program of the outlier-column kernel (each program scans the column flags).
 _OUTLIER_ROWS = 16
@@ -680,7 +722,9 @@ def _quant_step(M: int, K: int, threshold: float) -> _Step:
         rows = max(1, min(ONE_PASS_ROW_ELEMS // block, triton.next_power_of_2(M)))
     else:
         block, warps = TWO_PASS_BLOCK, TWO_PASS_WARPS
-    kw = {"HAS_THRESHOLD": threshold > 0.0, "BLOCK_K": block, "ONE_PASS": one_pass, "ROWS": rows, "num_warps": warps}
+    kw = {"HAS_THRESHOLD": threshold > 0.0, "BLOCK_K": block, "ONE_PASS": one_pass, "ROWS": rows}
+    kw["FLAG_BRANCH"] = QUANT_FLAG_BRANCH
+    kw["num_warps"] = QUANT_THRESHOLD_WARPS if (one_pass and threshold > 0.0 and block > 2048) else warps
     if not _INTERPRET:
         kw["enable_fp_fusion"] = False  # the codes must round x * scale exactly as the reference does
     return _Step(_row_quant_kernel, (triton.cdiv(M, rows),), kw)
@@ -932,6 +976,7 @@ def _w8a16_step(
     """``mode`` (2-16 rows): None any configuration, "one" one K slice, "split" several."""
     small = kind == "w8a16"
     flags = {"HAS_BIAS": has_bias, "IEEE": dtype == torch.float32, "M_MAJOR": not small}
+    flags["FAST_CVT"] = FAST_INT8_CVT and not _INTERPRET and dtype == torch.float16
     if small:
         flags["BLOCK_M"] = 16
     if _INTERPRET:
@@ -1371,12 +1416,18 @@ def path_taken(M: int, N: int, K: int, dtype: torch.dtype, threshold: float, has
 
 _PINNED: dict[tuple, torch.Tensor] = {}  # one pinned host word per (device, dtype), reused
 _PINNED_LOCK = threading.Lock()
+# How the host waits for the outlier count: "spin" polls the pinned word the copy engine
+# writes (no CUDA call while waiting; falls back to a synchronization after ~2 ms), "event"
+# polls an event recorded after the copy, "sync" synchronizes the stream.
+COUNT_WAIT = "sync"
+_SPIN_POLLS = 20000
+_CTYPE = {torch.int32: ctypes.c_int32, torch.int64: ctypes.c_int64}
 
 
 def _read_count(count: torch.Tensor) -> int:
-    """The device-side counter on the host: a non-blocking copy into a pinned word kept
-    between calls and a stream synchronization (a fresh pinned tensor per call cost ~30 us on
-    the H100 machine; ``.item()`` copies to pageable memory)."""
+    """The device-side counter (int32 or int64, >= 0) on the host: a non-blocking copy into a
+    pinned word kept between calls, then a wait (``COUNT_WAIT``); ``.item()`` would copy to
+    pageable memory."""
     if count.device.type != "cuda":
         return int(count.item())
     key = (count.device.index, count.dtype)
@@ -1384,8 +1435,24 @@ def _read_count(count: torch.Tensor) -> int:
         host = _PINNED.get(key)
         if host is None:
             host = _PINNED[key] = torch.empty(1, dtype=count.dtype, pin_memory=True)
-        host.copy_(count.reshape(1), non_blocking=True)
-        torch.cuda.current_stream(count.device).synchronize()
+        stream = torch.cuda.current_stream(count.device)
+        if COUNT_WAIT == "spin" and count.dtype in _CTYPE:
+            word = _CTYPE[count.dtype].from_address(host.data_ptr())
+            word.value = -1  # a count is never negative: -1 until the copy lands
+            host.copy_(count.reshape(1), non_blocking=True)
+            for _ in range(_SPIN_POLLS):
+                if word.value != -1:
+                    return int(word.value)
+        elif COUNT_WAIT == "event":
+            host.copy_(count.reshape(1), non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(stream)
+            while not done.query():
+                pass
+            return int(host[0])
+        else:
+            host.copy_(count.reshape(1), non_blocking=True)
+        stream.synchronize()  # also surfaces an error of the kernels
         return int(host[0])
 
 
