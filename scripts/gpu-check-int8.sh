@@ -81,12 +81,14 @@ def variant(**kw):
     T._QUANT_DIRECT.clear()
 
 
+DEFAULTS = {k: getattr(T, k) for k in ("ONE_PASS_MAX_K", "ONE_PASS_WARPS", "ONE_PASS_ROW_ELEMS", "TWO_PASS_BLOCK",
+                                         "TWO_PASS_WARPS", "QUANT_FLAG_BRANCH", "QUANT_THRESHOLD_WARPS", "COUNT_WAIT")}
+clean = torch.randn(4096, 8192, dtype=torch.float16, device="cuda")
 for K, variants in (
-    (8192, ({}, {"ONE_PASS_WARPS": 16}, {"ONE_PASS_WARPS": 4}, {"ONE_PASS_ROW_ELEMS": 16384},
-            {"ONE_PASS_ROW_ELEMS": 16384, "ONE_PASS_WARPS": 16}, {"ONE_PASS_ROW_ELEMS": 32768, "ONE_PASS_WARPS": 16},
-            {"ONE_PASS_MAX_K": 4096})),
-    (4096, ({}, {"ONE_PASS_ROW_ELEMS": 8192}, {"ONE_PASS_ROW_ELEMS": 16384}, {"ONE_PASS_ROW_ELEMS": 16384, "ONE_PASS_WARPS": 16})),
-    (14336, ({}, {"TWO_PASS_BLOCK": 2048, "TWO_PASS_WARPS": 4}, {"TWO_PASS_BLOCK": 8192, "TWO_PASS_WARPS": 16})),
+    (8192, ({}, {"QUANT_THRESHOLD_WARPS": 8}, {"QUANT_FLAG_BRANCH": False, "QUANT_THRESHOLD_WARPS": 8},
+            {"QUANT_FLAG_BRANCH": False, "QUANT_THRESHOLD_WARPS": 16}, {"COUNT_WAIT": "spin"}, {"COUNT_WAIT": "event"})),
+    (4096, ({}, {"QUANT_FLAG_BRANCH": False, "QUANT_THRESHOLD_WARPS": 8})),
+    (14336, ({}, {"TWO_PASS_BLOCK": 8192, "TWO_PASS_WARPS": 16})),
 ):
     X = torch.randn(4096, K, dtype=torch.float16, device="cuda")
     X[:, :: K // 8] *= 20
@@ -96,9 +98,11 @@ for K, variants in (
             ms = bench(lambda X=X, t=t: T.row_quant(X, t, zero_cols=False))
             print(f"row_quant 4096x{K} t{t:g} {kw or 'default'}: {ms * 1e3:6.1f} us = {3 * X.numel() / ms / 1e6:6.0f} GB/s")
         if K == 8192:
-            ms = bench(lambda X=X: bnb.functional.int8_vectorwise_quant(X, threshold=6.0))
-            print(f"   int8_vectorwise_quant 4096x8192 t6 {kw or 'default'}: {ms * 1e3:6.1f} us = {3 * X.numel() / ms / 1e6:6.0f} GB/s")
-        variant(ONE_PASS_MAX_K=8192, ONE_PASS_WARPS=8, ONE_PASS_ROW_ELEMS=0, TWO_PASS_BLOCK=4096, TWO_PASS_WARPS=8)
+            ms = bench(lambda: T.row_quant(clean, 6.0, zero_cols=False))
+            print(f"   row_quant t6 without outliers: {ms * 1e3:6.1f} us = {3 * clean.numel() / ms / 1e6:6.0f} GB/s")
+            ms = bench(lambda: bnb.functional.int8_vectorwise_quant(clean, threshold=6.0))
+            print(f"   int8_vectorwise_quant t6 without outliers: {ms * 1e3:6.1f} us = {3 * clean.numel() / ms / 1e6:6.0f} GB/s")
+        variant(**DEFAULTS)
 # the copy ceiling of the same traffic (read fp16, write int8), and what the one host sync costs
 X = torch.randn(4096, 8192, dtype=torch.float16, device="cuda")
 ms = bench(lambda: X.to(torch.int8))
