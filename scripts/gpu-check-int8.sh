@@ -82,13 +82,12 @@ def variant(**kw):
 
 
 DEFAULTS = {k: getattr(T, k) for k in ("ONE_PASS_MAX_K", "ONE_PASS_WARPS", "ONE_PASS_ROW_ELEMS", "TWO_PASS_BLOCK",
-                                         "TWO_PASS_WARPS", "QUANT_FLAG_BRANCH", "QUANT_THRESHOLD_WARPS", "COUNT_WAIT")}
+                                         "TWO_PASS_WARPS")}
 clean = torch.randn(4096, 8192, dtype=torch.float16, device="cuda")
 for K, variants in (
-    (8192, ({}, {"QUANT_THRESHOLD_WARPS": 8}, {"QUANT_FLAG_BRANCH": False, "QUANT_THRESHOLD_WARPS": 8},
-            {"QUANT_FLAG_BRANCH": False, "QUANT_THRESHOLD_WARPS": 16}, {"COUNT_WAIT": "spin"}, {"COUNT_WAIT": "event"})),
-    (4096, ({}, {"QUANT_FLAG_BRANCH": False, "QUANT_THRESHOLD_WARPS": 8})),
-    (14336, ({}, {"TWO_PASS_BLOCK": 8192, "TWO_PASS_WARPS": 16})),
+    (8192, ({}, {"ONE_PASS_WARPS": 16})),
+    (4096, ({},)),
+    (14336, ({}, {"TWO_PASS_BLOCK": 8192, "TWO_PASS_WARPS": 16}, {"ONE_PASS_MAX_K": 16384, "ONE_PASS_WARPS": 16})),
 ):
     X = torch.randn(4096, K, dtype=torch.float16, device="cuda")
     X[:, :: K // 8] *= 20

@@ -203,22 +203,24 @@ def check_direct_launch() -> list[str]:
     return fails
 
 
-def check_rows_per_program(device: str, shapes_quant, row_elems: int) -> list[str]:
-    """The one-pass quantization kernel with several rows per program (ROWS > 1, rows past
-    the last masked) gives the reference's codes, stats and outlier columns."""
+def check_quant_variant(device: str, shapes_quant, **consts) -> list[str]:
+    """The quantization kernel with other launch constants (several rows per program, the
+    two-pass path at small K, ...) gives the reference's codes, stats and outlier columns."""
     from bnb_kernels.backends.triton import int8 as T
 
-    saved = T.ONE_PASS_ROW_ELEMS
-    T.ONE_PASS_ROW_ELEMS = row_elems
+    saved = {name: getattr(T, name) for name in consts}
+    for name, value in consts.items():
+        setattr(T, name, value)
     T._QUANT_STEPS.clear()
     T._QUANT_DIRECT.clear()
     try:
         fails = check_all(device, shapes_quant, [], ())
     finally:
-        T.ONE_PASS_ROW_ELEMS = saved
+        for name, value in saved.items():
+            setattr(T, name, value)
         T._QUANT_STEPS.clear()
         T._QUANT_DIRECT.clear()
-    return [f"{f} (rows per program: {row_elems} elements)" for f in fails]
+    return [f"{f} ({consts})" for f in fails]
 
 
 def _interpreter_main() -> int:
@@ -230,7 +232,9 @@ def _interpreter_main() -> int:
         dtypes=(torch.float16, torch.float32),
     )
     fails += check_direct_launch()
-    fails += check_rows_per_program("cpu", [(1, 7), (5, 37), (17, 96), (3, 200)], 512)
+    shapes = [(1, 7), (5, 37), (17, 96), (3, 200)]
+    fails += check_quant_variant("cpu", shapes, ONE_PASS_ROW_ELEMS=512)
+    fails += check_quant_variant("cpu", shapes, ONE_PASS_MAX_K=16, TWO_PASS_BLOCK=32)
     for f in fails:
         print("FAIL", f)
     return 1 if fails else 0
@@ -267,7 +271,8 @@ def test_triton_kernels_full_size_gpu(monkeypatch: pytest.MonkeyPatch, part: str
     monkeypatch.setattr(T, "AUTOTUNE", False)  # one tile config: fewer compilations
     fails = check_all("cuda", **_GPU_PARTS[part])
     if part == "quant":
-        fails += check_rows_per_program("cuda", [(333, 1000), (2049, 4096)], 16384)
+        fails += check_quant_variant("cuda", [(333, 1000), (2049, 4096)], ONE_PASS_ROW_ELEMS=16384)
+        fails += check_quant_variant("cuda", [(333, 1000), (70, 4096)], ONE_PASS_MAX_K=512)
     assert not fails, fails
 
 
@@ -307,12 +312,10 @@ if __name__ == "__main__":
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("wait", ["spin", "event", "sync"])
-def test_outlier_count_read_back_every_way(monkeypatch: pytest.MonkeyPatch, wait: str) -> None:
+def test_outlier_count_read_back() -> None:
     from bnb_kernels.backends.reference import int8 as ref
     from bnb_kernels.backends.triton import int8 as T
 
-    monkeypatch.setattr(T, "COUNT_WAIT", wait)
     for dtype in (torch.int32, torch.int64):
         for value in (0, 7, 123456789):
             assert T._read_count(torch.tensor([value], dtype=dtype, device="cuda")) == value
