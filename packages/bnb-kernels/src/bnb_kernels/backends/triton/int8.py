@@ -274,16 +274,6 @@ if HAS_TRITON:
         rbn = tl.max_contiguous(tl.multiple_of(rn % N, BLOCK_N), BLOCK_N)
         a_ptrs = A + ram.to(tl.int64)[:, None] * stride_am + rk[None, :]
         b_ptrs = B + rbn.to(tl.int64)[:, None] * stride_bn + rk[None, :]
-        if HAS_OUTLIERS and EPILOGUE == 1 and not SUBTRACT_OUTLIERS:
-            # The first BLOCK_J outlier columns (the common case is a few) are fetched before
-            # the main loop, so their gathers overlap it instead of adding a dependent
-            # round trip after it.
-            count = tl.load(WS + K)
-            rj = tl.arange(0, BLOCK_J)
-            jm0 = rj < count
-            cols0 = tl.load(WS + rj, mask=jm0, other=0)
-            xa0 = tl.load(X + ram.to(tl.int64)[:, None] * stride_xm + cols0[None, :], mask=jm0[None, :], other=0.0)
-            cb0 = tl.load(B + rbn.to(tl.int64)[:, None] * stride_bn + cols0[None, :], mask=jm0[None, :], other=0)
         acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.int32)
         for k0 in range(0, K, BLOCK_K):
             if EVEN_K:
@@ -324,15 +314,7 @@ if HAS_TRITON:
                 out = out + tl.load(BIAS + rn, mask=mask_n, other=0.0).to(tl.float32)[None, :]
             if HAS_OUTLIERS:
                 wscale = col * _I127
-                j_first = 0
-                if not SUBTRACT_OUTLIERS:
-                    w0 = (cb0.to(tl.float32) * wscale[:, None]).to(xa0.dtype)
-                    if IEEE:
-                        out = tl.dot(xa0, tl.trans(w0), out, input_precision="ieee", out_dtype=tl.float32)
-                    else:
-                        out = tl.dot(xa0, tl.trans(w0), out, out_dtype=tl.float32)
-                    j_first = BLOCK_J
-                for j0 in range(j_first, count, BLOCK_J):
+                for j0 in range(0, count, BLOCK_J):
                     jm = (j0 + rj) < count
                     cols = tl.load(IDX + j0 + rj, mask=jm, other=0)
                     xa = tl.load(X + ram.to(tl.int64)[:, None] * stride_xm + cols[None, :], mask=jm[None, :], other=0.0)
