@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole GPU check in one device call (the lead's acceptance run):
-#   1. the Triton kernels the 4-bit autotuner may pick are compiled first (12 processes),
+#   1. the Triton kernels the 4-bit autotuner may pick are compiled first (12 processes); the
+#      inline-PTX decodes (permute GEMV, decode 5 of the dot kernel) are checked on the GPU and
+#      left out of the anchor (BNB_4BIT_PRMT=0 / BNB_4BIT_DOT5=0) if their check fails,
 #   2. the GPU tests (pytest -m gpu) in parallel groups: 4-bit, int8, optimizers, the rest,
 #   3. ../shared/bench/anchor_gpu.py on this project's `bitsandbytes`. ../shared does not travel to
 #      the device: first `mkdir -p .device/bench && cp ../shared/bench/anchor_gpu.py .device/bench/`
@@ -52,6 +54,10 @@ PYEOF
         packages/bnb-diagnostics/tests & ;;
     esac
   done
+  # Decode 5 of the 4-bit dot kernel (inline PTX) likewise: if its GPU check fails, the
+  # anchor runs without it (BNB_4BIT_DOT5=0).
+  timeout "${TEST_TIMEOUT:-200}" "$PY" scripts/gpu-check-dot5.py > /tmp/gpu-dot5.log 2>&1
+  dot5_rc=$?
   wait "$prmt_pid"
   prmt_rc=$?
   wait
@@ -61,6 +67,13 @@ PYEOF
   if [ "$prmt_rc" != 0 ]; then
     export BNB_4BIT_PRMT=0
     echo "=> BNB_4BIT_PRMT=0 for the anchor"
+  fi
+  echo "decode-5 dot check: rc $dot5_rc; $(grep -cE 'FAIL|DIFFERS' /tmp/gpu-dot5.log) FAIL/DIFFERS lines"
+  grep -E "FAIL|DIFFERS" /tmp/gpu-dot5.log | head -5
+  cat /tmp/gpu-dot5.log >> "$OUT/tests.log"
+  if [ "$dot5_rc" != 0 ]; then
+    export BNB_4BIT_DOT5=0
+    echo "=> BNB_4BIT_DOT5=0 for the anchor"
   fi
   for g in $GROUPS_TO_RUN; do
     f="/tmp/gpu-tests-$g.log"
