@@ -326,22 +326,17 @@ def test_outlier_count_read_back() -> None:
 
 
 def test_int8_to_fp16_permute_trick_is_exact_for_every_byte() -> None:
-    """The PTX of ``_int8_to_f16`` (xor, two prmt, sub.f16x2), emulated instruction by
-    instruction on all 256 codes: every code comes out as the exact fp16 of its value."""
+    """The PTX of ``_int8_to_f16`` (xor, two prmt, sub.f16x2), run by the PTX emulator on
+    all 256 codes: every code comes out as the exact fp16 of its value."""
     pytest.importorskip("triton")
     from bnb_kernels.backends.triton import int8 as T
-    from bnb_kernels.backends.triton.fourbit_decode import prmt_reference
+    from bnb_kernels.backends.triton.ptx_emulator import from_bits16, run_ptx
 
     asm = T._I8_F16_ASM.value if hasattr(T._I8_F16_ASM, "value") else T._I8_F16_ASM
-    assert "0x80808080" in asm and "0x4140" in asm and "0x4342" in asm and "0x64806480" in asm
     codes = torch.arange(-128, 128, dtype=torch.int64)
-    byte = codes & 0xFF
-    words = byte.reshape(-1, 4)  # 4 codes per 32-bit word, code i in byte i
+    words = (codes & 0xFF).reshape(-1, 4)  # 4 codes per 32-bit word, code i in byte i
     w = words[:, 0] | (words[:, 1] << 8) | (words[:, 2] << 16) | (words[:, 3] << 24)
-    u = w ^ 0x80808080
-    h = torch.full_like(u, 0x64646464)
-    lo = prmt_reference(u, h, torch.full_like(u, 0x4140))
-    hi = prmt_reference(u, h, torch.full_like(u, 0x4342))
-    halves = torch.stack([lo & 0xFFFF, lo >> 16, hi & 0xFFFF, hi >> 16], dim=1).reshape(-1)
-    values = halves.to(torch.int32).to(torch.int16).view(torch.float16).float() - 1152.0
-    assert torch.equal(values, codes.float())
+    regs = run_ptx(asm, {"$2": w})
+    lo, hi = regs["$0"], regs["$1"]  # codes 0, 1 in the halves of $0; codes 2, 3 in $1
+    halves = torch.stack([lo, lo >> 16, hi, hi >> 16], dim=1).reshape(-1)
+    assert torch.equal(from_bits16(halves, torch.float16).float(), codes.float())

@@ -31,6 +31,9 @@ instruction in torch so tests check the bit logic on any machine.
 import torch
 
 from ._common import HAS_TRITON, tl, triton
+from .ptx_emulator import bits16 as _bits16
+from .ptx_emulator import from_bits16 as _from_bits16
+from .ptx_emulator import prmt_reference, run_ptx
 
 __all__ = [
     "DECODE_ASM",
@@ -104,59 +107,15 @@ def fp16_planes(lut: torch.Tensor) -> list[int]:
     return lo + hi
 
 
-def prmt_reference(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """PTX ``prmt.b32 d, a, b, c`` (generic mode) on int64 tensors holding 32-bit values:
-    byte k of d is byte ``c[4k+2:4k]`` of the 8 bytes {b, a}, or with ``c[4k+3]`` set the
-    sign (msb) of that byte replicated over 8 bits."""
-    src = ((b & 0xFFFFFFFF) << 32) | (a & 0xFFFFFFFF)
-    d = torch.zeros_like(src)
-    for k in range(4):
-        ctl = (c >> (4 * k)) & 0xF
-        byte = (src >> ((ctl & 7) * 8)) & 0xFF
-        byte = torch.where((ctl & 8) != 0, torch.where((byte & 0x80) != 0, 0xFF, 0), byte)
-        d |= byte << (8 * k)
-    return d
-
-
 def decode_reference(words: torch.Tensor, planes: list[int], asm: str = DECODE_ASM) -> torch.Tensor:
     """Runs the PTX text ``asm`` (default :data:`DECODE_ASM`, the block the kernels use) on
-    32-bit ``words`` (any int tensor) with a small interpreter of the instructions it uses
-    (and, or, shr, prmt, mov to a b16 pair, cvt.f32.f16): fp32 [..., 8], features 0..7."""
+    32-bit ``words`` (any int tensor) with :func:`ptx_emulator.run_ptx`: fp32 [..., 8],
+    features 0..7."""
     w = words.to(torch.int64) & 0xFFFFFFFF
     regs: dict[str, torch.Tensor] = {"$8": w}
     for i, p in enumerate(planes):
         regs[f"${9 + i}"] = torch.full_like(w, p)
-
-    def val(op: str) -> torch.Tensor:
-        op = op.strip()
-        return torch.full_like(w, int(op, 0)) if op[0].isdigit() else regs[op]
-
-    for line in asm.splitlines():
-        line = line.strip().rstrip(";")
-        if not line or line in "{}" or line.startswith(".reg"):
-            continue
-        opc, rest = line.split(None, 1)
-        if opc == "mov.b32":  # mov.b32 {lo, hi}, src
-            pair, src = rest.rsplit(",", 1)
-            lo, hi = (r.strip() for r in pair.strip(" {}").split(","))
-            v = val(src)
-            regs[lo], regs[hi] = v & 0xFFFF, (v >> 16) & 0xFFFF
-            continue
-        ops = [o.strip() for o in rest.split(",")]
-        d, srcs = ops[0], [val(o) for o in ops[1:]]
-        if opc == "and.b32":
-            r = srcs[0] & srcs[1]
-        elif opc == "or.b32":
-            r = srcs[0] | srcs[1]
-        elif opc == "shr.u32":
-            r = srcs[0] >> srcs[1]
-        elif opc == "prmt.b32":
-            r = prmt_reference(*srcs)
-        elif opc == "cvt.f32.f16":
-            r = srcs[0].to(torch.int32).to(torch.int16).view(torch.float16).float()
-        else:
-            raise ValueError(f"no emulation of {opc!r}")
-        regs[d] = r
+    run_ptx(asm, regs)
     return torch.stack([regs[f"${i}"] for i in range(8)], dim=-1)
 
 
@@ -209,14 +168,6 @@ PAIR_ASM = {
 _PAIR_CONSTRAINTS = "=r,=r,=r,=r,r,r,r,r,r,r,r,r,r,r"
 
 
-def _bits16(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return t.to(dtype).view(torch.int16).to(torch.int64) & 0xFFFF
-
-
-def _from_bits16(bits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return (bits & 0xFFFF).to(torch.int32).to(torch.int16).view(dtype)
-
-
 def pair_planes(lut: torch.Tensor, dtype: torch.dtype) -> list[int]:
     """The 8 plane words (L0..L3, H0..H3) of a 16-entry table rounded to ``dtype`` (bf16 or
     fp16), as Python ints in [0, 2**32) (what :func:`table_planes16` builds in a kernel)."""
@@ -240,55 +191,14 @@ def decode_pairs_reference(
 ) -> torch.Tensor:
     """Runs the PTX text ``asm`` (default ``PAIR_ASM[dtype]``) on 32-bit ``words`` with the
     scale ``scale`` (fp32, broadcast to ``words``) by a small interpreter of its
-    instructions (mov, and, shl, shr, prmt, lop3, packed fma, round to nearest even):
+    instructions (:func:`ptx_emulator.run_ptx`):
     ``dtype`` [..., 8], features 0..7 of each word (byte t = features 2t, 2t + 1)."""
     asm = PAIR_ASM[dtype] if asm is None else asm
     w = words.to(torch.int64) & 0xFFFFFFFF
     regs: dict[str, torch.Tensor] = {"$4": w, "$13": torch.broadcast_to(scale_pair(scale, dtype), w.shape)}
     for i, p in enumerate(planes):
         regs[f"${5 + i}"] = torch.full_like(w, p)
-
-    def val(op: str) -> torch.Tensor:
-        op = op.strip()
-        return torch.full_like(w, int(op, 0)) if op[0].isdigit() else regs[op]
-
-    def half(v: torch.Tensor, k: int) -> torch.Tensor:
-        return _from_bits16(v >> (16 * k), dtype).double()
-
-    for line in asm.splitlines():
-        line = line.strip().rstrip(";")
-        if not line or line in "{}" or line.startswith(".reg"):
-            continue
-        opc, rest = line.split(None, 1)
-        ops = [o.strip() for o in rest.split(",")]
-        d, srcs = ops[0], [val(o) for o in ops[1:]]
-        if opc == "mov.b32":
-            r = srcs[0]
-        elif opc == "and.b32":
-            r = srcs[0] & srcs[1]
-        elif opc == "or.b32":
-            r = srcs[0] | srcs[1]
-        elif opc == "shr.u32":
-            r = srcs[0] >> srcs[1]
-        elif opc == "shl.b32":
-            r = srcs[0] << srcs[1]
-        elif opc == "lop3.b32":  # bitwise f(a, b, c) given by its truth table on 0xF0, 0xCC, 0xAA
-            a_, b_, c_, lut = srcs
-            r = torch.zeros_like(w)
-            for i in range(8):
-                sel = (a_ if i & 4 else ~a_) & (b_ if i & 2 else ~b_) & (c_ if i & 1 else ~c_)
-                r |= torch.where((lut >> i) & 1 != 0, sel, torch.zeros_like(sel))
-        elif opc == "prmt.b32":
-            r = prmt_reference(*srcs)
-        elif opc == ("fma.rn.bf16x2" if dtype == torch.bfloat16 else "fma.rn.f16x2"):
-            # a * b + c per half, rounded once (fp64 holds the exact value of these products)
-            r = torch.zeros_like(w)
-            for k in range(2):
-                exact = half(srcs[0], k) * half(srcs[1], k) + half(srcs[2], k)
-                r |= _bits16(exact.float(), dtype) << (16 * k)
-        else:
-            raise ValueError(f"no emulation of {opc!r}")
-        regs[d] = r & 0xFFFFFFFF
+    run_ptx(asm, regs)
     pairs = torch.stack([regs[f"${i}"] for i in range(4)], dim=-1)
     return torch.stack([_from_bits16(pairs, dtype), _from_bits16(pairs >> 16, dtype)], dim=-1).flatten(-2)
 
