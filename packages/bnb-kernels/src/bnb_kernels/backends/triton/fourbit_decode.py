@@ -98,13 +98,7 @@ _CONSTRAINTS = "=r,=r,=r,=r,=r,=r,=r,=r,r,r,r,r,r,r,r,r,r"
 def fp16_planes(lut: torch.Tensor) -> list[int]:
     """The 8 plane words (L0..L3, H0..H3) of a 16-entry table, as Python ints in
     [0, 2**32), the table rounded to fp16 (what :func:`table_planes` builds in a kernel)."""
-    bits = lut.reshape(-1).to(torch.float16).view(torch.int16).to(torch.int64) & 0xFFFF
-    if bits.numel() != 16:
-        raise ValueError(f"a 4-bit code table has 16 entries, got {bits.numel()}")
-    b = bits.tolist()
-    lo = [sum((b[4 * k + i] & 0xFF) << (8 * i) for i in range(4)) for k in range(4)]
-    hi = [sum((b[4 * k + i] >> 8) << (8 * i) for i in range(4)) for k in range(4)]
-    return lo + hi
+    return pair_planes(lut, torch.float16)
 
 
 def decode_reference(words: torch.Tensor, planes: list[int], asm: str = DECODE_ASM) -> torch.Tensor:
