@@ -468,30 +468,3 @@ if __name__ == "__main__":
         print("FAIL", f)
     print(f"checked {', '.join(parts)} with seed {seed}: {len(failures)} failures")
     sys.exit(1 if failures else 0)
-
-
-@pytest.mark.gpu
-def test_gpu_repeated_calls_launch_directly_and_match_the_reference() -> None:
-    """From the second call of a specialization the quantization kernels launch directly
-    (LaunchCache): every call, on fresh inputs of the same and of other specializations,
-    still equals the reference."""
-    import bnb_kernels  # noqa: F401  (defines the ops)
-    from bnb_kernels.backends.reference import quant as R
-    from bnb_kernels.backends.triton import quant as T
-
-    ops = torch.ops.bitsandbytes
-    c = _dynamic_code().to("cuda")
-    for n in (4096 * 64, 4096 * 64 + 16, 333):
-        for _ in range(3):
-            A = torch.randn(n, device="cuda", dtype=torch.bfloat16)
-            q, absmax = ops.quantize_4bit(A, 64, "nf4", torch.uint8)
-            q_ref, absmax_ref = R.quantize_4bit(A, 64, "nf4", torch.uint8)
-            assert torch.equal(q, q_ref) and torch.equal(absmax, absmax_ref)
-            out = ops.dequantize_4bit(q, absmax, 64, "nf4", [n], torch.bfloat16)
-            assert torch.equal(out, R.dequantize_4bit(q_ref, absmax_ref, 64, "nf4", [n], torch.bfloat16))
-            q8, a8 = ops.quantize_blockwise(A.float(), c, 256)
-            q8_ref, a8_ref = R.quantize_blockwise(A.float(), c, 256)
-            assert torch.equal(q8, q8_ref) and torch.equal(a8, a8_ref)
-            d8 = ops.dequantize_blockwise(q8, a8, c, 256, torch.float32)
-            assert torch.equal(d8, R.dequantize_blockwise(q8_ref, a8_ref, c, 256, torch.float32))
-    assert T._LAUNCH._compiled or not T._LAUNCH.direct

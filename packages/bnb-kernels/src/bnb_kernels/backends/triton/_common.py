@@ -25,7 +25,6 @@ except ImportError:  # pragma: no cover - depends on the platform
 
 __all__ = [
     "HAS_TRITON",
-    "LaunchCache",
     "available",
     "check_device",
     "current_stream",
@@ -114,49 +113,3 @@ def direct_launch(ck, grid: tuple, stream: int, args: tuple) -> None:
     ck.run(
         grid[0], g1, g2, stream, ck.function, ck.packed_metadata, meta, rt.launch_enter_hook, rt.launch_exit_hook, *args
     )
-
-
-def _spec(a: object) -> object:
-    """What Triton specializes a runtime argument on: a tensor's dtype and 16-byte alignment,
-    an int's value 1, divisibility by 16 and width; other values by type and value."""
-    if isinstance(a, torch.Tensor):
-        return (a.dtype, a.data_ptr() % 16 == 0)
-    if isinstance(a, bool) or a is None:
-        return a
-    if isinstance(a, int):
-        return (a == 1, a % 16 == 0, -(2**31) <= a < 2**31)
-    return type(a)
-
-
-class LaunchCache:
-    """Launches a jit kernel through Triton the first time for a specialization (grid,
-    constexprs and launch options, argument dtypes, alignments and the int properties Triton
-    specializes on) and directly (``direct_launch``) from then on, which skips Triton's
-    binder: most of a small launch's host time. Every argument after ``args`` must be given
-    in ``consts`` (constexprs, then ``num_warps``/``num_stages``); otherwise, under the
-    interpreter, off another device, or with direct launches unsupported, it always launches
-    through Triton."""
-
-    def __init__(self) -> None:
-        self._compiled: dict[tuple, tuple] = {}
-        self.direct = direct_launch_supported()
-
-    def __call__(self, kernel, grid: tuple, args: tuple, consts: dict, device: torch.device) -> None:
-        direct = self.direct and device.type == "cuda" and _is_current(device)
-        key = (kernel, grid, tuple(consts.items()), tuple(_spec(a) for a in args)) if direct else None
-        hit = self._compiled.get(key) if direct else None
-        if hit is not None:
-            ck, values = hit
-            ptrs = tuple(a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args)
-            index = device.index if device.index is not None else torch.cuda.current_device()
-            direct_launch(ck, grid, current_stream(index), ptrs + values)
-            return
-        with device_guard(device):
-            ck = kernel[grid](*args, **consts)
-        names = kernel.arg_names[len(args) :]
-        if direct and ck is not None and all(n in consts for n in names):
-            self._compiled[key] = (ck, tuple(consts[n] for n in names))
-
-
-def _is_current(device: torch.device) -> bool:
-    return device.index is None or torch.cuda.device_count() == 1 or device.index == torch.cuda.current_device()

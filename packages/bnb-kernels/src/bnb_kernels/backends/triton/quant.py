@@ -52,7 +52,7 @@ from ..._registry import register
 from ...codebooks import codebook_table, fourbit_search_table, fourbit_table
 from ...ops.quant import BLOCKSIZES_4BIT, BLOCKSIZES_8BIT, FLOAT_DTYPES, QUANT_STORAGE_DTYPES, num_blocks
 from ..reference.quant import fourbit_codes, search_codebook
-from ._common import LaunchCache, available, check_device, interpreting, tl, triton
+from ._common import available, check_device, device_guard, interpreting, tl, triton
 
 __all__ = [
     "dequantize_4bit",
@@ -62,10 +62,6 @@ __all__ = [
     "quantize_4bit",
     "quantize_blockwise",
 ]
-
-# Every launch goes through Triton once per specialization, then directly (host time: the
-# functional calls cost 80-160 us each on the lent H100 machine, above what do_bench hides).
-_LAUNCH = LaunchCache()
 
 # Launch shapes: elements per program (a multiple of the block size) and warps.
 # Measured with scripts/gpu-check-quant.sh on one H100 80GB HBM3 (torch 2.11, Triton 3.6),
@@ -893,21 +889,20 @@ def quantize_blockwise(
         r, g, w, h = _rows_shape(
             blocksize, vec, per_thread or cfg["grid_per_thread"], warps, cfg["pair"] if pair is None else pair
         )
-        _LAUNCH(
-            _quantize_blockwise_rows_kernel, (triton.cdiv(blocks, r),), (flat, grid, tree, order, out, absmax, n, blocks),
-            dict(BS=blocksize, R=r, G=g, W=w, H=h, V=vec, STREAM=cfg["grid_stream"] if stream is None else stream,
-                 EXACT_BF16=interpreting(), num_warps=warps),
-            A.device,
-        )  # fmt: skip
+        with device_guard(A.device):
+            _quantize_blockwise_rows_kernel[(triton.cdiv(blocks, r),)](
+                flat, grid, tree, order, out, absmax, n, blocks, BS=blocksize, R=r, G=g, W=w, H=h, V=vec,
+                STREAM=cfg["grid_stream"] if stream is None else stream, EXACT_BF16=interpreting(), num_warps=warps,
+            )  # fmt: skip
         return out, absmax
     bpp, warps = _launch_shape("quantize_blockwise", blocksize, tile, num_warps)
     levels = cfg["sel_levels"] if sel_levels is None else sel_levels
     use_addr32 = (cfg["addr32"] if addr32 is None else addr32) and _fits_addr32(tree) and _ptr_bits_ok()
-    _LAUNCH(
-        _quantize_blockwise_kernel, (triton.cdiv(blocks, bpp),), (flat, tree, order, out, absmax, n, blocks),
-        dict(BS=blocksize, BPP=bpp, SEL_LEVELS=levels, ADDR32=use_addr32, EXACT_BF16=interpreting(), num_warps=warps),
-        A.device,
-    )  # fmt: skip
+    with device_guard(A.device):
+        _quantize_blockwise_kernel[(triton.cdiv(blocks, bpp),)](
+            flat, tree, order, out, absmax, n, blocks, BS=blocksize, BPP=bpp, SEL_LEVELS=levels,
+            ADDR32=use_addr32, EXACT_BF16=interpreting(), num_warps=warps,
+        )  # fmt: skip
     return out, absmax
 
 
@@ -932,13 +927,19 @@ def _dequantize_blockwise_into(
         return
     code = _code_values(code, A.device)
     bpp, warps = _launch_shape("dequantize_blockwise", blocksize, tile, num_warps)
-    _LAUNCH(
-        _dequantize_blockwise_kernel,
-        (triton.cdiv(blocks, bpp),),
-        (A.contiguous().view(-1), absmax, code, flat_out, n, blocks),
-        dict(BS=blocksize, BPP=bpp, EXACT_BF16=interpreting(), num_warps=warps),
-        A.device,
-    )
+    with device_guard(A.device):
+        _dequantize_blockwise_kernel[(triton.cdiv(blocks, bpp),)](
+            A.contiguous().view(-1),
+            absmax,
+            code,
+            flat_out,
+            n,
+            blocks,
+            BS=blocksize,
+            BPP=bpp,
+            EXACT_BF16=interpreting(),
+            num_warps=warps,
+        )
 
 
 @register("dequantize_blockwise", "triton", "cuda", available=available)
@@ -1019,25 +1020,23 @@ def quantize_4bit(
             r, g, w, h = _rows_shape(
                 blocksize, 8, per_thread or cfg["rows_per_thread"], warps, cfg["pair"] if pair is None else pair
             )
-            _LAUNCH(
-                _quantize_4bit_rows_kernel, (triton.cdiv(blocks, r),),
-                (flat, rows_table, bins, packed, words, absmax, n, blocks),
-                dict(BS=blocksize, R=r, G=g, W=w, H=h, PTR_BITS=_ptr_bits_ok(), ADDEND=ROWS4_ADDEND, CLAMP=ROWS4_CLAMP,
-                     L_SCALE=LUT_SCALE, L_ADDEND=_lut_addend(), L_SIZE=LUT_SIZE, EXACT_BF16=interpreting(),
-                     num_warps=warps),
-                A.device,
-            )  # fmt: skip
+            with device_guard(A.device):
+                _quantize_4bit_rows_kernel[(triton.cdiv(blocks, r),)](
+                    flat, rows_table, bins, packed, words, absmax, n, blocks, BS=blocksize, R=r, G=g,
+                    W=w, H=h, PTR_BITS=_ptr_bits_ok(), ADDEND=ROWS4_ADDEND, CLAMP=ROWS4_CLAMP, L_SCALE=LUT_SCALE, L_ADDEND=_lut_addend(),
+                    L_SIZE=LUT_SIZE, EXACT_BF16=interpreting(), num_warps=warps,
+                )  # fmt: skip
         else:
             bpp, warps = _launch_shape("quantize_4bit", blocksize, tile, num_warps)
             use_lut = bins is not None and (cfg["lut"] if lut is None else lut)
             table = bins if use_lut else tree
             use_addr32 = (cfg["addr32"] if addr32 is None else addr32) and _fits_addr32(table) and _ptr_bits_ok()
-            _LAUNCH(
-                _quantize_4bit_kernel, (triton.cdiv(blocks, bpp),), (flat, table, order, packed, absmax, n, blocks),
-                dict(BS=blocksize, BPP=bpp, LUT=use_lut, L_SCALE=LUT_SCALE, L_ADDEND=_lut_addend(), L_SIZE=LUT_SIZE,
-                     ADDR32=use_addr32, EXACT_BF16=interpreting(), num_warps=warps),
-                A.device,
-            )  # fmt: skip
+            with device_guard(A.device):
+                _quantize_4bit_kernel[(triton.cdiv(blocks, bpp),)](
+                    flat, table, order, packed, absmax, n, blocks, BS=blocksize, BPP=bpp, LUT=use_lut,
+                    L_SCALE=LUT_SCALE, L_ADDEND=_lut_addend(), L_SIZE=LUT_SIZE, ADDR32=use_addr32,
+                    EXACT_BF16=interpreting(), num_warps=warps,
+                )  # fmt: skip
     return packed.view(quant_storage).unsqueeze(1), absmax
 
 
@@ -1076,13 +1075,19 @@ def _dequantize_4bit_into(
         return
     bpp, warps = _launch_shape("dequantize_4bit", blocksize, tile, num_warps)
     table = _fourbit_tables(quant_type, A.device)[0]
-    _LAUNCH(
-        _dequantize_4bit_kernel,
-        (triton.cdiv(blocks, bpp),),
-        (packed, absmax, table, flat_out, n, blocks),
-        dict(BS=blocksize, BPP=bpp, EXACT_BF16=interpreting(), num_warps=warps),
-        A.device,
-    )
+    with device_guard(A.device):
+        _dequantize_4bit_kernel[(triton.cdiv(blocks, bpp),)](
+            packed,
+            absmax,
+            table,
+            flat_out,
+            n,
+            blocks,
+            BS=blocksize,
+            BPP=bpp,
+            EXACT_BF16=interpreting(),
+            num_warps=warps,
+        )
 
 
 @register("dequantize_4bit", "triton", "cuda", available=available)
