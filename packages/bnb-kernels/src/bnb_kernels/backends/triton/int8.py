@@ -17,7 +17,8 @@
 - ``_w8a16_kernel`` (weight-only): reads each int8 weight byte once, converts it to the
   activation dtype in registers and multiplies the activations as they are (no activation
   quantization: every column, outlier or not, is exact). Row tiles of 16 for 2-16 rows,
-  64-128 for 17-1024 rows.
+  64-128 for 17-1024 rows. fp16 activations: int8 -> fp16 by byte permutes (inline PTX).
+  Split over K, the last program of a tile sums the slices.
 - ``_gemv_kernel``: one row, multiply-add on the CUDA cores (no padding to a tensor-core tile).
 
 ``prepare_int8_linear`` binds a weight (modules keep the result) and keeps a plan per input
@@ -1266,7 +1267,7 @@ def _aligned(A2: torch.Tensor, bias: torch.Tensor | None) -> bool:
 # so the comparison is of GPU time): one row (gemv on the CUDA cores or w8a16), and
 # SMALL_M < rows <= MID_M (w8a16 with row tiles, or quantize + int8 GEMM).
 _ONE_ROW: dict[tuple, bool] = {}
-_SMALL: dict[tuple, bool] = {}  # 2-16 rows: K split in slices (+ a sum kernel) or not
+_SMALL: dict[tuple, bool] = {}  # 2-16 rows: K split in slices (summed in the kernel) or not
 MID_M = 1024
 _MID: dict[tuple, bool] = {}
 _MAX_PLANS = 64
