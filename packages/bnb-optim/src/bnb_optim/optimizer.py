@@ -530,6 +530,22 @@ def _check_name(optimizer_name: str) -> None:
         raise ValueError(f"unknown optimizer name {optimizer_name!r}; expected one of {OPTIMIZERS}")
 
 
+def _options(
+    optim_bits: int, min_8bit_size: int, percentile_clipping: int, block_wise: bool, max_unorm: float, skip_zeros: bool
+) -> MockArgs:
+    """The per-optimizer options as the release keeps them (``self.args``), when none are given."""
+    return MockArgs(
+        dict(
+            optim_bits=optim_bits,
+            min_8bit_size=min_8bit_size,
+            percentile_clipping=percentile_clipping,
+            block_wise=block_wise,
+            max_unorm=max_unorm,
+            skip_zeros=skip_zeros,
+        )
+    )
+
+
 class Optimizer2State(Optimizer8bit):
     """Optimizers with two states per parameter: adam, lamb, ademamix."""
 
@@ -562,18 +578,11 @@ class Optimizer2State(Optimizer8bit):
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, alpha=alpha, t_alpha=t_alpha, t_beta3=t_beta3
         )
         super().__init__(params, defaults, optim_bits, is_paged)
-        if args is None:
-            args = MockArgs(
-                dict(
-                    optim_bits=optim_bits,
-                    min_8bit_size=min_8bit_size,
-                    percentile_clipping=percentile_clipping,
-                    block_wise=block_wise,
-                    max_unorm=max_unorm,
-                    skip_zeros=skip_zeros,
-                )
-            )
-        self.args = args
+        self.args = (
+            args
+            if args is not None
+            else _options(optim_bits, min_8bit_size, percentile_clipping, block_wise, max_unorm, skip_zeros)
+        )
         self.optimizer_name = optimizer_name
 
     @torch.no_grad()
@@ -623,18 +632,11 @@ class Optimizer1State(Optimizer8bit):
         _check_options(optim_bits, min_8bit_size, percentile_clipping, max_unorm)
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
         super().__init__(params, defaults, optim_bits, is_paged)
-        if args is None:
-            args = MockArgs(
-                dict(
-                    optim_bits=optim_bits,
-                    min_8bit_size=min_8bit_size,
-                    percentile_clipping=percentile_clipping,
-                    block_wise=block_wise,
-                    max_unorm=max_unorm,
-                    skip_zeros=skip_zeros,
-                )
-            )
-        self.args = args
+        self.args = (
+            args
+            if args is not None
+            else _options(optim_bits, min_8bit_size, percentile_clipping, block_wise, max_unorm, skip_zeros)
+        )
         self.optimizer_name = optimizer_name
 
     @torch.no_grad()
