@@ -3,7 +3,20 @@ test_fourbit_gemv_triton.py), which also run as scripts under the Triton interpr
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import torch
+
+
+def run_under_interpreter(script: str) -> None:
+    """Runs ``script`` (a test file's own ``__main__`` checks) in a fresh process under the
+    Triton interpreter, which must be chosen before Triton is imported; asserts it passed."""
+    env = dict(os.environ, TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "checks passed" in proc.stdout
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
