@@ -54,14 +54,7 @@ __all__ = [
 # One word in ($8), the 8 plane words ($9..$16: L0..L3, H0..H3) in, 8 fp32 out ($0..$7:
 # features 0..7 of the word). Output byte k of a prmt is chosen by nibble k of its control;
 # nibble 0 of a word is the low nibble of byte 0 = feature 1, nibble 1 = feature 0, etc.
-DECODE_ASM = """{
-.reg .b32 s, c, a, b, l, h, p, q;
-.reg .b16 x, y;
-and.b32 s, $8, 0x77777777;
-shr.u32 c, $8, 1;
-and.b32 c, c, 0x44444444;
-or.b32 c, c, 0x32103210;
-prmt.b32 a, $9, $10, s;
+_DECODE_HALF = """prmt.b32 a, $9, $10, s;
 prmt.b32 b, $11, $12, s;
 prmt.b32 l, a, b, c;
 prmt.b32 a, $13, $14, s;
@@ -70,28 +63,30 @@ prmt.b32 h, a, b, c;
 prmt.b32 p, l, h, 0x5140;
 prmt.b32 q, l, h, 0x7362;
 mov.b32 {x, y}, p;
-cvt.f32.f16 $1, x;
-cvt.f32.f16 $0, y;
+cvt.f32.f16 ${O1}, x;
+cvt.f32.f16 ${O0}, y;
 mov.b32 {x, y}, q;
-cvt.f32.f16 $3, x;
-cvt.f32.f16 $2, y;
-shr.u32 s, s, 16;
-shr.u32 c, c, 16;
-prmt.b32 a, $9, $10, s;
-prmt.b32 b, $11, $12, s;
-prmt.b32 l, a, b, c;
-prmt.b32 a, $13, $14, s;
-prmt.b32 b, $15, $16, s;
-prmt.b32 h, a, b, c;
-prmt.b32 p, l, h, 0x5140;
-prmt.b32 q, l, h, 0x7362;
-mov.b32 {x, y}, p;
-cvt.f32.f16 $5, x;
-cvt.f32.f16 $4, y;
-mov.b32 {x, y}, q;
-cvt.f32.f16 $7, x;
-cvt.f32.f16 $6, y;
-}"""
+cvt.f32.f16 ${O3}, x;
+cvt.f32.f16 ${O2}, y;
+"""
+
+
+def _decode_asm_half(first: int) -> str:
+    """One half of the word: features ``first`` .. ``first + 3`` out."""
+    half = _DECODE_HALF
+    for k in range(4):
+        half = half.replace(f"{{O{k}}}", str(first + k))
+    return half
+
+
+DECODE_ASM = (
+    "{\n.reg .b32 s, c, a, b, l, h, p, q;\n.reg .b16 x, y;\nand.b32 s, $8, 0x77777777;\nshr.u32 c, $8, 1;\n"
+    "and.b32 c, c, 0x44444444;\nor.b32 c, c, 0x32103210;\n"
+    + _decode_asm_half(0)
+    + "shr.u32 s, s, 16;\nshr.u32 c, c, 16;\n"
+    + _decode_asm_half(4)
+    + "}"
+)
 _CONSTRAINTS = "=r,=r,=r,=r,=r,=r,=r,=r,r,r,r,r,r,r,r,r,r"
 
 
