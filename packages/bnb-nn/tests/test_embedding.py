@@ -25,7 +25,9 @@ def test_embedding4bit_matches_dequantized_table(cls, dim) -> None:
     assert out.shape == (2, 3, dim) and out.dtype == torch.float32
     table = F.dequantize_4bit(emb.weight, emb.weight.quant_state).reshape(50, dim)
     assert torch.equal(out, table[idx])
-    rel = ((out - dense(idx)).norm() / dense(idx).norm()).item()
+    # accuracy over every row: 6 looked-up rows (576 values) put fp4's ~0.122 over 0.13 now and then
+    rows = torch.arange(50)
+    rel = ((emb(rows) - dense(rows)).norm() / dense(rows).norm()).item()
     assert rel < 0.13
 
 
