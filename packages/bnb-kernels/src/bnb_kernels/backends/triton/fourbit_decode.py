@@ -38,7 +38,10 @@ from .ptx_emulator import prmt_reference, run_ptx
 __all__ = [
     "DECODE_ASM",
     "PAIR_ASM",
+    "RAW_PAIR_ASM",
     "decode_pairs",
+    "decode_pairs_raw",
+    "decode_pairs_raw_reference",
     "decode_pairs_reference",
     "decode_reference",
     "decode_word",
@@ -156,6 +159,22 @@ PAIR_ASM = {
 }
 _PAIR_CONSTRAINTS = "=r,=r,=r,=r,r,r,r,r,r,r,r,r,r,r"
 
+# The same permutes without the scaling (``decode_pairs_raw``): the pairs are the codes in
+# the planes' dtype, for kernels that scale the MMA's fp32 result instead. One word in ($4),
+# the 8 plane words ($5..$12) in, 4 pair words out ($0..$3). Per word of 8 values: 3
+# selector instructions, 2 mask prmt, 12 prmt + 4 lop3.
+_RAW_HALF = _PAIR_HALF.replace(
+    "prmt.b32 p, l, h, 0x4051;\nfma.rn.{T} ${O0}, p, $13, z;", "prmt.b32 ${O0}, l, h, 0x4051;"
+).replace("prmt.b32 p, l, h, 0x6273;\nfma.rn.{T} ${O1}, p, $13, z;", "prmt.b32 ${O1}, l, h, 0x6273;")
+RAW_PAIR_ASM = (
+    "{\n.reg .b32 s, t, m, a, b, l, h;\nshl.b32 t, $4, 4;\nand.b32 s, $4, 0x77777777;\n"
+    + _RAW_HALF.replace("{MASK}", "0xD9C8").replace("{O0}", "0").replace("{O1}", "1")
+    + "shr.u32 s, s, 16;\n"
+    + _RAW_HALF.replace("{MASK}", "0xFBEA").replace("{O0}", "2").replace("{O1}", "3")
+    + "}"
+)
+_RAW_CONSTRAINTS = "=r,=r,=r,=r,r,r,r,r,r,r,r,r,r"
+
 
 def pair_planes(lut: torch.Tensor, dtype: torch.dtype) -> list[int]:
     """The 8 plane words (L0..L3, H0..H3) of a 16-entry table rounded to ``dtype`` (bf16 or
@@ -188,6 +207,18 @@ def decode_pairs_reference(
     for i, p in enumerate(planes):
         regs[f"${5 + i}"] = torch.full_like(w, p)
     run_ptx(asm, regs)
+    pairs = torch.stack([regs[f"${i}"] for i in range(4)], dim=-1)
+    return torch.stack([_from_bits16(pairs, dtype), _from_bits16(pairs >> 16, dtype)], dim=-1).flatten(-2)
+
+
+def decode_pairs_raw_reference(words: torch.Tensor, planes: list[int], dtype: torch.dtype) -> torch.Tensor:
+    """Runs :data:`RAW_PAIR_ASM` on 32-bit ``words`` with :func:`ptx_emulator.run_ptx`:
+    ``dtype`` [..., 8], features 0..7 of each word (the codes, unscaled)."""
+    w = words.to(torch.int64) & 0xFFFFFFFF
+    regs: dict[str, torch.Tensor] = {"$4": w}
+    for i, p in enumerate(planes):
+        regs[f"${5 + i}"] = torch.full_like(w, p)
+    run_ptx(RAW_PAIR_ASM, regs)
     pairs = torch.stack([regs[f"${i}"] for i in range(4)], dim=-1)
     return torch.stack([_from_bits16(pairs, dtype), _from_bits16(pairs >> 16, dtype)], dim=-1).flatten(-2)
 
@@ -347,6 +378,32 @@ if HAS_TRITON:
         p0 = _prmt(lo, hi, tl.full(s.shape, 0x4051, tl.int32))
         p1 = _prmt(lo, hi, tl.full(s.shape, 0x6273, tl.int32))
         return _scaled_pair(p0, sp, DT), _scaled_pair(p1, sp, DT)
+
+    _RAW = tl.constexpr(RAW_PAIR_ASM)
+    _RAW_CONS = tl.constexpr(_RAW_CONSTRAINTS)
+
+    @triton.jit
+    def _raw_half(w, l0, l1, l2, l3, h0, h1, h2, h3, SH: tl.constexpr):
+        s = (w & 0x77777777) >> SH
+        m = _nibble_mask(w, SH)
+        lo = (_prmt(l0, l1, s) & ~m) | (_prmt(l2, l3, s) & m)
+        hi = (_prmt(h0, h1, s) & ~m) | (_prmt(h2, h3, s) & m)
+        return _prmt(lo, hi, tl.full(s.shape, 0x4051, tl.int32)), _prmt(lo, hi, tl.full(s.shape, 0x6273, tl.int32))
+
+    @triton.jit
+    def decode_pairs_raw(w, l0, l1, l2, l3, h0, h1, h2, h3, ASM: tl.constexpr):
+        """Bytes 0..3 of each int32 word of ``w`` decoded, unscaled, as 4 int32 tensors shaped
+        like ``w``: per byte its two codes in the planes' dtype packed in one word (the high
+        nibble's in the low half). ASM: inline PTX; else integer emulation (interpreter)."""
+        if ASM:
+            p0, p1, p2, p3 = tl.inline_asm_elementwise(
+                _RAW, _RAW_CONS, [w, l0, l1, l2, l3, h0, h1, h2, h3],
+                dtype=(tl.int32, tl.int32, tl.int32, tl.int32), is_pure=True, pack=1,
+            )  # fmt: skip
+        else:
+            p0, p1 = _raw_half(w, l0, l1, l2, l3, h0, h1, h2, h3, 0)
+            p2, p3 = _raw_half(w, l0, l1, l2, l3, h0, h1, h2, h3, 16)
+        return p0, p1, p2, p3
 
     @triton.jit
     def decode_pairs(w, l0, l1, l2, l3, h0, h1, h2, h3, sp, DT: tl.constexpr, ASM: tl.constexpr):

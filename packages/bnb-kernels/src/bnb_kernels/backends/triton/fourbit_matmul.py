@@ -41,6 +41,7 @@ from ...ops.fourbit_matmul import NESTED_BLOCKSIZE, check_gemm_4bit_args
 from ..reference import fourbit_matmul as _ref
 from . import fourbit_decode as _dec
 from . import fourbit_gemv as _gemv
+from . import fourbit_mma as _mma
 from ._common import (
     HAS_TRITON,
     available,
@@ -569,6 +570,15 @@ class _Plan:
             self.split = kw["SPLIT"]
             self.lut = _gemv.aligned_lut(meta.lut)  # the words layout ORs offsets into it
             self.launch = _Launch(_gemv.gemv_kernel, _gemv.gemv_grid(cfg, M, N, K), kw)
+        elif kind == "mma":
+            # fourbit_mma.mma_kernel: ("mma", warps, row tiles per warp, split, pipe)
+            cfg = tuple(config[1:])
+            kw = _mma.mma_constexprs(cfg, M, K, bs, meta.nested, has_bias)
+            self.split = kw["SPLIT"]
+            grid = _mma.mma_grid(cfg, N, K)
+            if self.split > 1:
+                self.need = (self.split * M * N, grid[0])
+            self.launch = _Launch(_mma.mma_kernel, grid, kw)
         elif kind == "dot":
             _, BM, BN, BK, warps, stages = config[:6]
             half_k = K // 2
@@ -621,6 +631,23 @@ class _Plan:
                 ws, cnt = _split_buffers(x.device, *self.need)
             args = (
                 x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, out, ws, cnt, M, N, K // 2, K, N,
+            )  # fmt: skip
+            self.launch(args, out, aligned)
+        elif kind == "mma":
+            if w.data_ptr() % 8:  # the weight is read 8 bytes at a time
+                if self.alt is None:
+                    self.alt = _Plan(_non_mma_config(M, x.dtype, N, K), M, N, K, meta, bias is not None)
+                self.alt(x, w, meta, bias, out, M, N, K)
+                return out
+            if not _mma.mma_x_ok(x):
+                x = x.clone()
+            aligned = _aligned(x) and _aligned(out) and _aligned(w) and (bias is None or _aligned(bias))
+            if self.split == 1:
+                ws = cnt = meta.absmax
+            else:
+                ws, cnt = _split_buffers(x.device, *self.need)
+            args = (
+                x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, out, ws, cnt, M, N, K, K, N,
             )  # fmt: skip
             self.launch(args, out, aligned)
         elif kind == "gemv":
@@ -683,6 +710,15 @@ _HAS_DOT5 = (
     and getattr(torch.version, "hip", None) is None
 )
 _DOT5 = _HAS_DOT5 and os.environ.get(DOT5_ENV, "1") not in ("0", "")
+MMA_ENV = "BNB_4BIT_MMA"
+# The tensor-core GEMV (fourbit_mma.py, inline PTX mma.sync: NVIDIA only) for 1-16 tokens;
+# ``BNB_4BIT_MMA=0`` keeps it out of the candidates and the heuristic (read once, at import).
+_MMA = (
+    HAS_TRITON
+    and hasattr(tl, "inline_asm_elementwise")
+    and getattr(torch.version, "hip", None) is None
+    and os.environ.get(MMA_ENV, "1") not in ("0", "")
+)
 # The dot kernel's decode (``_decode_bytes``): 4 = one gather of an fp32 pair per byte.
 DEFAULT_LUT = 4
 
@@ -791,18 +827,28 @@ def heuristic_config(M: int, dtype: torch.dtype, N: int | None = None, K: int | 
     return ("dequant",)
 
 
+def _non_mma_config(M: int, dtype: torch.dtype, N: int, K: int) -> tuple:
+    """The heuristic's path among the others (for a weight the mma kernel cannot read)."""
+    return heuristic_config(M, dtype, N, K)
+
+
 def _gemv_candidates(M: int, dtype: torch.dtype) -> list[tuple]:
     # fourbit_gemv's own list (its H100 run: 1.2-1.35x the previous GEMV kernel at 1 token,
     # 2.3-3.5x at 4 tokens, so that kernel is gone)
     return [("gemv", *c) for c in _gemv.gemv_candidates(M, dtype)]
 
 
-def candidates(M: int, dtype: torch.dtype, N: int | None = None) -> list[tuple]:
-    """What the autotuner times for M tokens (N output features, when known); decode 5
-    only where it is offered (``_DOT5``: Triton >= 3.2, ``BNB_4BIT_DOT5`` not 0)."""
+def candidates(
+    M: int, dtype: torch.dtype, N: int | None = None, K: int | None = None, blocksize: int | None = None
+) -> list[tuple]:
+    """What the autotuner times for M tokens (N output features, K input features and the
+    block size, when known); decode 5 only where it is offered (``_DOT5``: Triton >= 3.2,
+    ``BNB_4BIT_DOT5`` not 0); the tensor-core GEMV where its shape rules hold (``_MMA``)."""
     cands = _candidates(M, dtype, N)
     if not _DOT5:
         cands = [c for c in cands if not (c[0] == "dot" and len(c) > 7 and c[7] == 5)]
+    if _MMA and N is not None and K is not None and blocksize is not None and _mma.mma_ok(M, K, blocksize, dtype):
+        cands = [("mma", *c) for c in _mma.mma_candidates(M, N, K)] + cands
     return list(dict.fromkeys(cands))
 
 
@@ -903,7 +949,7 @@ def select_config(
         return cfg
     if not _autotune_enabled() or x.device.type != "cuda" or torch.cuda.is_current_stream_capturing():
         return heuristic_config(M, x.dtype, N, K)
-    cands = candidates(M, x.dtype, N)
+    cands = candidates(M, x.dtype, N, K, meta.blocksize)
     if len(cands) == 1:
         _TUNED[key] = cands[0]
         return cands[0]

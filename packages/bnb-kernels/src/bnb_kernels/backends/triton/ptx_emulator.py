@@ -6,6 +6,8 @@ hold 32-bit register values. Only the instructions those blocks use are known; a
 raises, so a new instruction cannot slip past the tests unemulated.
 """
 
+import re
+
 import torch
 
 __all__ = ["bits16", "from_bits16", "prmt_reference", "run_ptx"]
@@ -49,11 +51,53 @@ def _half_op(opc: str, srcs: list[torch.Tensor]) -> torch.Tensor:
     return r
 
 
+def _mma_m16n8k16(opc: str, rest: str, regs: dict[str, torch.Tensor]) -> None:
+    """``mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32 {d0..d3}, {a0..a3},
+    {b0, b1}, {c0..c3}`` for the warp whose 32 lanes are the last dimension of the register
+    tensors (A, B: int64 holding 16-bit pairs; C, D: float). Fragments as the PTX ISA lays
+    them out: lane l = 4 * group + t holds A rows group and group + 8 at columns 2t, 2t + 1
+    (a0, a1) and 2t + 8, 2t + 9 (a2, a3); B rows 2t, 2t + 1 (b0) and 2t + 8, 2t + 9 (b1) of
+    column group; D rows group (d0, d1) and group + 8 (d2, d3) at columns 2t, 2t + 1. The
+    products are exact and summed in fp64, then rounded to fp32."""
+    dtype = torch.bfloat16 if ".bf16." in opc else torch.float16
+    d, a, b, c = ([x.strip() for x in g.split(",")] for g in re.findall(r"\{([^}]*)\}", rest))
+    A = [regs[r] for r in a]
+    B = [regs[r] for r in b]
+    if A[0].shape[-1] != 32:
+        raise ValueError("mma.sync needs the 32 lanes of a warp as the last dimension")
+    lead = A[0].shape[:-1]
+
+    def halves(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return from_bits16(v, dtype).double(), from_bits16(v >> 16, dtype).double()
+
+    Am = torch.zeros(*lead, 16, 16, dtype=torch.float64)
+    Bm = torch.zeros(*lead, 16, 8, dtype=torch.float64)
+    for lane in range(32):
+        g, t = divmod(lane, 4)
+        for reg, (row, col) in enumerate(((g, 2 * t), (g + 8, 2 * t), (g, 2 * t + 8), (g + 8, 2 * t + 8))):
+            lo, hi = halves(A[reg][..., lane])
+            Am[..., row, col], Am[..., row, col + 1] = lo, hi
+        for reg, k in enumerate((2 * t, 2 * t + 8)):
+            lo, hi = halves(B[reg][..., lane])
+            Bm[..., k, g], Bm[..., k + 1, g] = lo, hi
+    D = Am @ Bm
+    out = [torch.zeros(*lead, 32, dtype=torch.float64) for _ in range(4)]
+    C = [regs[r].double() for r in c]
+    for lane in range(32):
+        g, t = divmod(lane, 4)
+        for reg, (row, col) in enumerate(((g, 2 * t), (g, 2 * t + 1), (g + 8, 2 * t), (g + 8, 2 * t + 1))):
+            out[reg][..., lane] = D[..., row, col] + C[reg][..., lane]
+    for name, v in zip(d, out):
+        regs[name] = v.float()
+
+
 def run_ptx(asm: str, regs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Runs ``asm`` on ``regs`` (operand name -> int64 tensor of 32-bit values, all of one
-    shape; updated in place and returned). Known: mov (also the split into a b16 pair),
-    and, or, xor, shl, shr, lop3, prmt, cvt.f32.f16 (its result is a float tensor) and
-    packed fma.rn / sub on f16x2 and bf16x2."""
+    shape; updated in place and returned). Known: mov (also the split into a b16 pair, and
+    mov.f32 of a hex float immediate), and, or, xor, shl, shr, lop3, prmt, cvt.f32.f16 (its
+    result is a float tensor), packed fma.rn / sub on f16x2 and bf16x2, and the warp-wide
+    mma.sync m16n8k16 with fp32 accumulators (:func:`_mma_m16n8k16`: the lanes are the last
+    dimension)."""
     like = next(iter(regs.values()))
 
     def val(op: str) -> torch.Tensor:
@@ -61,10 +105,20 @@ def run_ptx(asm: str, regs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return torch.full_like(like, int(op, 0)) if op[0].isdigit() else regs[op]
 
     for line in asm.replace(";", ";\n").splitlines():
-        line = line.strip().rstrip(";").strip(" {}")
+        line = line.strip().rstrip(";").strip()
+        if line.startswith("mma.sync.aligned.m16n8k16.row.col.f32."):  # operand groups in braces
+            opc, rest = line.split(None, 1)
+            _mma_m16n8k16(opc, rest, regs)
+            continue
+        line = line.strip(" {}")
         if not line or line.startswith(".reg"):
             continue
         opc, rest = line.split(None, 1)
+        if opc == "mov.f32":  # mov.f32 d, 0fXXXXXXXX
+            dst, imm = (o.strip() for o in rest.split(","))
+            bits = torch.tensor([int(imm[2:], 16)], dtype=torch.int64).to(torch.int32)
+            regs[dst] = torch.full(like.shape, bits.view(torch.float32).item(), dtype=torch.float32)
+            continue
         if opc == "mov.b32" and rest.lstrip().startswith("{"):  # mov.b32 {lo, hi}, src
             pair, src = rest.rsplit(",", 1)
             lo, hi = (r.strip() for r in pair.strip(" {}").split(","))
