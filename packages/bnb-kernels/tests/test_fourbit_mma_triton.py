@@ -17,14 +17,14 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))  # the shared inputs; this file also runs as a script
 from _fourbit_cases import quantized_case, rel_err, run_under_interpreter
 
-# (N, K, M, blocksize, dtype, nested, quant_type, config (WARPS, RT, SPLIT, PIPE))
+# (N, K, M, blocksize, dtype, nested, quant_type, config (WARPS, RT, SPLIT, CH[, MAXNREG]))
 CASES = [
     (40, 128, 1, 64, torch.bfloat16, True, "nf4", (1, 1, 1, 1)),  # ragged N, 2 chunks
-    (33, 256, 3, 64, torch.float16, False, "fp4", (2, 1, 1, 0)),  # 3 tokens, no prefetch
-    (64, 384, 8, 128, torch.bfloat16, True, "nf4", (1, 2, 1, 1)),  # two row tiles per warp
-    (24, 512, 9, 256, torch.float16, True, "nf4", (1, 1, 3, 1)),  # second token tile, split-K
-    (50, 320, 16, 64, torch.bfloat16, False, "nf4", (2, 2, 2, 0)),  # 16 tokens, split, 2 row tiles
-    (16, 64, 2, 64, torch.bfloat16, True, "fp4", (1, 1, 1, 1)),  # one chunk
+    (33, 256, 3, 64, torch.float16, False, "fp4", (2, 1, 1, 2)),  # 3 tokens, 2 chunks per iteration
+    (64, 384, 8, 128, torch.bfloat16, True, "nf4", (1, 2, 1, 4, 128)),  # 2 row tiles, 6 chunks in 2 groups of 4
+    (24, 512, 9, 256, torch.float16, True, "nf4", (1, 1, 3, 2)),  # second token tile, split-K, tail chunk
+    (50, 320, 16, 64, torch.bfloat16, False, "nf4", (2, 2, 2, 1)),  # 16 tokens, split, 2 row tiles
+    (16, 64, 2, 64, torch.bfloat16, True, "fp4", (1, 1, 1, 4)),  # one chunk, 3 past the end
     (80, 256, 5, 64, torch.float16, True, "fp4", (2, 1, 4, 1)),  # split into single chunks
 ]
 _TOL = {torch.float16: 2e-3, torch.bfloat16: 1.2e-2}
@@ -139,12 +139,14 @@ def test_configs_grid_and_eligibility() -> None:
             cands = T.mma_candidates(M, N, K)
             assert T.mma_config(M, N, K) in cands
             for cfg in cands:
-                warps, rt, split, pipe = cfg
+                warps, rt, split, ch, regs = cfg
                 grid = T.mma_grid(cfg, N, K)
                 assert grid[0] * 16 * rt * warps >= N and 1 <= grid[1] <= min(split, max(1, K // 64))
                 kw = T.mma_constexprs(cfg, M, K, 64, True, False)
                 assert kw["TT"] == (1 if M <= 8 else 2) and kw["num_warps"] == warps
-                assert kw["PIPE"] == bool(pipe) and kw["SPLIT"] == grid[1]
+                assert kw["CH"] == ch and kw["SPLIT"] == grid[1] and regs in (0, 96, 128, 168)
+                if regs and T._HAS_MAXNREG:
+                    assert kw["maxnreg"] == regs + (40 if M > 8 else 0)
     assert T.mma_ok(16, 4096, 64, torch.bfloat16)
     assert not T.mma_ok(17, 4096, 64, torch.bfloat16)
     assert not T.mma_ok(1, 4096, 32, torch.bfloat16)  # a chunk would straddle two blocks
@@ -152,6 +154,8 @@ def test_configs_grid_and_eligibility() -> None:
     assert not T.mma_ok(1, 4096, 64, torch.float32)
     with pytest.raises(ValueError, match="1 to 16"):
         T.mma_constexprs((4, 1, 1, 1), 17, 4096, 64, False, False)
+    with pytest.raises(ValueError, match="chunks per iteration"):
+        T.mma_constexprs((4, 1, 1, 3), 1, 4096, 64, False, False)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ Layout (one ``m16n8k16`` MMA per 16 weight rows x 64 input features x 8 tokens):
   The codes are the table rounded to the activation dtype (bf16: relative error <= 2**-9
   per code value).
 - ``RT`` row tiles of 16 per warp share the activation loads; ``TT`` token tiles of 8 share
-  the decode (16 tokens: two MMAs per fragment); ``PIPE`` loads the next chunk's weight
-  words and scale inputs before decoding the current one; ``SPLIT`` programs share K, each
+  the decode (16 tokens: two MMAs per fragment); ``CH`` consecutive chunks per loop
+  iteration have their loads issued together; ``SPLIT`` programs share K, each
   writes an fp32 partial, the last one of a row tile (a counter, reset after use) sums them.
 
 ``ASM=False`` (the interpreter) emulates the ``%tid.x`` read, the decode and the MMA with
@@ -74,12 +74,15 @@ MMA_ASM = {
 _MMA_CONSTRAINTS = "=f,=f,=f,=f," + ",".join(["r"] * 24)
 # 16 bytes of activations at a 16-byte aligned address ($4), through the read-only path
 _X128 = "ld.global.nc.v4.b32 {$0, $1, $2, $3}, [$4];"
+# 8 weight bytes (8-byte aligned, read once: no L1 allocation)
+_W64 = "ld.global.nc.L1::no_allocate.v2.b32 {$0, $1}, [$2];"
 
 if HAS_TRITON:
     _MMA_BF16 = tl.constexpr(MMA_ASM[torch.bfloat16])
     _MMA_F16 = tl.constexpr(MMA_ASM[torch.float16])
     _MMA_CONS = tl.constexpr(_MMA_CONSTRAINTS)
     _X128_ASM = tl.constexpr(_X128)
+    _W64_ASM = tl.constexpr(_W64)
 
     @triton.jit
     def _thread_ids(WARPS: tl.constexpr, ASM: tl.constexpr):
@@ -202,10 +205,19 @@ if HAS_TRITON:
         return x0, x1, x2, x3, x4, x5, x6, x7
 
     @triton.jit
-    def _fetch(w64, a8_ptr, absmax_ptr, row, c, t, K, BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr):
+    def _fetch(w64, a8_ptr, absmax_ptr, row, c, t, K, BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, ASM: tl.constexpr):
         """Chunk ``c`` of weight row ``row`` for lane ``t``: its 8 bytes (int64) and the
-        scale inputs of the block (nested: the 8-bit code and the second-level absmax)."""
-        v = tl.load(w64 + (row * (K // 16) + c * 4 + t), eviction_policy="evict_first")
+        scale inputs of the block (nested: the 8-bit code and the second-level absmax). On
+        the GPU the 8 bytes are read by inline PTX marked as having side effects, so that
+        LLVM keeps the load where it is written (it sinks plain loads next to their use)."""
+        if ASM:
+            addr = (w64 + (row * (K // 16) + c * 4 + t)).to(tl.int64)
+            lo, hi = tl.inline_asm_elementwise(
+                _W64_ASM, "=r,=r,l", [addr], dtype=(tl.int32, tl.int32), is_pure=False, pack=1
+            )
+            v = (hi.to(tl.int64) << 32) | (lo.to(tl.int64) & 0xFFFFFFFF)
+        else:
+            v = tl.load(w64 + (row * (K // 16) + c * 4 + t), eviction_policy="evict_first")
         blk = row * (K // BLOCKSIZE) + (c * 64) // BLOCKSIZE
         if NESTED:
             s8 = tl.load(a8_ptr + blk).to(tl.int32)
@@ -214,6 +226,17 @@ if HAS_TRITON:
             am = tl.load(absmax_ptr + blk)
             s8 = blk
         return v, s8, am
+
+    @triton.jit
+    def _fetch2(
+        w64, a8_ptr, absmax_ptr, la, lb, c, chunks, t, K,
+        BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, ASM: tl.constexpr,
+    ):  # fmt: skip
+        """Chunk ``c`` (clamped to the last one) of rows ``la`` and ``lb``: ``_fetch`` twice."""
+        cc = tl.minimum(c, chunks - 1)
+        va, s8a, ama = _fetch(w64, a8_ptr, absmax_ptr, la, cc, t, K, BLOCKSIZE, NESTED, ASM)
+        vb, s8b, amb = _fetch(w64, a8_ptr, absmax_ptr, lb, cc, t, K, BLOCKSIZE, NESTED, ASM)
+        return va, s8a, ama, vb, s8b, amb
 
     @triton.jit
     def _scale(s8, am, code2_ptr, offset, NESTED: tl.constexpr):
@@ -296,7 +319,7 @@ if HAS_TRITON:
         x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset_ptr, lut_ptr, bias_ptr, out_ptr, ws_ptr, cnt_ptr,
         M, N, K, stride_xm, stride_om,
         BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, HAS_BIAS: tl.constexpr,
-        WARPS: tl.constexpr, RT: tl.constexpr, TT: tl.constexpr, SPLIT: tl.constexpr, PIPE: tl.constexpr,
+        WARPS: tl.constexpr, RT: tl.constexpr, TT: tl.constexpr, SPLIT: tl.constexpr, CH: tl.constexpr,
         ASM: tl.constexpr,
     ):  # fmt: skip
         """``out[m, n] = sum_k x[m, k] W[n, k] (+ bias[n])`` for M <= 8 * TT tokens; grid
@@ -346,50 +369,77 @@ if HAS_TRITON:
         b5 = a0
         b6 = a0
         b7 = a0
-        if PIPE:
-            cn = tl.minimum(c0, chunks - 1)
-            na0, ns8a0, nama0 = _fetch(w64, a8_ptr, absmax_ptr, la0, cn, t, K, BLOCKSIZE, NESTED)
-            nb0, ns8b0, namb0 = _fetch(w64, a8_ptr, absmax_ptr, lb0, cn, t, K, BLOCKSIZE, NESTED)
+        for c in range(c0, c1, CH):
+            # CH (1, 2 or 4) consecutive chunks per iteration, every weight and scale load of
+            # the group issued first (ptxas keeps them where they are written): more bytes in
+            # flight, 32 * CH contiguous bytes per row. A chunk past c1 reads chunk
+            # ``chunks - 1`` again and counts zero.
+            va0, s8a0, ama0, vb0, s8b0, amb0 = _fetch2(
+                w64, a8_ptr, absmax_ptr, la0, lb0, c, chunks, t, K, BLOCKSIZE, NESTED, ASM
+            )
             if RT > 1:
-                na1, ns8a1, nama1 = _fetch(w64, a8_ptr, absmax_ptr, la1, cn, t, K, BLOCKSIZE, NESTED)
-                nb1, ns8b1, namb1 = _fetch(w64, a8_ptr, absmax_ptr, lb1, cn, t, K, BLOCKSIZE, NESTED)
-        for c in range(c0, c1):
-            if PIPE:
-                va0, s8a0, ama0 = na0, ns8a0, nama0
-                vb0, s8b0, amb0 = nb0, ns8b0, namb0
-                cn = tl.minimum(c + 1, chunks - 1)  # clamped: in bounds, unused past c1
-                na0, ns8a0, nama0 = _fetch(w64, a8_ptr, absmax_ptr, la0, cn, t, K, BLOCKSIZE, NESTED)
-                nb0, ns8b0, namb0 = _fetch(w64, a8_ptr, absmax_ptr, lb0, cn, t, K, BLOCKSIZE, NESTED)
+                va1, s8a1, ama1, vb1, s8b1, amb1 = _fetch2(
+                    w64, a8_ptr, absmax_ptr, la1, lb1, c, chunks, t, K, BLOCKSIZE, NESTED, ASM
+                )
+            if CH > 1:
+                wa0, t8a0, bma0, wb0, t8b0, bmb0 = _fetch2(
+                    w64, a8_ptr, absmax_ptr, la0, lb0, c + 1, chunks, t, K, BLOCKSIZE, NESTED, ASM
+                )
                 if RT > 1:
-                    va1, s8a1, ama1 = na1, ns8a1, nama1
-                    vb1, s8b1, amb1 = nb1, ns8b1, namb1
-                    na1, ns8a1, nama1 = _fetch(w64, a8_ptr, absmax_ptr, la1, cn, t, K, BLOCKSIZE, NESTED)
-                    nb1, ns8b1, namb1 = _fetch(w64, a8_ptr, absmax_ptr, lb1, cn, t, K, BLOCKSIZE, NESTED)
-            else:
-                va0, s8a0, ama0 = _fetch(w64, a8_ptr, absmax_ptr, la0, c, t, K, BLOCKSIZE, NESTED)
-                vb0, s8b0, amb0 = _fetch(w64, a8_ptr, absmax_ptr, lb0, c, t, K, BLOCKSIZE, NESTED)
+                    wa1, t8a1, bma1, wb1, t8b1, bmb1 = _fetch2(
+                        w64, a8_ptr, absmax_ptr, la1, lb1, c + 1, chunks, t, K, BLOCKSIZE, NESTED, ASM
+                    )
+            if CH > 2:
+                ua0, u8a0, cma0, ub0, u8b0, cmb0 = _fetch2(
+                    w64, a8_ptr, absmax_ptr, la0, lb0, c + 2, chunks, t, K, BLOCKSIZE, NESTED, ASM
+                )
+                za0, z8a0, dma0, zb0, z8b0, dmb0 = _fetch2(
+                    w64, a8_ptr, absmax_ptr, la0, lb0, c + 3, chunks, t, K, BLOCKSIZE, NESTED, ASM
+                )
                 if RT > 1:
-                    va1, s8a1, ama1 = _fetch(w64, a8_ptr, absmax_ptr, la1, c, t, K, BLOCKSIZE, NESTED)
-                    vb1, s8b1, amb1 = _fetch(w64, a8_ptr, absmax_ptr, lb1, c, t, K, BLOCKSIZE, NESTED)
-            f0 = c * 64 + t * 16
-            x0, x1, x2, x3, x4, x5, x6, x7 = _load_x(x_ptr, tok0, stride_xm, f0, ASM)
-            if TT > 1:
-                y0, y1, y2, y3, y4, y5, y6, y7 = _load_x(x_ptr, tok1, stride_xm, f0, ASM)
-            else:
-                y0, y1, y2, y3, y4, y5, y6, y7 = x0, x1, x2, x3, x4, x5, x6, x7
-            sa = _scale(s8a0, ama0, code2_ptr, offset, NESTED)
-            sb = _scale(s8b0, amb0, code2_ptr, offset, NESTED)
-            a0, a1, a2, a3, a4, a5, a6, a7 = _tile_chunk(
-                va0, vb0, sa, sb, x0, x1, x2, x3, x4, x5, x6, x7, y0, y1, y2, y3, y4, y5, y6, y7,
-                a0, a1, a2, a3, a4, a5, a6, a7, l0, l1, l2, l3, h0, h1, h2, h3, DT, WARPS, TT, ASM,
-            )  # fmt: skip
-            if RT > 1:
-                sa1 = _scale(s8a1, ama1, code2_ptr, offset, NESTED)
-                sb1 = _scale(s8b1, amb1, code2_ptr, offset, NESTED)
-                b0, b1, b2, b3, b4, b5, b6, b7 = _tile_chunk(
-                    va1, vb1, sa1, sb1, x0, x1, x2, x3, x4, x5, x6, x7, y0, y1, y2, y3, y4, y5, y6, y7,
-                    b0, b1, b2, b3, b4, b5, b6, b7, l0, l1, l2, l3, h0, h1, h2, h3, DT, WARPS, TT, ASM,
+                    ua1, u8a1, cma1, ub1, u8b1, cmb1 = _fetch2(
+                        w64, a8_ptr, absmax_ptr, la1, lb1, c + 2, chunks, t, K, BLOCKSIZE, NESTED, ASM
+                    )
+                    za1, z8a1, dma1, zb1, z8b1, dmb1 = _fetch2(
+                        w64, a8_ptr, absmax_ptr, la1, lb1, c + 3, chunks, t, K, BLOCKSIZE, NESTED, ASM
+                    )
+            for i in tl.static_range(CH):
+                if i == 0:
+                    pa0, qa0, ra0_, pb0, qb0, rb0_ = va0, s8a0, ama0, vb0, s8b0, amb0
+                    if RT > 1:
+                        pa1, qa1, ra1_, pb1, qb1, rb1_ = va1, s8a1, ama1, vb1, s8b1, amb1
+                elif i == 1:
+                    pa0, qa0, ra0_, pb0, qb0, rb0_ = wa0, t8a0, bma0, wb0, t8b0, bmb0
+                    if RT > 1:
+                        pa1, qa1, ra1_, pb1, qb1, rb1_ = wa1, t8a1, bma1, wb1, t8b1, bmb1
+                elif i == 2:
+                    pa0, qa0, ra0_, pb0, qb0, rb0_ = ua0, u8a0, cma0, ub0, u8b0, cmb0
+                    if RT > 1:
+                        pa1, qa1, ra1_, pb1, qb1, rb1_ = ua1, u8a1, cma1, ub1, u8b1, cmb1
+                else:
+                    pa0, qa0, ra0_, pb0, qb0, rb0_ = za0, z8a0, dma0, zb0, z8b0, dmb0
+                    if RT > 1:
+                        pa1, qa1, ra1_, pb1, qb1, rb1_ = za1, z8a1, dma1, zb1, z8b1, dmb1
+                f0 = tl.minimum(c + i, chunks - 1) * 64 + t * 16
+                x0, x1, x2, x3, x4, x5, x6, x7 = _load_x(x_ptr, tok0, stride_xm, f0, ASM)
+                if TT > 1:
+                    y0, y1, y2, y3, y4, y5, y6, y7 = _load_x(x_ptr, tok1, stride_xm, f0, ASM)
+                else:
+                    y0, y1, y2, y3, y4, y5, y6, y7 = x0, x1, x2, x3, x4, x5, x6, x7
+                live = c + i < c1
+                sa = tl.where(live, _scale(qa0, ra0_, code2_ptr, offset, NESTED), 0.0)
+                sb = tl.where(live, _scale(qb0, rb0_, code2_ptr, offset, NESTED), 0.0)
+                a0, a1, a2, a3, a4, a5, a6, a7 = _tile_chunk(
+                    pa0, pb0, sa, sb, x0, x1, x2, x3, x4, x5, x6, x7, y0, y1, y2, y3, y4, y5, y6, y7,
+                    a0, a1, a2, a3, a4, a5, a6, a7, l0, l1, l2, l3, h0, h1, h2, h3, DT, WARPS, TT, ASM,
                 )  # fmt: skip
+                if RT > 1:
+                    sa1 = tl.where(live, _scale(qa1, ra1_, code2_ptr, offset, NESTED), 0.0)
+                    sb1 = tl.where(live, _scale(qb1, rb1_, code2_ptr, offset, NESTED), 0.0)
+                    b0, b1, b2, b3, b4, b5, b6, b7 = _tile_chunk(
+                        pa1, pb1, sa1, sb1, x0, x1, x2, x3, x4, x5, x6, x7, y0, y1, y2, y3, y4, y5, y6, y7,
+                        b0, b1, b2, b3, b4, b5, b6, b7, l0, l1, l2, l3, h0, h1, h2, h3, DT, WARPS, TT, ASM,
+                    )  # fmt: skip
         OUT_DT: tl.constexpr = out_ptr.dtype.element_ty
         if SPLIT == 1:
             _store_tile(
@@ -456,11 +506,25 @@ if HAS_TRITON:
 
 
 # ------------------------------------------------------------------------------------------
-# Configs: (WARPS, RT row tiles of 16 per warp, SPLIT, PIPE). TT (token tiles of 8) follows
-# from M. Not timed on a GPU yet: the autotuner of fourbit_matmul.py times them.
+# Configs: (WARPS, RT row tiles of 16 per warp, SPLIT, CH chunks per iteration, MAXNREG).
+# MAXNREG (0: ptxas's choice) caps the registers per thread: with room (128 for 1 row tile
+# and 4 chunks) ptxas issues a group's loads first instead of moving each next to its use
+# (SASS for sm_90: without it, one chunk of loads in flight per warp). 16 tokens add about
+# 40 registers. TT (token tiles of 8) follows from M.
 
-_BASE_CONFIGS = [(4, 1, 1), (4, 2, 1), (8, 1, 1), (4, 1, 0), (2, 2, 1)]
+_BASE_CONFIGS = [(4, 1, 4, 128), (4, 1, 2, 96), (4, 2, 4, 168), (8, 1, 4, 128), (4, 1, 4, 0), (2, 2, 2, 128)]
 _TARGET_WARPS = 132 * 16  # about 16 resident warps per SM of an H100
+# Triton's CUDA options take a register cap from 3.1 on (ignored where absent).
+_HAS_MAXNREG = False
+if HAS_TRITON:
+    try:
+        import dataclasses
+
+        from triton.backends.nvidia.compiler import CUDAOptions
+
+        _HAS_MAXNREG = any(f.name == "maxnreg" for f in dataclasses.fields(CUDAOptions))
+    except Exception:  # pragma: no cover - depends on the Triton build
+        _HAS_MAXNREG = False
 
 
 def mma_tiles(M: int) -> int:
@@ -468,26 +532,26 @@ def mma_tiles(M: int) -> int:
     return 1 if M <= 8 else 2
 
 
-def _auto_split(N: int, K: int, warps: int, rt: int) -> int:
+def _auto_split(N: int, K: int, rt: int, ch: int) -> int:
+    """Split-K for about _TARGET_WARPS warps, each range at least two iterations long."""
     tiles = triton.cdiv(N, 16 * rt)
-    chunks = K // 64
-    return max(1, min(16, chunks // 4, round(_TARGET_WARPS / max(1, tiles))))
+    return max(1, min(16, K // 64 // (2 * ch), round(_TARGET_WARPS / max(1, tiles))))
 
 
 def mma_candidates(M: int, N: int, K: int) -> list[tuple[int, ...]]:
     """Configs worth timing: each base layout at its automatic split, and at twice it."""
     out = []
-    for warps, rt, pipe in _BASE_CONFIGS:
-        sp = _auto_split(N, K, warps, rt)
-        out.append((warps, rt, sp, pipe))
+    for warps, rt, ch, regs in _BASE_CONFIGS:
+        sp = _auto_split(N, K, rt, ch)
+        out.append((warps, rt, sp, ch, regs))
         if sp > 1:
-            out.append((warps, rt, max(1, min(K // 256, 2 * sp)), pipe))
+            out.append((warps, rt, max(1, min(K // 64 // ch, 2 * sp)), ch, regs))
     return list(dict.fromkeys(out))
 
 
 def mma_config(M: int, N: int, K: int) -> tuple[int, ...]:
     """The config used without timing."""
-    return (4, 1, _auto_split(N, K, 4, 1), 1)
+    return (4, 1, _auto_split(N, K, 1, 4), 4, 128)
 
 
 def mma_grid(config: tuple, N: int, K: int) -> tuple[int, int]:
@@ -496,11 +560,15 @@ def mma_grid(config: tuple, N: int, K: int) -> tuple[int, int]:
 
 
 def mma_constexprs(config: tuple, M: int, K: int, blocksize: int, nested: bool, has_bias: bool) -> dict:
-    """Keyword arguments of ``mma_kernel[grid](...)``: every constexpr, then num_warps."""
-    warps, rt, split, pipe = config[:4]
+    """Keyword arguments of ``mma_kernel[grid](...)``: every constexpr, then the launch
+    options (num_warps, and maxnreg where the config caps registers and Triton takes it)."""
+    warps, rt, split, ch = config[:4]
+    regs = config[4] if len(config) > 4 else 0
     if not 1 <= M <= 16:
         raise ValueError(f"mma_kernel handles 1 to 16 token rows, got {M}")
-    return dict(
+    if ch not in (1, 2, 4) or rt not in (1, 2):
+        raise ValueError(f"mma_kernel takes 1, 2 or 4 chunks per iteration and 1 or 2 row tiles, got {config}")
+    kw = dict(
         BLOCKSIZE=blocksize,
         NESTED=nested,
         HAS_BIAS=has_bias,
@@ -508,10 +576,13 @@ def mma_constexprs(config: tuple, M: int, K: int, blocksize: int, nested: bool, 
         RT=rt,
         TT=mma_tiles(M),
         SPLIT=max(1, min(split, K // 64)),
-        PIPE=bool(pipe),
+        CH=ch,
         ASM=not interpreting(),
         num_warps=warps,
     )
+    if regs and _HAS_MAXNREG and not interpreting():
+        kw["maxnreg"] = min(255, regs + (40 if kw["TT"] > 1 else 0))
+    return kw
 
 
 def mma_ok(M: int, K: int, blocksize: int, dtype: torch.dtype) -> bool:
