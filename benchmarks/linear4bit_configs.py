@@ -88,8 +88,8 @@ def prewarm(tokens: list[int], procs: int, extra: bool = True) -> None:
     jobs = []
     for M in tokens:
         cfgs = []
-        for N in sorted({n for _, n in SHAPES}):
-            cfgs += T.candidates(M, torch.bfloat16, N)
+        for K, N in SHAPES:
+            cfgs += T.candidates(M, torch.bfloat16, N, K, 64)
         if extra:
             cfgs += EXTRA.get(M, [])
         cfgs = [c for c in dict.fromkeys(cfgs) if c[0] != "dequant_chunked"]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole GPU check in one device call (the lead's acceptance run):
 #   1. the Triton kernels the 4-bit autotuner may pick are compiled first (12 processes); the
-#      inline-PTX decodes (permute GEMV, decode 5 of the dot kernel) are checked on the GPU and
-#      left out of the anchor (BNB_4BIT_PRMT=0 / BNB_4BIT_DOT5=0) if their check fails,
+#      inline-PTX kernels (permute GEMV, decode 5 of the dot kernel, tensor-core GEMV) are checked
+#      on the GPU and left out of the anchor (BNB_4BIT_PRMT=0 / BNB_4BIT_DOT5=0 / BNB_4BIT_MMA=0)
+#      if their check fails,
 #   2. the GPU tests (pytest -m gpu) in parallel groups: 4-bit, int8, optimizers, the rest,
 #   3. ../shared/bench/anchor_gpu.py on this project's `bitsandbytes`. ../shared does not travel to
 #      the device: first `mkdir -p .device/bench && cp ../shared/bench/anchor_gpu.py .device/bench/`
@@ -58,6 +59,9 @@ PYEOF
   # anchor runs without it (BNB_4BIT_DOT5=0).
   timeout "${TEST_TIMEOUT:-200}" "$PY" scripts/gpu-check-dot5.py > /tmp/gpu-dot5.log 2>&1
   dot5_rc=$?
+  # The tensor-core GEMV (inline PTX mma.sync) too (BNB_4BIT_MMA=0 if its check fails).
+  timeout "${TEST_TIMEOUT:-200}" "$PY" scripts/gpu-check-mma.py --only check --procs 12 > /tmp/gpu-mma.log 2>&1
+  mma_rc=$?
   wait "$prmt_pid"
   prmt_rc=$?
   wait
@@ -74,6 +78,13 @@ PYEOF
   if [ "$dot5_rc" != 0 ]; then
     export BNB_4BIT_DOT5=0
     echo "=> BNB_4BIT_DOT5=0 for the anchor"
+  fi
+  echo "tensor-core GEMV check: rc $mma_rc; $(grep -c MISMATCH /tmp/gpu-mma.log) MISMATCH lines"
+  grep -E "MISMATCH|Error" /tmp/gpu-mma.log | head -5
+  cat /tmp/gpu-mma.log >> "$OUT/tests.log"
+  if [ "$mma_rc" != 0 ]; then
+    export BNB_4BIT_MMA=0
+    echo "=> BNB_4BIT_MMA=0 for the anchor"
   fi
   for g in $GROUPS_TO_RUN; do
     f="/tmp/gpu-tests-$g.log"

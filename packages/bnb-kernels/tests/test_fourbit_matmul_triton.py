@@ -41,6 +41,9 @@ CONFIGS = [
     ("gemv", 2, 64, 1, 1),
     ("gemv", 4, 128, 1, 2),
     ("gemv", 2, 64, 1, 1, 1),
+    # fourbit_mma.mma_kernel (2-16 tokens, fp16/bf16): (warps, row tiles, split-K, chunks per iteration)
+    ("mma", 1, 1, 1, 2),
+    ("mma", 2, 1, 3, 1),
     ("dequant",),
     ("dequant_chunked",),
 ]
@@ -51,6 +54,7 @@ def _interpreter_checks() -> None:
     (loosely: the interpreter rounds to bf16 differently and its bf16 tl.dot is broken)."""
     from bnb_kernels.backends.reference import fourbit_matmul as ref
     from bnb_kernels.backends.triton import fourbit_matmul as T
+    from bnb_kernels.backends.triton.fourbit_mma import mma_ok
 
     cases = [
         (40, 128, 3, 64, torch.float16, True, "nf4"),
@@ -71,6 +75,8 @@ def _interpreter_checks() -> None:
             if cfg[0] == "dot" and dt != torch.float16:
                 continue
             if cfg[0] == "gemv" and M > 4:
+                continue
+            if cfg[0] == "mma" and not mma_ok(M, K, bs, dt):
                 continue
             out = torch.full((M, N), float("nan"), dtype=dt)
             T.launch(cfg, x, q.reshape(-1), meta, bias, out, N)
@@ -99,6 +105,13 @@ def _interpreter_checks() -> None:
         plan(x, w, meta, bias, out, 3, 24, 128)
         if not plan.words or rel_err(out, expected) > 2e-3 or (plan.alt is None) == (w.data_ptr() % 4 != 0):
             failures.append(f"decode 5, weight at {w.data_ptr() % 4} mod 4: {rel_err(out, expected):.3g}")
+    # the tensor-core GEMV reads 8 bytes at a time: a weight off that boundary takes another path
+    for w in (q.reshape(-1), buf[1:]):
+        plan = T._Plan(("mma", 1, 1, 2, 1), 3, 24, 128, meta, True)
+        out = torch.full((3, 24), float("nan"), dtype=torch.float16)
+        plan(x, w, meta, bias, out, 3, 24, 128)
+        if rel_err(out, expected) > 2e-3 or (plan.alt is None) == (w.data_ptr() % 8 != 0):
+            failures.append(f"mma, weight at {w.data_ptr() % 8} mod 8: {rel_err(out, expected):.3g}")
     # gemv_4bit with an explicit codebook and .out
     _, x, _, q, extra = quantized_case(32, 64, 1, 64, torch.float16, False, "nf4", "cpu", seed=3)
     code = T._lut("nf4", x.device)
@@ -146,6 +159,15 @@ def test_heuristics_cover_every_batch_size() -> None:
                 cands = T.candidates(M, dt, N)
                 assert cands and all(c[0] in ("gemv", "dot", "dequant", "dequant_chunked") for c in cands)
                 assert len(set(cands)) == len(cands)
+                if N is not None:  # with K and the block size known, the tensor-core GEMV joins
+                    full = T.candidates(M, dt, N, 4096, 64)
+                    offered = T._MMA and 2 <= M <= 16 and dt != torch.float32
+                    assert any(c[0] == "mma" for c in full) == offered
+                    assert [c for c in full if c[0] != "mma"] == cands
+                    h = T.heuristic_config(M, dt, N, 4096, 64)
+                    assert (h[0] == "mma") == (offered and M <= 8), (M, dt, h)
+                    assert T.heuristic_config(M, dt, N, 4000, 64)[0] != "mma"  # K % 64 != 0
+                    assert T.heuristic_config(M, dt, N, 4096, 32)[0] != "mma"  # blocks of 32
             if dt == torch.float32:
                 assert all(c[0] != "dot" for c in cands)  # no tf32 for fp32 activations
 
@@ -206,6 +228,8 @@ gpu = pytest.mark.gpu
     [
         (torch.bfloat16, 1, 4096, 4096, 64, True, True),
         (torch.bfloat16, 16, 4096, 4096, 64, True, True),
+        (torch.bfloat16, 4, 1000, 4096, 128, True, True),  # the tensor-core GEMV, ragged N
+        (torch.float16, 8, 4096, 1024, 64, False, False),  # its heuristic choice
         (torch.bfloat16, 100, 4096, 4096, 64, True, True),
         (torch.bfloat16, 700, 4096, 4096, 64, True, True),
         (torch.bfloat16, 3, 300, 770, 32, True, False),  # K % blocksize != 0, ragged tiles
@@ -223,7 +247,7 @@ def test_gpu_paths_match_reference(dtype, M, N, K, blocksize, nested, all_paths)
     expected = ref.gemm_4bit(x, q, [N, K], extra[0], blocksize, "nf4", bias, *extra[1:])
     meta = T._make_meta(extra[0], blocksize, T._lut("nf4", x.device), *extra[1:])
     tol = {torch.float32: 1e-4, torch.float16: 3e-3, torch.bfloat16: 1.2e-2}[dtype]
-    configs = T.candidates(M, dtype) if all_paths else [T.heuristic_config(M, dtype)]
+    configs = T.candidates(M, dtype, N, K, blocksize) if all_paths else [T.heuristic_config(M, dtype, N, K, blocksize)]
     for cfg in configs:
         out = torch.full((M, N), float("nan"), dtype=dtype, device="cuda")
         T.launch(cfg, x, q.reshape(-1), meta, bias, out, N)

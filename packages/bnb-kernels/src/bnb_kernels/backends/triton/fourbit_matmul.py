@@ -810,9 +810,15 @@ def _split_for(N: int | None, M: int, BN: int = 64) -> int:
     return max(1, min(4, round(264 / tiles)))
 
 
-def heuristic_config(M: int, dtype: torch.dtype, N: int | None = None, K: int | None = None) -> tuple:
+def heuristic_config(
+    M: int, dtype: torch.dtype, N: int | None = None, K: int | None = None, blocksize: int | None = None
+) -> tuple:
     """The path without timing (interpreter, CUDA graph capture, ``BNB_4BIT_AUTOTUNE=0``),
-    from the H100 measurements in benchmarks/linear4bit-notes.md."""
+    from the H100 measurements in benchmarks/linear4bit-notes.md. With the block size known,
+    2-8 tokens take the tensor-core GEMV where it applies (it beat the GEMV and the dot
+    kernel on all five anchor shapes at 4 tokens)."""
+    if _mma_offered(M, dtype, N, K, blocksize) and M <= 8:
+        return ("mma", *_mma.mma_config(M, N, K))
     if M <= 4:
         return ("gemv", *_gemv.gemv_config(M, N or 4096, K or 4096, dtype))
     if dtype == torch.float32:
@@ -832,6 +838,19 @@ def _non_mma_config(M: int, dtype: torch.dtype, N: int, K: int) -> tuple:
     return heuristic_config(M, dtype, N, K)
 
 
+def _mma_offered(M: int, dtype: torch.dtype, N: int | None, K: int | None, blocksize: int | None) -> bool:
+    """The tensor-core GEMV is a candidate: 2-16 tokens (the CUDA-core GEMV is faster at 1),
+    its shape rules hold, and it is switched on (``_MMA``)."""
+    return (
+        _MMA
+        and M >= 2
+        and N is not None
+        and K is not None
+        and blocksize is not None
+        and _mma.mma_ok(M, K, blocksize, dtype)
+    )
+
+
 def _gemv_candidates(M: int, dtype: torch.dtype) -> list[tuple]:
     # fourbit_gemv's own list (its H100 run: 1.2-1.35x the previous GEMV kernel at 1 token,
     # 2.3-3.5x at 4 tokens, so that kernel is gone)
@@ -847,7 +866,7 @@ def candidates(
     cands = _candidates(M, dtype, N)
     if not _DOT5:
         cands = [c for c in cands if not (c[0] == "dot" and len(c) > 7 and c[7] == 5)]
-    if _MMA and N is not None and K is not None and blocksize is not None and _mma.mma_ok(M, K, blocksize, dtype):
+    if _mma_offered(M, dtype, N, K, blocksize):
         cands = [("mma", *c) for c in _mma.mma_candidates(M, N, K)] + cands
     return list(dict.fromkeys(cands))
 
@@ -948,7 +967,7 @@ def select_config(
     if cfg is not None:
         return cfg
     if not _autotune_enabled() or x.device.type != "cuda" or torch.cuda.is_current_stream_capturing():
-        return heuristic_config(M, x.dtype, N, K)
+        return heuristic_config(M, x.dtype, N, K, meta.blocksize)
     cands = candidates(M, x.dtype, N, K, meta.blocksize)
     if len(cands) == 1:
         _TUNED[key] = cands[0]
@@ -963,7 +982,7 @@ def select_config(
             continue
         if ms < best_ms:
             best, best_ms = c, ms
-    cfg = best or heuristic_config(M, x.dtype, N, K)
+    cfg = best or heuristic_config(M, x.dtype, N, K, meta.blocksize)
     _TUNED[key] = cfg
     return cfg
 
