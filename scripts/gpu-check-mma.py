@@ -7,7 +7,8 @@ inline PTX (the ``mma.sync`` chain, the permute decode) the CPU tests only emula
    weight that is not 8-byte aligned (the plan falls back to another path);
 2. timing (kernel, ``do_bench`` median, L2 flushed) on the five anchor shapes at 1, 4 and 16
    tokens: each mma candidate, the paths the autotuner had before it (GEMV / decode-5 dot)
-   and dense bf16 ``F.linear``.
+   and dense bf16 ``F.linear``;
+3. ``--only layer``: ``Linear4bit`` at 2-16 tokens with and without the tensor-core GEMV.
 
 Exit status 1 on any mismatch (the caller then sets ``BNB_4BIT_MMA=0``). Run from the
 repository root on the GPU machine:
@@ -195,9 +196,44 @@ def timing() -> None:
         torch.cuda.empty_cache()
 
 
+def layer(tokens=(2, 4, 8, 16)) -> None:
+    """``Linear4bit`` (built as anchor_gpu.py builds it) against bf16 dense, with the
+    tensor-core GEMV among the autotuner's candidates and without it (``_MMA`` off)."""
+    from bnb_kernels.backends.triton import fourbit_matmul as T
+    from bnb_nn import Linear4bit, Params4bit
+
+    print("\nLinear4bit layer (us): K->N tokens | dense | with mma (chosen) | without mma (chosen)")
+    for K, N in SHAPES:
+        dense = torch.nn.Linear(K, N, bias=False, dtype=torch.bfloat16, device="cuda")
+        for M in tokens:
+            x = torch.randn(M, K, dtype=torch.bfloat16, device="cuda")
+            row = []
+            for offered in (True, False):
+                T._MMA = offered
+                T._TUNED.clear()
+                m = Linear4bit(
+                    K, N, bias=False, compute_dtype=torch.bfloat16, quant_type="nf4", compress_statistics=True
+                )
+                m.weight = Params4bit(
+                    dense.weight.data.cpu(), requires_grad=False, quant_type="nf4", compress_statistics=True
+                )
+                m = m.cuda()
+                with torch.inference_mode():
+                    m(x)
+                    t = _bench(lambda m=m, x=x: m(x))
+                chosen = [c for k, c in T.tuned_configs().items() if k[0] == T._bucket(M) and k[1] == N]
+                row.append((t, chosen[0] if chosen else None))
+            T._MMA = True
+            with torch.inference_mode():
+                td = _bench(lambda x=x, dense=dense: dense(x))
+            (a, ca), (b, cb) = row
+            print(f"{K}->{N} M{M} | {td:.1f} | {a:.1f} {ca} = {td / a:.2f}x | {b:.1f} {cb} = {td / b:.2f}x", flush=True)
+        torch.cuda.empty_cache()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="check,time", help="comma-separated: check, time")
+    ap.add_argument("--only", default="check,time", help="comma-separated: check, time, layer")
     ap.add_argument("--procs", type=int, default=12, help="processes for the parallel compile (0: none)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
@@ -211,6 +247,8 @@ def main() -> int:
     fails = check() if "check" in parts else 0
     if "time" in parts:
         timing()
+    if "layer" in parts:
+        layer()
     print(f"\ngpu-check-mma: {'FAILED (' + str(fails) + ' mismatches)' if fails else 'all checks passed'}")
     return 1 if fails else 0
 
