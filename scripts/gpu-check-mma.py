@@ -55,6 +55,13 @@ def quantized(N, K, blocksize=64, nested=True, quant_type="nf4", device="cuda", 
     return W, q.reshape(-1), meta, extra
 
 
+def mma_configs(M: int, N: int, K: int) -> list[tuple]:
+    """Every mma candidate, also at 1 token (where the autotuner does not offer it)."""
+    from bnb_kernels.backends.triton import fourbit_mma
+
+    return [("mma", *c) for c in fourbit_mma.mma_candidates(M, N, K)]
+
+
 def reference_configs(M: int, N: int) -> list[tuple]:
     """What the autotuner picked from before the mma kernel (benchmarks/linear4bit-notes.md)."""
     from bnb_kernels.backends.triton import fourbit_matmul as T
@@ -68,14 +75,11 @@ def reference_configs(M: int, N: int) -> list[tuple]:
 
 def jobs() -> list[tuple[int, tuple, bool]]:
     """(M, config, fp16) of every kernel this script launches, for the parallel compile."""
-    from bnb_kernels.backends.triton import fourbit_matmul as T
 
     out = []
     for M in TOKENS:
         for K, N in SHAPES:
-            for c in T.candidates(M, torch.bfloat16, N, K, 64):
-                if c[0] == "mma":
-                    out.append((M, c, False))
+            out += [(M, c, False) for c in mma_configs(M, N, K)]
             out += [(M, c, False) for c in reference_configs(M, N)]
     return list(dict.fromkeys(out))
 
@@ -125,7 +129,7 @@ def check() -> int:
             buf = torch.empty(w.numel() + shift, dtype=torch.uint8, device="cuda")
             buf[shift:] = w
             w = buf[shift:]
-        cfgs = configs or [c for c in T.candidates(M, dt, N, K, bs) if c[0] == "mma"]
+        cfgs = configs or mma_configs(M, N, K)
         if not label.startswith("anchor"):
             cfgs = cfgs[:3]  # the layouts; the anchors run every split
         worst = 0.0
@@ -169,7 +173,7 @@ def _time_shape(K: int, N: int) -> None:
         out = torch.empty(M, N, dtype=torch.bfloat16, device="cuda")
         dense = _bench(lambda x=x: torch.nn.functional.linear(x, W))
         res = {}
-        mma = [c for c in T.candidates(M, torch.bfloat16, N, K, 64) if c[0] == "mma"]
+        mma = mma_configs(M, N, K)
         for cfg in mma + reference_configs(M, N):
             try:
                 plan = T._Plan(cfg, M, N, K, meta, False)

@@ -26,6 +26,8 @@ CASES = [
     (50, 320, 16, 64, torch.bfloat16, False, "nf4", (2, 2, 2, 1)),  # 16 tokens, split, 2 row tiles
     (16, 64, 2, 64, torch.bfloat16, True, "fp4", (1, 1, 1, 4)),  # one chunk, 3 past the end
     (80, 256, 5, 64, torch.float16, True, "fp4", (2, 1, 4, 1)),  # split into single chunks
+    (48, 640, 4, 64, torch.bfloat16, True, "nf4", (1, 1, 1, 4, 0, 1)),  # next group prefetched, tail group
+    (40, 512, 12, 128, torch.float16, False, "nf4", (2, 1, 2, 2, 0, 1)),  # prefetch within split ranges
 ]
 _TOL = {torch.float16: 2e-3, torch.bfloat16: 1.2e-2}
 
@@ -139,12 +141,13 @@ def test_configs_grid_and_eligibility() -> None:
             cands = T.mma_candidates(M, N, K)
             assert T.mma_config(M, N, K) in cands
             for cfg in cands:
-                warps, rt, split, ch, regs = cfg
+                warps, rt, split, ch, regs, pipe = cfg
                 grid = T.mma_grid(cfg, N, K)
                 assert grid[0] * 16 * rt * warps >= N and 1 <= grid[1] <= min(split, max(1, K // 64))
                 kw = T.mma_constexprs(cfg, M, K, 64, True, False)
                 assert kw["TT"] == (1 if M <= 8 else 2) and kw["num_warps"] == warps
                 assert kw["CH"] == ch and kw["SPLIT"] == grid[1] and regs in (0, 96, 128, 168)
+                assert kw["PIPE"] == bool(pipe) and (rt == 1 or not pipe)
                 if regs and T._HAS_MAXNREG:
                     assert kw["maxnreg"] == regs + (40 if M > 8 else 0)
     assert T.mma_ok(16, 4096, 64, torch.bfloat16)
@@ -156,6 +159,8 @@ def test_configs_grid_and_eligibility() -> None:
         T.mma_constexprs((4, 1, 1, 1), 17, 4096, 64, False, False)
     with pytest.raises(ValueError, match="chunks per iteration"):
         T.mma_constexprs((4, 1, 1, 3), 1, 4096, 64, False, False)
+    with pytest.raises(ValueError, match="one row tile"):
+        T.mma_constexprs((4, 2, 1, 2, 128, 1), 1, 4096, 64, False, False)
 
 
 if __name__ == "__main__":

@@ -315,11 +315,116 @@ if HAS_TRITON:
                 tl.store(ws_ptr + part + tok * N + row_b, vb, mask=mb)
 
     @triton.jit
+    def _fetch_group(
+        w64, a8_ptr, absmax_ptr, la, lb, c, chunks, t, K,
+        BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, ASM: tl.constexpr, CH: tl.constexpr,
+    ):  # fmt: skip
+        """Chunks c .. c + CH - 1 of rows ``la``, ``lb``: 6 values per chunk (``_fetch2``),
+        4 chunks' worth (slots past CH repeat chunk c, so no load is issued for them)."""
+        va0, sa0, ma0, vb0, sb0, mb0 = _fetch2(w64, a8_ptr, absmax_ptr, la, lb, c, chunks, t, K, BLOCKSIZE, NESTED, ASM)
+        va1, sa1, ma1, vb1, sb1, mb1 = va0, sa0, ma0, vb0, sb0, mb0
+        va2, sa2, ma2, vb2, sb2, mb2 = va0, sa0, ma0, vb0, sb0, mb0
+        va3, sa3, ma3, vb3, sb3, mb3 = va0, sa0, ma0, vb0, sb0, mb0
+        if CH > 1:
+            va1, sa1, ma1, vb1, sb1, mb1 = _fetch2(
+                w64, a8_ptr, absmax_ptr, la, lb, c + 1, chunks, t, K, BLOCKSIZE, NESTED, ASM
+            )  # fmt: skip
+        if CH > 2:
+            va2, sa2, ma2, vb2, sb2, mb2 = _fetch2(
+                w64, a8_ptr, absmax_ptr, la, lb, c + 2, chunks, t, K, BLOCKSIZE, NESTED, ASM
+            )  # fmt: skip
+            va3, sa3, ma3, vb3, sb3, mb3 = _fetch2(
+                w64, a8_ptr, absmax_ptr, la, lb, c + 3, chunks, t, K, BLOCKSIZE, NESTED, ASM
+            )  # fmt: skip
+        return (
+            va0,
+            sa0,
+            ma0,
+            vb0,
+            sb0,
+            mb0,
+            va1,
+            sa1,
+            ma1,
+            vb1,
+            sb1,
+            mb1,
+            va2,
+            sa2,
+            ma2,
+            vb2,
+            sb2,
+            mb2,
+            va3,
+            sa3,
+            ma3,
+            vb3,
+            sb3,
+            mb3,
+        )
+
+    @triton.jit
+    def _compute_chunk(
+        va, sa, ma, vb, sb, mb, x_ptr, tok0, tok1, stride_xm, cc, live, t, code2_ptr, offset,
+        a0, a1, a2, a3, a4, a5, a6, a7, l0, l1, l2, l3, h0, h1, h2, h3,
+        NESTED: tl.constexpr, DT: tl.constexpr, WARPS: tl.constexpr, TT: tl.constexpr, ASM: tl.constexpr,
+    ):  # fmt: skip
+        """Chunk ``cc`` of one row tile (its fetched words and scale inputs): activations,
+        scales (zero unless ``live``), decode, MMA, accumulate."""
+        f0 = cc * 64 + t * 16
+        x0, x1, x2, x3, x4, x5, x6, x7 = _load_x(x_ptr, tok0, stride_xm, f0, ASM)
+        if TT > 1:
+            y0, y1, y2, y3, y4, y5, y6, y7 = _load_x(x_ptr, tok1, stride_xm, f0, ASM)
+        else:
+            y0, y1, y2, y3, y4, y5, y6, y7 = x0, x1, x2, x3, x4, x5, x6, x7
+        s_a = tl.where(live, _scale(sa, ma, code2_ptr, offset, NESTED), 0.0)
+        s_b = tl.where(live, _scale(sb, mb, code2_ptr, offset, NESTED), 0.0)
+        return _tile_chunk(
+            va, vb, s_a, s_b, x0, x1, x2, x3, x4, x5, x6, x7, y0, y1, y2, y3, y4, y5, y6, y7,
+            a0, a1, a2, a3, a4, a5, a6, a7, l0, l1, l2, l3, h0, h1, h2, h3, DT, WARPS, TT, ASM,
+        )  # fmt: skip
+
+    @triton.jit
+    def _compute_group(
+        va0, sa0, ma0, vb0, sb0, mb0, va1, sa1, ma1, vb1, sb1, mb1, va2, sa2, ma2, vb2, sb2, mb2, va3, sa3, ma3, vb3, sb3, mb3,
+        x_ptr, tok0, tok1, stride_xm, c, c1, chunks, t, code2_ptr, offset,
+        a0, a1, a2, a3, a4, a5, a6, a7, l0, l1, l2, l3, h0, h1, h2, h3,
+        NESTED: tl.constexpr, DT: tl.constexpr, WARPS: tl.constexpr, TT: tl.constexpr, CH: tl.constexpr,
+        ASM: tl.constexpr,
+    ):  # fmt: skip
+        """The CH chunks of a fetched group (a chunk past c1 re-read chunk ``chunks - 1``
+        and counts zero)."""
+        a0, a1, a2, a3, a4, a5, a6, a7 = _compute_chunk(
+            va0, sa0, ma0, vb0, sb0, mb0, x_ptr, tok0, tok1, stride_xm, tl.minimum(c, chunks - 1), c < c1, t,
+            code2_ptr, offset, a0, a1, a2, a3, a4, a5, a6, a7, l0, l1, l2, l3, h0, h1, h2, h3,
+            NESTED, DT, WARPS, TT, ASM,
+        )  # fmt: skip
+        if CH > 1:
+            a0, a1, a2, a3, a4, a5, a6, a7 = _compute_chunk(
+                va1, sa1, ma1, vb1, sb1, mb1, x_ptr, tok0, tok1, stride_xm, tl.minimum(c + 1, chunks - 1),
+                c + 1 < c1, t, code2_ptr, offset, a0, a1, a2, a3, a4, a5, a6, a7, l0, l1, l2, l3, h0, h1, h2, h3,
+                NESTED, DT, WARPS, TT, ASM,
+            )  # fmt: skip
+        if CH > 2:
+            a0, a1, a2, a3, a4, a5, a6, a7 = _compute_chunk(
+                va2, sa2, ma2, vb2, sb2, mb2, x_ptr, tok0, tok1, stride_xm, tl.minimum(c + 2, chunks - 1),
+                c + 2 < c1, t, code2_ptr, offset, a0, a1, a2, a3, a4, a5, a6, a7, l0, l1, l2, l3, h0, h1, h2, h3,
+                NESTED, DT, WARPS, TT, ASM,
+            )  # fmt: skip
+            a0, a1, a2, a3, a4, a5, a6, a7 = _compute_chunk(
+                va3, sa3, ma3, vb3, sb3, mb3, x_ptr, tok0, tok1, stride_xm, tl.minimum(c + 3, chunks - 1),
+                c + 3 < c1, t, code2_ptr, offset, a0, a1, a2, a3, a4, a5, a6, a7, l0, l1, l2, l3, h0, h1, h2, h3,
+                NESTED, DT, WARPS, TT, ASM,
+            )  # fmt: skip
+        return a0, a1, a2, a3, a4, a5, a6, a7
+
+    @triton.jit
     def mma_kernel(
         x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset_ptr, lut_ptr, bias_ptr, out_ptr, ws_ptr, cnt_ptr,
         M, N, K, stride_xm, stride_om,
         BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, HAS_BIAS: tl.constexpr,
         WARPS: tl.constexpr, RT: tl.constexpr, TT: tl.constexpr, SPLIT: tl.constexpr, CH: tl.constexpr,
+        PIPE: tl.constexpr,
         ASM: tl.constexpr,
     ):  # fmt: skip
         """``out[m, n] = sum_k x[m, k] W[n, k] (+ bias[n])`` for M <= 8 * TT tokens; grid
@@ -369,77 +474,91 @@ if HAS_TRITON:
         b5 = a0
         b6 = a0
         b7 = a0
+        # CH (1, 2 or 4) consecutive chunks per iteration, every weight and scale load of the
+        # group issued first (ptxas keeps them where they are written when it has the
+        # registers): more bytes in flight, 32 * CH contiguous bytes per row. PIPE (one row
+        # tile): the next group's loads are issued before this group is decoded.
+        if PIPE:
+            nva0, nsa0, nma0, nvb0, nsb0, nmb0, nva1, nsa1, nma1, nvb1, nsb1, nmb1, nva2, nsa2, nma2, nvb2, nsb2, nmb2, nva3, nsa3, nma3, nvb3, nsb3, nmb3 = _fetch_group(
+                w64, a8_ptr, absmax_ptr, la0, lb0, c0, chunks, t, K, BLOCKSIZE, NESTED, ASM, CH
+            )  # fmt: skip
         for c in range(c0, c1, CH):
-            # CH (1, 2 or 4) consecutive chunks per iteration, every weight and scale load of
-            # the group issued first (ptxas keeps them where they are written): more bytes in
-            # flight, 32 * CH contiguous bytes per row. A chunk past c1 reads chunk
-            # ``chunks - 1`` again and counts zero.
-            va0, s8a0, ama0, vb0, s8b0, amb0 = _fetch2(
-                w64, a8_ptr, absmax_ptr, la0, lb0, c, chunks, t, K, BLOCKSIZE, NESTED, ASM
-            )
-            if RT > 1:
-                va1, s8a1, ama1, vb1, s8b1, amb1 = _fetch2(
-                    w64, a8_ptr, absmax_ptr, la1, lb1, c, chunks, t, K, BLOCKSIZE, NESTED, ASM
+            if PIPE:
+                (
+                    va0,
+                    sa0,
+                    ma0,
+                    vb0,
+                    sb0,
+                    mb0,
+                    va1,
+                    sa1,
+                    ma1,
+                    vb1,
+                    sb1,
+                    mb1,
+                    va2,
+                    sa2,
+                    ma2,
+                    vb2,
+                    sb2,
+                    mb2,
+                    va3,
+                    sa3,
+                    ma3,
+                    vb3,
+                    sb3,
+                    mb3,
+                ) = (
+                    nva0,
+                    nsa0,
+                    nma0,
+                    nvb0,
+                    nsb0,
+                    nmb0,
+                    nva1,
+                    nsa1,
+                    nma1,
+                    nvb1,
+                    nsb1,
+                    nmb1,
+                    nva2,
+                    nsa2,
+                    nma2,
+                    nvb2,
+                    nsb2,
+                    nmb2,
+                    nva3,
+                    nsa3,
+                    nma3,
+                    nvb3,
+                    nsb3,
+                    nmb3,
                 )
-            if CH > 1:
-                wa0, t8a0, bma0, wb0, t8b0, bmb0 = _fetch2(
-                    w64, a8_ptr, absmax_ptr, la0, lb0, c + 1, chunks, t, K, BLOCKSIZE, NESTED, ASM
-                )
-                if RT > 1:
-                    wa1, t8a1, bma1, wb1, t8b1, bmb1 = _fetch2(
-                        w64, a8_ptr, absmax_ptr, la1, lb1, c + 1, chunks, t, K, BLOCKSIZE, NESTED, ASM
-                    )
-            if CH > 2:
-                ua0, u8a0, cma0, ub0, u8b0, cmb0 = _fetch2(
-                    w64, a8_ptr, absmax_ptr, la0, lb0, c + 2, chunks, t, K, BLOCKSIZE, NESTED, ASM
-                )
-                za0, z8a0, dma0, zb0, z8b0, dmb0 = _fetch2(
-                    w64, a8_ptr, absmax_ptr, la0, lb0, c + 3, chunks, t, K, BLOCKSIZE, NESTED, ASM
-                )
-                if RT > 1:
-                    ua1, u8a1, cma1, ub1, u8b1, cmb1 = _fetch2(
-                        w64, a8_ptr, absmax_ptr, la1, lb1, c + 2, chunks, t, K, BLOCKSIZE, NESTED, ASM
-                    )
-                    za1, z8a1, dma1, zb1, z8b1, dmb1 = _fetch2(
-                        w64, a8_ptr, absmax_ptr, la1, lb1, c + 3, chunks, t, K, BLOCKSIZE, NESTED, ASM
-                    )
-            for i in tl.static_range(CH):
-                if i == 0:
-                    pa0, qa0, ra0_, pb0, qb0, rb0_ = va0, s8a0, ama0, vb0, s8b0, amb0
-                    if RT > 1:
-                        pa1, qa1, ra1_, pb1, qb1, rb1_ = va1, s8a1, ama1, vb1, s8b1, amb1
-                elif i == 1:
-                    pa0, qa0, ra0_, pb0, qb0, rb0_ = wa0, t8a0, bma0, wb0, t8b0, bmb0
-                    if RT > 1:
-                        pa1, qa1, ra1_, pb1, qb1, rb1_ = wa1, t8a1, bma1, wb1, t8b1, bmb1
-                elif i == 2:
-                    pa0, qa0, ra0_, pb0, qb0, rb0_ = ua0, u8a0, cma0, ub0, u8b0, cmb0
-                    if RT > 1:
-                        pa1, qa1, ra1_, pb1, qb1, rb1_ = ua1, u8a1, cma1, ub1, u8b1, cmb1
-                else:
-                    pa0, qa0, ra0_, pb0, qb0, rb0_ = za0, z8a0, dma0, zb0, z8b0, dmb0
-                    if RT > 1:
-                        pa1, qa1, ra1_, pb1, qb1, rb1_ = za1, z8a1, dma1, zb1, z8b1, dmb1
-                f0 = tl.minimum(c + i, chunks - 1) * 64 + t * 16
-                x0, x1, x2, x3, x4, x5, x6, x7 = _load_x(x_ptr, tok0, stride_xm, f0, ASM)
-                if TT > 1:
-                    y0, y1, y2, y3, y4, y5, y6, y7 = _load_x(x_ptr, tok1, stride_xm, f0, ASM)
-                else:
-                    y0, y1, y2, y3, y4, y5, y6, y7 = x0, x1, x2, x3, x4, x5, x6, x7
-                live = c + i < c1
-                sa = tl.where(live, _scale(qa0, ra0_, code2_ptr, offset, NESTED), 0.0)
-                sb = tl.where(live, _scale(qb0, rb0_, code2_ptr, offset, NESTED), 0.0)
-                a0, a1, a2, a3, a4, a5, a6, a7 = _tile_chunk(
-                    pa0, pb0, sa, sb, x0, x1, x2, x3, x4, x5, x6, x7, y0, y1, y2, y3, y4, y5, y6, y7,
-                    a0, a1, a2, a3, a4, a5, a6, a7, l0, l1, l2, l3, h0, h1, h2, h3, DT, WARPS, TT, ASM,
+                nva0, nsa0, nma0, nvb0, nsb0, nmb0, nva1, nsa1, nma1, nvb1, nsb1, nmb1, nva2, nsa2, nma2, nvb2, nsb2, nmb2, nva3, nsa3, nma3, nvb3, nsb3, nmb3 = _fetch_group(
+                    w64, a8_ptr, absmax_ptr, la0, lb0, c + CH, chunks, t, K, BLOCKSIZE, NESTED, ASM, CH
+                )  # fmt: skip
+            else:
+                va0, sa0, ma0, vb0, sb0, mb0, va1, sa1, ma1, vb1, sb1, mb1, va2, sa2, ma2, vb2, sb2, mb2, va3, sa3, ma3, vb3, sb3, mb3 = _fetch_group(
+                    w64, a8_ptr, absmax_ptr, la0, lb0, c, chunks, t, K, BLOCKSIZE, NESTED, ASM, CH
                 )  # fmt: skip
                 if RT > 1:
-                    sa1 = tl.where(live, _scale(qa1, ra1_, code2_ptr, offset, NESTED), 0.0)
-                    sb1 = tl.where(live, _scale(qb1, rb1_, code2_ptr, offset, NESTED), 0.0)
-                    b0, b1, b2, b3, b4, b5, b6, b7 = _tile_chunk(
-                        pa1, pb1, sa1, sb1, x0, x1, x2, x3, x4, x5, x6, x7, y0, y1, y2, y3, y4, y5, y6, y7,
-                        b0, b1, b2, b3, b4, b5, b6, b7, l0, l1, l2, l3, h0, h1, h2, h3, DT, WARPS, TT, ASM,
+                    hva0, hsa0, hma0, hvb0, hsb0, hmb0, hva1, hsa1, hma1, hvb1, hsb1, hmb1, hva2, hsa2, hma2, hvb2, hsb2, hmb2, hva3, hsa3, hma3, hvb3, hsb3, hmb3 = _fetch_group(
+                        w64, a8_ptr, absmax_ptr, la1, lb1, c, chunks, t, K, BLOCKSIZE, NESTED, ASM, CH
                     )  # fmt: skip
+            a0, a1, a2, a3, a4, a5, a6, a7 = _compute_group(
+                va0, sa0, ma0, vb0, sb0, mb0, va1, sa1, ma1, vb1, sb1, mb1, va2, sa2, ma2, vb2, sb2, mb2, va3, sa3, ma3, vb3, sb3, mb3,
+                x_ptr, tok0, tok1, stride_xm, c, c1, chunks, t, code2_ptr, offset,
+                a0, a1, a2, a3, a4, a5, a6, a7, l0, l1, l2, l3, h0, h1, h2, h3,
+                NESTED, DT, WARPS, TT, CH, ASM,
+            )  # fmt: skip
+            if RT > 1:
+                b0, b1, b2, b3, b4, b5, b6, b7 = _compute_group(
+                    hva0, hsa0, hma0, hvb0, hsb0, hmb0, hva1, hsa1, hma1, hvb1, hsb1, hmb1, hva2, hsa2, hma2, hvb2, hsb2, hmb2, hva3, hsa3, hma3, hvb3, hsb3, hmb3,
+                    x_ptr, tok0, tok1, stride_xm, c, c1, chunks, t, code2_ptr, offset,
+                    b0, b1, b2, b3, b4, b5, b6, b7, l0, l1, l2, l3, h0, h1, h2, h3,
+                    NESTED, DT, WARPS, TT, CH, ASM,
+                )  # fmt: skip
         OUT_DT: tl.constexpr = out_ptr.dtype.element_ty
         if SPLIT == 1:
             _store_tile(
@@ -506,7 +625,7 @@ if HAS_TRITON:
 
 
 # ------------------------------------------------------------------------------------------
-# Configs: (WARPS, RT row tiles of 16 per warp, SPLIT, CH chunks per iteration, MAXNREG).
+# Configs: (WARPS, RT row tiles of 16 per warp, SPLIT, CH chunks per iteration, MAXNREG[, PIPE]).
 # MAXNREG (0: ptxas's choice) caps the registers per thread: with room (128 for 1 row tile
 # and 4 chunks) ptxas issues a group's loads first instead of moving each next to its use
 # (SASS for sm_90: without it, one chunk of loads in flight per warp). 16 tokens add about
@@ -516,7 +635,7 @@ if HAS_TRITON:
 # among 12 layouts on the five anchor shapes were (8|4, 1, *, 4, 128) at 1-4 tokens and
 # (4, 1, *, 2, 96) at 16; 2 row tiles (168 registers), 2 warps and no register cap lost
 # everywhere. The automatic split or twice it won, depending on the shape.
-_BASE_CONFIGS = [(4, 1, 4, 128), (8, 1, 4, 128), (4, 1, 2, 96)]
+_BASE_CONFIGS = [(4, 1, 4, 128, 0), (8, 1, 4, 128, 0), (4, 1, 2, 96, 0), (4, 1, 4, 168, 1), (4, 1, 2, 128, 1)]
 _TARGET_WARPS = 132 * 16  # about 16 resident warps per SM of an H100
 # Triton's CUDA options take a register cap from 3.1 on (ignored where absent).
 _HAS_MAXNREG = False
@@ -545,11 +664,11 @@ def _auto_split(N: int, K: int, rt: int, ch: int) -> int:
 def mma_candidates(M: int, N: int, K: int) -> list[tuple[int, ...]]:
     """Configs worth timing: each base layout at its automatic split, and at twice it."""
     out = []
-    for warps, rt, ch, regs in _BASE_CONFIGS:
+    for warps, rt, ch, regs, pipe in _BASE_CONFIGS:
         sp = _auto_split(N, K, rt, ch)
-        out.append((warps, rt, sp, ch, regs))
+        out.append((warps, rt, sp, ch, regs, pipe))
         if sp > 1:
-            out.append((warps, rt, max(1, min(K // 64 // ch, 2 * sp)), ch, regs))
+            out.append((warps, rt, max(1, min(K // 64 // ch, 2 * sp)), ch, regs, pipe))
     return list(dict.fromkeys(out))
 
 
@@ -557,8 +676,8 @@ def mma_config(M: int, N: int, K: int) -> tuple[int, ...]:
     """The config used without timing (within 6% of the best on the anchor shapes at 4
     tokens; 2 chunks per iteration at 9-16 tokens)."""
     if M > 8:
-        return (4, 1, _auto_split(N, K, 1, 2), 2, 96)
-    return (4, 1, _auto_split(N, K, 1, 4), 4, 128)
+        return (4, 1, _auto_split(N, K, 1, 2), 2, 96, 0)
+    return (4, 1, _auto_split(N, K, 1, 4), 4, 128, 0)
 
 
 def mma_grid(config: tuple, N: int, K: int) -> tuple[int, int]:
@@ -571,6 +690,9 @@ def mma_constexprs(config: tuple, M: int, K: int, blocksize: int, nested: bool, 
     options (num_warps, and maxnreg where the config caps registers and Triton takes it)."""
     warps, rt, split, ch = config[:4]
     regs = config[4] if len(config) > 4 else 0
+    pipe = bool(config[5]) if len(config) > 5 else False
+    if pipe and rt != 1:
+        raise ValueError(f"mma_kernel prefetches the next group (PIPE) with one row tile per warp only, got {config}")
     if not 1 <= M <= 16:
         raise ValueError(f"mma_kernel handles 1 to 16 token rows, got {M}")
     if ch not in (1, 2, 4) or rt not in (1, 2):
@@ -584,6 +706,7 @@ def mma_constexprs(config: tuple, M: int, K: int, blocksize: int, nested: bool, 
         TT=mma_tiles(M),
         SPLIT=max(1, min(split, K // 64)),
         CH=ch,
+        PIPE=pipe,
         ASM=not interpreting(),
         num_warps=warps,
     )
