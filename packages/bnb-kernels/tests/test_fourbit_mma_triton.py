@@ -28,6 +28,8 @@ CASES = [
     (80, 256, 5, 64, torch.float16, True, "fp4", (2, 1, 4, 1)),  # split into single chunks
     (48, 640, 4, 64, torch.bfloat16, True, "nf4", (1, 1, 1, 4, 0, 1)),  # next group prefetched, tail group
     (40, 512, 12, 128, torch.float16, False, "nf4", (2, 1, 2, 2, 0, 1)),  # prefetch within split ranges
+    (24, 704, 1, 64, torch.bfloat16, True, "nf4", (1, 1, 3, 2, 0, 0, 1)),  # interleaved split, 11 chunks
+    (40, 1024, 7, 64, torch.float16, True, "fp4", (2, 1, 2, 4, 0, 1, 1)),  # interleaved with prefetch
 ]
 _TOL = {torch.float16: 2e-3, torch.bfloat16: 1.2e-2}
 
@@ -141,12 +143,16 @@ def test_configs_grid_and_eligibility() -> None:
             cands = T.mma_candidates(M, N, K)
             assert T.mma_config(M, N, K) in cands
             for cfg in cands:
-                warps, rt, split, ch, regs, pipe = cfg
+                warps, rt, split, ch, regs, pipe = cfg[:6]
+                ilv = len(cfg) > 6 and cfg[6]
                 grid = T.mma_grid(cfg, N, K)
-                assert grid[0] * 16 * rt * warps >= N and 1 <= grid[1] <= min(split, max(1, K // 64))
+                rows, parts = (grid[1], grid[0]) if ilv else grid
+                assert rows == T.mma_row_programs(cfg, N) and rows * 16 * rt * warps >= N
+                assert 1 <= parts <= min(split, max(1, K // 64)) and (parts >= 2 or not ilv or K < 128)
                 kw = T.mma_constexprs(cfg, M, K, 64, True, False)
                 assert kw["TT"] == (1 if M <= 8 else 2) and kw["num_warps"] == warps
-                assert kw["CH"] == ch and kw["SPLIT"] == grid[1] and regs in (0, 96, 128, 168)
+                assert kw["CH"] == ch and kw["SPLIT"] == parts and regs in (0, 96, 128, 168)
+                assert kw["ILV"] == bool(ilv)
                 assert kw["PIPE"] == bool(pipe) and (rt == 1 or not pipe)
                 if regs and T._HAS_MAXNREG:
                     assert kw["maxnreg"] == regs + (40 if M > 8 else 0)

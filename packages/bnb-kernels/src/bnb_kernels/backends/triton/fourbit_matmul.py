@@ -577,7 +577,7 @@ class _Plan:
             self.split = kw["SPLIT"]
             grid = _mma.mma_grid(cfg, N, K)
             if self.split > 1:
-                self.need = (self.split * M * N, grid[0])
+                self.need = (self.split * M * N, _mma.mma_row_programs(cfg, N))
             self.launch = _Launch(_mma.mma_kernel, grid, kw)
         elif kind == "dot":
             _, BM, BN, BK, warps, stages = config[:6]

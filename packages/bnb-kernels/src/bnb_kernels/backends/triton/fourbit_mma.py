@@ -51,6 +51,7 @@ __all__ = [
     "mma_grid",
     "mma_kernel",
     "mma_ok",
+    "mma_row_programs",
     "mma_tiles",
 ]
 
@@ -424,7 +425,7 @@ if HAS_TRITON:
         M, N, K, stride_xm, stride_om,
         BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, HAS_BIAS: tl.constexpr,
         WARPS: tl.constexpr, RT: tl.constexpr, TT: tl.constexpr, SPLIT: tl.constexpr, CH: tl.constexpr,
-        PIPE: tl.constexpr,
+        PIPE: tl.constexpr, ILV: tl.constexpr,
         ASM: tl.constexpr,
     ):  # fmt: skip
         """``out[m, n] = sum_k x[m, k] W[n, k] (+ bias[n])`` for M <= 8 * TT tokens; grid
@@ -436,8 +437,12 @@ if HAS_TRITON:
         lane, warp = _thread_ids(WARPS, ASM)
         g = lane // 4
         t = lane % 4
-        pid_n = tl.program_id(0)
-        pid_k = tl.program_id(1)
+        if ILV:  # a row tile's SPLIT programs are launched next to each other
+            pid_k = tl.program_id(0)
+            pid_n = tl.program_id(1)
+        else:
+            pid_n = tl.program_id(0)
+            pid_k = tl.program_id(1)
         tile = (pid_n * WARPS + warp) * RT
         ra0 = tile * 16 + g
         ra1 = ra0 + 16
@@ -455,9 +460,17 @@ if HAS_TRITON:
             offset = 0.0
         l0, l1, l2, l3, h0, h1, h2, h3 = table_planes16(lut_ptr, DT)
         chunks = K // 64
-        per = tl.cdiv(chunks, SPLIT)
-        c0 = pid_k * per
-        c1 = tl.minimum(chunks, c0 + per)
+        if ILV:
+            # groups of CH chunks dealt round-robin to the SPLIT programs: together they read
+            # SPLIT * CH * 32 contiguous bytes of each row at a time (DRAM page locality)
+            c0 = pid_k * CH
+            c1 = chunks
+            STEP: tl.constexpr = SPLIT * CH
+        else:
+            per = tl.cdiv(chunks, SPLIT)
+            c0 = pid_k * per
+            c1 = tl.minimum(chunks, c0 + per)
+            STEP: tl.constexpr = CH
         a0 = tl.zeros((32 * WARPS,), tl.float32)
         a1 = a0
         a2 = a0
@@ -482,7 +495,7 @@ if HAS_TRITON:
             nva0, nsa0, nma0, nvb0, nsb0, nmb0, nva1, nsa1, nma1, nvb1, nsb1, nmb1, nva2, nsa2, nma2, nvb2, nsb2, nmb2, nva3, nsa3, nma3, nvb3, nsb3, nmb3 = _fetch_group(
                 w64, a8_ptr, absmax_ptr, la0, lb0, c0, chunks, t, K, BLOCKSIZE, NESTED, ASM, CH
             )  # fmt: skip
-        for c in range(c0, c1, CH):
+        for c in range(c0, c1, STEP):
             if PIPE:
                 (
                     va0,
@@ -536,7 +549,7 @@ if HAS_TRITON:
                     nmb3,
                 )
                 nva0, nsa0, nma0, nvb0, nsb0, nmb0, nva1, nsa1, nma1, nvb1, nsb1, nmb1, nva2, nsa2, nma2, nvb2, nsb2, nmb2, nva3, nsa3, nma3, nvb3, nsb3, nmb3 = _fetch_group(
-                    w64, a8_ptr, absmax_ptr, la0, lb0, c + CH, chunks, t, K, BLOCKSIZE, NESTED, ASM, CH
+                    w64, a8_ptr, absmax_ptr, la0, lb0, c + STEP, chunks, t, K, BLOCKSIZE, NESTED, ASM, CH
                 )  # fmt: skip
             else:
                 va0, sa0, ma0, vb0, sb0, mb0, va1, sa1, ma1, vb1, sb1, mb1, va2, sa2, ma2, vb2, sb2, mb2, va3, sa3, ma3, vb3, sb3, mb3 = _fetch_group(
@@ -625,7 +638,9 @@ if HAS_TRITON:
 
 
 # ------------------------------------------------------------------------------------------
-# Configs: (WARPS, RT row tiles of 16 per warp, SPLIT, CH chunks per iteration, MAXNREG[, PIPE]).
+# Configs: (WARPS, RT row tiles of 16 per warp, SPLIT, CH chunks per iteration, MAXNREG[, PIPE[, ILV]]).
+# ILV deals groups of CH chunks round-robin to the SPLIT programs of a row tile (launched
+# next to each other) instead of giving each a contiguous K range.
 # MAXNREG (0: ptxas's choice) caps the registers per thread: with room (128 for 1 row tile
 # and 4 chunks) ptxas issues a group's loads first instead of moving each next to its use
 # (SASS for sm_90: without it, one chunk of loads in flight per warp). 16 tokens add about
@@ -669,6 +684,10 @@ def mma_candidates(M: int, N: int, K: int) -> list[tuple[int, ...]]:
         out.append((warps, rt, sp, ch, regs, pipe))
         if sp > 1:
             out.append((warps, rt, max(1, min(K // 64 // ch, 2 * sp)), ch, regs, pipe))
+    # interleaved split-K: at least 4 programs per row tile reading one row together
+    for warps, ch, regs, pipe in ((4, 4, 128, 0), (8, 4, 128, 0), (4, 2, 128, 1)):
+        sp = max(2, min(K // 64 // ch, max(4, _auto_split(N, K, 1, ch))))
+        out.append((warps, 1, sp, ch, regs, pipe, 1))
     return list(dict.fromkeys(out))
 
 
@@ -680,9 +699,17 @@ def mma_config(M: int, N: int, K: int) -> tuple[int, ...]:
     return (4, 1, _auto_split(N, K, 1, 4), 4, 128, 0)
 
 
+def mma_row_programs(config: tuple, N: int) -> int:
+    """Programs along N (one split-K counter each)."""
+    warps, rt = config[:2]
+    return triton.cdiv(N, 16 * rt * warps)
+
+
 def mma_grid(config: tuple, N: int, K: int) -> tuple[int, int]:
-    warps, rt, split = config[:3]
-    return (triton.cdiv(N, 16 * rt * warps), max(1, min(split, K // 64)))
+    """(row programs, split) or, with ILV, (split, row programs)."""
+    split = max(1, min(config[2], K // 64))
+    rows = mma_row_programs(config, N)
+    return (split, rows) if len(config) > 6 and config[6] else (rows, split)
 
 
 def mma_constexprs(config: tuple, M: int, K: int, blocksize: int, nested: bool, has_bias: bool) -> dict:
@@ -691,6 +718,7 @@ def mma_constexprs(config: tuple, M: int, K: int, blocksize: int, nested: bool, 
     warps, rt, split, ch = config[:4]
     regs = config[4] if len(config) > 4 else 0
     pipe = bool(config[5]) if len(config) > 5 else False
+    ilv = bool(config[6]) if len(config) > 6 else False
     if pipe and rt != 1:
         raise ValueError(f"mma_kernel prefetches the next group (PIPE) with one row tile per warp only, got {config}")
     if not 1 <= M <= 16:
@@ -707,6 +735,7 @@ def mma_constexprs(config: tuple, M: int, K: int, blocksize: int, nested: bool, 
         SPLIT=max(1, min(split, K // 64)),
         CH=ch,
         PIPE=pipe,
+        ILV=ilv,
         ASM=not interpreting(),
         num_warps=warps,
     )
@@ -764,7 +793,7 @@ def mma_launch(
     kw = mma_constexprs(config, M, K, blocksize, nested, bias is not None)
     grid = mma_grid(config, N, K)
     ws = torch.empty(max(1, kw["SPLIT"] * M * N), dtype=torch.float32, device=x.device)
-    cnt = torch.zeros(grid[0], dtype=torch.int32, device=x.device)
+    cnt = torch.zeros(mma_row_programs(config, N), dtype=torch.int32, device=x.device)
     bias_arg = absmax if bias is None else bias
     mma_kernel[grid](x, w, absmax, a8, code2, offset, lut, bias_arg, out, ws, cnt, M, N, K, x.stride(0), N, **kw)
     return out
