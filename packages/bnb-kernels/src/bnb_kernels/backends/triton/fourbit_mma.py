@@ -646,11 +646,25 @@ if HAS_TRITON:
 # (SASS for sm_90: without it, one chunk of loads in flight per warp). 16 tokens add about
 # 40 registers. TT (token tiles of 8) follows from M.
 
-# H100 (bf16, nf4 bs64 nested; scripts/gpu-check-mma.py, kernel us, 2026-11-25): the winners
-# among 12 layouts on the five anchor shapes were (8|4, 1, *, 4, 128) at 1-4 tokens and
-# (4, 1, *, 2, 96) at 16; 2 row tiles (168 registers), 2 warps and no register cap lost
-# everywhere. The automatic split or twice it won, depending on the shape.
-_BASE_CONFIGS = [(4, 1, 4, 128, 0), (8, 1, 4, 128, 0), (4, 1, 2, 96, 0), (4, 1, 4, 168, 1), (4, 1, 2, 128, 1)]
+# H100 (bf16, nf4 bs64 nested; scripts/gpu-check-mma.py, kernel us, 2026-11-25, three runs of
+# 12-13 layouts on the five anchor shapes): at 1-8 tokens the winners were 4 chunks per
+# iteration with 128 registers (4 or 8 warps), 2 chunks with the next group prefetched
+# (plain or interleaved split-K) and 4 chunks prefetched with 168 registers; at 16 tokens 2
+# chunks with 96 registers, and 4 chunks interleaved. 2 row tiles per warp (168
+# registers), 2 warps and no register cap lost everywhere. Each entry: (warps, chunks,
+# registers, prefetch, interleaved split-K, split: "auto" or "double" or "ilv").
+_FEW_TOKENS = [
+    (4, 4, 128, 0, 0, "auto"),
+    (8, 4, 128, 0, 0, "auto"),
+    (4, 2, 128, 1, 0, "auto"),
+    (4, 4, 168, 1, 0, "auto"),
+    (4, 2, 128, 1, 1, "ilv"),
+]
+_SIXTEEN_TOKENS = [
+    (4, 2, 96, 0, 0, "auto"),
+    (4, 2, 96, 0, 0, "double"),
+    (4, 4, 128, 0, 1, "ilv"),
+]
 _TARGET_WARPS = 132 * 16  # about 16 resident warps per SM of an H100
 # Triton's CUDA options take a register cap from 3.1 on (ignored where absent).
 _HAS_MAXNREG = False
@@ -677,17 +691,15 @@ def _auto_split(N: int, K: int, rt: int, ch: int) -> int:
 
 
 def mma_candidates(M: int, N: int, K: int) -> list[tuple[int, ...]]:
-    """Configs worth timing: each base layout at its automatic split, and at twice it."""
+    """The configs worth timing for M tokens (the winners of the H100 runs above)."""
     out = []
-    for warps, rt, ch, regs, pipe in _BASE_CONFIGS:
-        sp = _auto_split(N, K, rt, ch)
-        out.append((warps, rt, sp, ch, regs, pipe))
-        if sp > 1:
-            out.append((warps, rt, max(1, min(K // 64 // ch, 2 * sp)), ch, regs, pipe))
-    # interleaved split-K: at least 4 programs per row tile reading one row together
-    for warps, ch, regs, pipe in ((4, 4, 128, 0), (8, 4, 128, 0), (4, 2, 128, 1)):
-        sp = max(2, min(K // 64 // ch, max(4, _auto_split(N, K, 1, ch))))
-        out.append((warps, 1, sp, ch, regs, pipe, 1))
+    for warps, ch, regs, pipe, ilv, split in _FEW_TOKENS if M <= 8 else _SIXTEEN_TOKENS:
+        sp = _auto_split(N, K, 1, ch)
+        if split == "double":
+            sp = max(1, min(K // 64 // ch, 2 * sp))
+        elif split == "ilv":  # at least 4 programs per row tile reading the rows together
+            sp = max(2, min(K // 64 // ch, max(4, sp)))
+        out.append((warps, 1, sp, ch, regs, pipe, ilv))
     return list(dict.fromkeys(out))
 
 
@@ -695,8 +707,8 @@ def mma_config(M: int, N: int, K: int) -> tuple[int, ...]:
     """The config used without timing (within 6% of the best on the anchor shapes at 4
     tokens; 2 chunks per iteration at 9-16 tokens)."""
     if M > 8:
-        return (4, 1, _auto_split(N, K, 1, 2), 2, 96, 0)
-    return (4, 1, _auto_split(N, K, 1, 4), 4, 128, 0)
+        return (4, 1, _auto_split(N, K, 1, 2), 2, 96, 0, 0)
+    return (4, 1, _auto_split(N, K, 1, 4), 4, 128, 0, 0)
 
 
 def mma_row_programs(config: tuple, N: int) -> int:
