@@ -154,7 +154,7 @@ def check() -> int:
     one("bs128 bias M16", 1000, 2048, 16, bs=128, bias=True)
     one("bs4096 ragged N M5", 1001, 4096, 5, bs=4096)
     one("bs256 fp4 M2", 24, 512, 2, bs=256, qt="fp4")
-    one("unaligned weight M1", 512, 1024, 1, configs=[("mma", 4, 1, 1, 4, 128), ("mma", 4, 1, 4, 2, 96)], shift=4)
+    one("unaligned weight M1", 512, 1024, 1, configs=[("mma", 4, 1, 4, 128), ("mma", 4, 4, 2, 96, 1, 1)], shift=4)
     return fails
 
 

@@ -65,27 +65,19 @@ PYEOF
   wait "$prmt_pid"
   prmt_rc=$?
   wait
-  echo "permute-decode GEMV check: rc $prmt_rc; $(grep -c FAIL /tmp/gpu-prmt-check.log) FAIL lines"
-  grep FAIL /tmp/gpu-prmt-check.log | head -5
-  cat /tmp/gpu-prmt-check.log >> "$OUT/tests.log"
-  if [ "$prmt_rc" != 0 ]; then
-    export BNB_4BIT_PRMT=0
-    echo "=> BNB_4BIT_PRMT=0 for the anchor"
-  fi
-  echo "decode-5 dot check: rc $dot5_rc; $(grep -cE 'FAIL|DIFFERS' /tmp/gpu-dot5.log) FAIL/DIFFERS lines"
-  grep -E "FAIL|DIFFERS" /tmp/gpu-dot5.log | head -5
-  cat /tmp/gpu-dot5.log >> "$OUT/tests.log"
-  if [ "$dot5_rc" != 0 ]; then
-    export BNB_4BIT_DOT5=0
-    echo "=> BNB_4BIT_DOT5=0 for the anchor"
-  fi
-  echo "tensor-core GEMV check: rc $mma_rc; $(grep -c MISMATCH /tmp/gpu-mma.log) MISMATCH lines"
-  grep -E "MISMATCH|Error" /tmp/gpu-mma.log | head -5
-  cat /tmp/gpu-mma.log >> "$OUT/tests.log"
-  if [ "$mma_rc" != 0 ]; then
-    export BNB_4BIT_MMA=0
-    echo "=> BNB_4BIT_MMA=0 for the anchor"
-  fi
+  # An inline-PTX check's outcome: its log kept, and its switch off for the anchor if it failed.
+  check_outcome() { # label, rc, log, failure pattern, switch
+    echo "$1 check: rc $2; $(grep -cE "$4" "$3") lines matching $4"
+    grep -E "$4" "$3" | head -5
+    cat "$3" >> "$OUT/tests.log"
+    if [ "$2" != 0 ]; then
+      export "$5=0"
+      echo "=> $5=0 for the anchor"
+    fi
+  }
+  check_outcome "permute-decode GEMV" "$prmt_rc" /tmp/gpu-prmt-check.log "FAIL" BNB_4BIT_PRMT
+  check_outcome "decode-5 dot" "$dot5_rc" /tmp/gpu-dot5.log "FAIL|DIFFERS" BNB_4BIT_DOT5
+  check_outcome "tensor-core GEMV" "$mma_rc" /tmp/gpu-mma.log "MISMATCH|Error" BNB_4BIT_MMA
   for g in $GROUPS_TO_RUN; do
     f="/tmp/gpu-tests-$g.log"
     echo "tests $g: $(grep -E '(passed|failed|error)' "$f" | tail -1) ($(tail -1 "$f"))"

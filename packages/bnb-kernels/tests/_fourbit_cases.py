@@ -39,3 +39,14 @@ def quantized_case(N, K, M, blocksize, dtype, nested, quant_type, device, seed=0
     else:
         extra = (absmax, None, None, None)
     return W, x, bias, q, extra
+
+
+def launch_args(extra, nested: bool):
+    """(absmax, a8, code2, offset) of a ``quantized_case`` as the Triton launch helpers take
+    them (``fourbit_gemv.gemv_launch``, ``fourbit_mma.mma_launch``): plain absmax passed
+    for all four when not nested."""
+    if nested:
+        absmax2, a8, code8, offset = extra
+        return absmax2.float(), a8, code8.float(), torch.as_tensor(offset, dtype=torch.float32, device=a8.device)
+    a = extra[0].float()
+    return a, a, a, a

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))  # the shared inputs; this file also runs as a script
-from _fourbit_cases import quantized_case, rel_err, run_under_interpreter
+from _fourbit_cases import launch_args, quantized_case, rel_err, run_under_interpreter
 
 # (N, K, M, blocksize, dtype, nested, quant_type, config). Configs are (BN, BK, warps, SPLIT).
 CASES = [
@@ -40,15 +40,6 @@ CASES = [
     (12, 256, 2, 64, torch.float32, True, "nf4", (2, 64, 1, 1, 0, 1)),  # fp32: gathers
     (7, 192, 1, 64, torch.bfloat16, False, "nf4", (1, 128, 1, 1, 1, 1)),  # BN=1, prefetch, tail
 ]
-
-
-def launch_args(extra, nested: bool):
-    """(absmax, a8, code2, offset) as ``gemv_launch`` takes them."""
-    if nested:
-        absmax2, a8, code8, offset = extra
-        return absmax2.float(), a8, code8.float(), torch.as_tensor(offset, dtype=torch.float32, device=a8.device)
-    a = extra[0].float()
-    return a, a, a, a
 
 
 _TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.2e-2}

@@ -41,9 +41,10 @@ CONFIGS = [
     ("gemv", 2, 64, 1, 1),
     ("gemv", 4, 128, 1, 2),
     ("gemv", 2, 64, 1, 1, 1),
-    # fourbit_mma.mma_kernel (2-16 tokens, fp16/bf16): (warps, row tiles, split-K, chunks per iteration)
-    ("mma", 1, 1, 1, 2),
-    ("mma", 2, 1, 3, 1),
+    # fourbit_mma.mma_kernel (2-16 tokens, fp16/bf16): (warps, split-K, chunks per iteration, ...)
+    ("mma", 1, 1, 2),
+    ("mma", 2, 3, 1, 0, 1),  # the next chunk prefetched
+    ("mma", 1, 2, 2, 0, 0, 1),  # interleaved split-K
     ("dequant",),
     ("dequant_chunked",),
 ]
@@ -107,7 +108,7 @@ def _interpreter_checks() -> None:
             failures.append(f"decode 5, weight at {w.data_ptr() % 4} mod 4: {rel_err(out, expected):.3g}")
     # the tensor-core GEMV reads 8 bytes at a time: a weight off that boundary takes another path
     for w in (q.reshape(-1), buf[1:]):
-        plan = T._Plan(("mma", 1, 1, 2, 1), 3, 24, 128, meta, True)
+        plan = T._Plan(("mma", 1, 2, 1), 3, 24, 128, meta, True)
         out = torch.full((3, 24), float("nan"), dtype=torch.float16)
         plan(x, w, meta, bias, out, 3, 24, 128)
         if rel_err(out, expected) > 2e-3 or (plan.alt is None) == (w.data_ptr() % 8 != 0):

@@ -15,32 +15,23 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))  # the shared inputs; this file also runs as a script
-from _fourbit_cases import quantized_case, rel_err, run_under_interpreter
+from _fourbit_cases import launch_args, quantized_case, rel_err, run_under_interpreter
 
-# (N, K, M, blocksize, dtype, nested, quant_type, config (WARPS, RT, SPLIT, CH[, MAXNREG]))
+# (N, K, M, blocksize, dtype, nested, quant_type, config (WARPS, SPLIT, CH[, MAXNREG, PIPE, ILV]))
 CASES = [
-    (40, 128, 1, 64, torch.bfloat16, True, "nf4", (1, 1, 1, 1)),  # ragged N, 2 chunks
-    (33, 256, 3, 64, torch.float16, False, "fp4", (2, 1, 1, 2)),  # 3 tokens, 2 chunks per iteration
-    (64, 384, 8, 128, torch.bfloat16, True, "nf4", (1, 2, 1, 4, 128)),  # 2 row tiles, 6 chunks in 2 groups of 4
-    (24, 512, 9, 256, torch.float16, True, "nf4", (1, 1, 3, 2)),  # second token tile, split-K, tail chunk
-    (50, 320, 16, 64, torch.bfloat16, False, "nf4", (2, 2, 2, 1)),  # 16 tokens, split, 2 row tiles
-    (16, 64, 2, 64, torch.bfloat16, True, "fp4", (1, 1, 1, 4)),  # one chunk, 3 past the end
-    (80, 256, 5, 64, torch.float16, True, "fp4", (2, 1, 4, 1)),  # split into single chunks
-    (48, 640, 4, 64, torch.bfloat16, True, "nf4", (1, 1, 1, 4, 0, 1)),  # next group prefetched, tail group
-    (40, 512, 12, 128, torch.float16, False, "nf4", (2, 1, 2, 2, 0, 1)),  # prefetch within split ranges
-    (24, 704, 1, 64, torch.bfloat16, True, "nf4", (1, 1, 3, 2, 0, 0, 1)),  # interleaved split, 11 chunks
-    (40, 1024, 7, 64, torch.float16, True, "fp4", (2, 1, 2, 4, 0, 1, 1)),  # interleaved with prefetch
+    (40, 128, 1, 64, torch.bfloat16, True, "nf4", (1, 1, 1)),  # ragged N, 2 chunks
+    (33, 256, 3, 64, torch.float16, False, "fp4", (2, 1, 2)),  # 3 tokens, 2 chunks per iteration
+    (64, 384, 8, 128, torch.bfloat16, True, "nf4", (1, 1, 4, 128)),  # 6 chunks in 2 groups of 4
+    (24, 512, 9, 256, torch.float16, True, "nf4", (1, 3, 2)),  # second token tile, split-K, tail chunk
+    (50, 320, 16, 64, torch.bfloat16, False, "nf4", (2, 2, 1)),  # 16 tokens, split
+    (16, 64, 2, 64, torch.bfloat16, True, "fp4", (1, 1, 4)),  # one chunk, 3 past the end
+    (80, 256, 5, 64, torch.float16, True, "fp4", (2, 4, 1)),  # split into single chunks
+    (48, 640, 4, 64, torch.bfloat16, True, "nf4", (1, 1, 4, 0, 1)),  # next group prefetched, tail group
+    (40, 512, 12, 128, torch.float16, False, "nf4", (2, 2, 2, 0, 1)),  # prefetch within split ranges
+    (24, 704, 1, 64, torch.bfloat16, True, "nf4", (1, 3, 2, 0, 0, 1)),  # interleaved split, 11 chunks
+    (40, 1024, 7, 64, torch.float16, True, "fp4", (2, 2, 4, 0, 1, 1)),  # interleaved with prefetch
 ]
 _TOL = {torch.float16: 2e-3, torch.bfloat16: 1.2e-2}
-
-
-def launch_args(extra, nested: bool):
-    """(absmax, a8, code2, offset) as ``mma_launch`` takes them."""
-    if nested:
-        absmax2, a8, code8, offset = extra
-        return absmax2.float(), a8, code8.float(), torch.as_tensor(offset, dtype=torch.float32, device=a8.device)
-    a = extra[0].float()
-    return a, a, a, a
 
 
 def _interpreter_checks() -> None:
@@ -143,17 +134,15 @@ def test_configs_grid_and_eligibility() -> None:
             cands = T.mma_candidates(M, N, K)
             assert T.mma_config(M, N, K) in cands
             for cfg in cands:
-                warps, rt, split, ch, regs, pipe = cfg[:6]
-                ilv = len(cfg) > 6 and cfg[6]
+                warps, split, ch, regs, pipe, ilv = cfg
                 grid = T.mma_grid(cfg, N, K)
                 rows, parts = (grid[1], grid[0]) if ilv else grid
-                assert rows == T.mma_row_programs(cfg, N) and rows * 16 * rt * warps >= N
+                assert rows == T.mma_row_programs(cfg, N) and rows * 16 * warps >= N
                 assert 1 <= parts <= min(split, max(1, K // 64)) and (parts >= 2 or not ilv or K < 128)
                 kw = T.mma_constexprs(cfg, M, K, 64, True, False)
                 assert kw["TT"] == (1 if M <= 8 else 2) and kw["num_warps"] == warps
                 assert kw["CH"] == ch and kw["SPLIT"] == parts and regs in (0, 96, 128, 168)
-                assert kw["ILV"] == bool(ilv)
-                assert kw["PIPE"] == bool(pipe) and (rt == 1 or not pipe)
+                assert kw["PIPE"] == bool(pipe) and kw["ILV"] == bool(ilv)
                 if regs and T._HAS_MAXNREG:
                     assert kw["maxnreg"] == regs + (40 if M > 8 else 0)
     assert T.mma_ok(16, 4096, 64, torch.bfloat16)
@@ -162,11 +151,9 @@ def test_configs_grid_and_eligibility() -> None:
     assert not T.mma_ok(1, 4000, 64, torch.float16)
     assert not T.mma_ok(1, 4096, 64, torch.float32)
     with pytest.raises(ValueError, match="1 to 16"):
-        T.mma_constexprs((4, 1, 1, 1), 17, 4096, 64, False, False)
+        T.mma_constexprs((4, 1, 1), 17, 4096, 64, False, False)
     with pytest.raises(ValueError, match="chunks per iteration"):
-        T.mma_constexprs((4, 1, 1, 3), 1, 4096, 64, False, False)
-    with pytest.raises(ValueError, match="one row tile"):
-        T.mma_constexprs((4, 2, 1, 2, 128, 1), 1, 4096, 64, False, False)
+        T.mma_constexprs((4, 1, 3), 1, 4096, 64, False, False)
 
 
 if __name__ == "__main__":

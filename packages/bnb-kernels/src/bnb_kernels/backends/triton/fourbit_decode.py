@@ -146,13 +146,21 @@ fma.rn.{T} ${O0}, p, $13, z;
 prmt.b32 p, l, h, 0x6273;
 fma.rn.{T} ${O1}, p, $13, z;
 """
-_PAIR_TEMPLATE = (
-    "{\n.reg .b32 s, t, m, a, b, l, h, p, z;\nmov.b32 z, 0x80008000;\nshl.b32 t, $4, 4;\nand.b32 s, $4, 0x77777777;\n"
-    + _PAIR_HALF.replace("{MASK}", "0xD9C8").replace("{O0}", "0").replace("{O1}", "1")
-    + "shr.u32 s, s, 16;\n"
-    + _PAIR_HALF.replace("{MASK}", "0xFBEA").replace("{O0}", "2").replace("{O1}", "3")
-    + "}"
-)
+
+
+def _word_asm(half: str, regs: str, setup: str = "") -> str:
+    """One word's block from a half template: bytes 0-1 (outputs $0, $1), then bytes 2-3
+    ($2, $3) with the selectors shifted down."""
+    return (
+        "{\n.reg .b32 " + regs + ";\n" + setup + "shl.b32 t, $4, 4;\nand.b32 s, $4, 0x77777777;\n"
+        + half.replace("{MASK}", "0xD9C8").replace("{O0}", "0").replace("{O1}", "1")
+        + "shr.u32 s, s, 16;\n"
+        + half.replace("{MASK}", "0xFBEA").replace("{O0}", "2").replace("{O1}", "3")
+        + "}"
+    )  # fmt: skip
+
+
+_PAIR_TEMPLATE = _word_asm(_PAIR_HALF, "s, t, m, a, b, l, h, p, z", "mov.b32 z, 0x80008000;\n")
 PAIR_ASM = {
     torch.bfloat16: _PAIR_TEMPLATE.replace("{T}", "bf16x2"),
     torch.float16: _PAIR_TEMPLATE.replace("{T}", "f16x2"),
@@ -166,13 +174,7 @@ _PAIR_CONSTRAINTS = "=r,=r,=r,=r,r,r,r,r,r,r,r,r,r,r"
 _RAW_HALF = _PAIR_HALF.replace(
     "prmt.b32 p, l, h, 0x4051;\nfma.rn.{T} ${O0}, p, $13, z;", "prmt.b32 ${O0}, l, h, 0x4051;"
 ).replace("prmt.b32 p, l, h, 0x6273;\nfma.rn.{T} ${O1}, p, $13, z;", "prmt.b32 ${O1}, l, h, 0x6273;")
-RAW_PAIR_ASM = (
-    "{\n.reg .b32 s, t, m, a, b, l, h;\nshl.b32 t, $4, 4;\nand.b32 s, $4, 0x77777777;\n"
-    + _RAW_HALF.replace("{MASK}", "0xD9C8").replace("{O0}", "0").replace("{O1}", "1")
-    + "shr.u32 s, s, 16;\n"
-    + _RAW_HALF.replace("{MASK}", "0xFBEA").replace("{O0}", "2").replace("{O1}", "3")
-    + "}"
-)
+RAW_PAIR_ASM = _word_asm(_RAW_HALF, "s, t, m, a, b, l, h")
 _RAW_CONSTRAINTS = "=r,=r,=r,=r,r,r,r,r,r,r,r,r,r"
 
 
@@ -370,25 +372,21 @@ if HAS_TRITON:
         return m0 | (m1 << 8) | (m2 << 16) | (m3 << 24)
 
     @triton.jit
-    def _pairs_half(w, sp, l0, l1, l2, l3, h0, h1, h2, h3, DT: tl.constexpr, SH: tl.constexpr):
-        s = (w & 0x77777777) >> SH
-        m = _nibble_mask(w, SH)
-        lo = (_prmt(l0, l1, s) & ~m) | (_prmt(l2, l3, s) & m)
-        hi = (_prmt(h0, h1, s) & ~m) | (_prmt(h2, h3, s) & m)
-        p0 = _prmt(lo, hi, tl.full(s.shape, 0x4051, tl.int32))
-        p1 = _prmt(lo, hi, tl.full(s.shape, 0x6273, tl.int32))
-        return _scaled_pair(p0, sp, DT), _scaled_pair(p1, sp, DT)
-
-    _RAW = tl.constexpr(RAW_PAIR_ASM)
-    _RAW_CONS = tl.constexpr(_RAW_CONSTRAINTS)
-
-    @triton.jit
     def _raw_half(w, l0, l1, l2, l3, h0, h1, h2, h3, SH: tl.constexpr):
+        """The two pair words of bytes SH / 8 and SH / 8 + 1 of ``w`` (unscaled)."""
         s = (w & 0x77777777) >> SH
         m = _nibble_mask(w, SH)
         lo = (_prmt(l0, l1, s) & ~m) | (_prmt(l2, l3, s) & m)
         hi = (_prmt(h0, h1, s) & ~m) | (_prmt(h2, h3, s) & m)
         return _prmt(lo, hi, tl.full(s.shape, 0x4051, tl.int32)), _prmt(lo, hi, tl.full(s.shape, 0x6273, tl.int32))
+
+    @triton.jit
+    def _pairs_half(w, sp, l0, l1, l2, l3, h0, h1, h2, h3, DT: tl.constexpr, SH: tl.constexpr):
+        p0, p1 = _raw_half(w, l0, l1, l2, l3, h0, h1, h2, h3, SH)
+        return _scaled_pair(p0, sp, DT), _scaled_pair(p1, sp, DT)
+
+    _RAW = tl.constexpr(RAW_PAIR_ASM)
+    _RAW_CONS = tl.constexpr(_RAW_CONSTRAINTS)
 
     @triton.jit
     def decode_pairs_raw(w, l0, l1, l2, l3, h0, h1, h2, h3, ASM: tl.constexpr):

@@ -571,7 +571,7 @@ class _Plan:
             self.lut = _gemv.aligned_lut(meta.lut)  # the words layout ORs offsets into it
             self.launch = _Launch(_gemv.gemv_kernel, _gemv.gemv_grid(cfg, M, N, K), kw)
         elif kind == "mma":
-            # fourbit_mma.mma_kernel: ("mma", warps, row tiles per warp, split, pipe)
+            # fourbit_mma.mma_kernel: ("mma", warps, split, chunks per iteration, registers, prefetch, interleave)
             cfg = tuple(config[1:])
             kw = _mma.mma_constexprs(cfg, M, K, bs, meta.nested, has_bias)
             self.split = kw["SPLIT"]
@@ -618,36 +618,24 @@ class _Plan:
     def __call__(self, x, w, meta, bias, out, M, N, K):
         bias_arg = meta.absmax if bias is None else bias
         kind = self.kind
-        if kind == "dot":
-            if self.words and w.data_ptr() % 4:
+        if kind in ("dot", "mma"):
+            # decode 5 reads the weight as 4-byte words, the mma kernel 8 bytes at a time: a
+            # weight off that boundary takes another path (decode 1 / the heuristic's)
+            if (w.data_ptr() % 4 and self.words) or (kind == "mma" and w.data_ptr() % 8):
                 if self.alt is None:
-                    self.alt = _Plan((*self.config[:7], 1, 1), M, N, K, meta, bias is not None)
-                self.alt(x, w, meta, bias, out, M, N, K)
-                return
-            aligned = _aligned(x) and _aligned(out) and _aligned(w) and (bias is None or _aligned(bias))
-            if self.split == 1:
-                ws = cnt = meta.absmax
-            else:
-                ws, cnt = _split_buffers(x.device, *self.need)
-            args = (
-                x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, out, ws, cnt, M, N, K // 2, K, N,
-            )  # fmt: skip
-            self.launch(args, out, aligned)
-        elif kind == "mma":
-            if w.data_ptr() % 8:  # the weight is read 8 bytes at a time
-                if self.alt is None:
-                    self.alt = _Plan(_non_mma_config(M, x.dtype, N, K), M, N, K, meta, bias is not None)
-                self.alt(x, w, meta, bias, out, M, N, K)
-                return out
-            if not _mma.mma_x_ok(x):
+                    alt = (*self.config[:7], 1, 1) if kind == "dot" else _non_mma_config(M, x.dtype, N, K)
+                    self.alt = _Plan(alt, M, N, K, meta, bias is not None)
+                return self.alt(x, w, meta, bias, out, M, N, K)
+            if kind == "mma" and not _mma.mma_x_ok(x):
                 x = x.clone()
             aligned = _aligned(x) and _aligned(out) and _aligned(w) and (bias is None or _aligned(bias))
             if self.split == 1:
                 ws = cnt = meta.absmax
             else:
                 ws, cnt = _split_buffers(x.device, *self.need)
+            k_args = (K // 2, K) if kind == "dot" else (K, K)  # (HALF_K, stride_xm) / (K, stride_xm)
             args = (
-                x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, out, ws, cnt, M, N, K, K, N,
+                x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, out, ws, cnt, M, N, *k_args, N,
             )  # fmt: skip
             self.launch(args, out, aligned)
         elif kind == "gemv":

@@ -6,7 +6,9 @@ fp16 -> fp32 widening, one FFMA) and is issue-bound at 1 token (8192->28672 in 7
 TB/s); the ``tl.dot`` kernel (fourbit_matmul.py) pays a shared-memory round trip and waits
 on its MMA. Here the tensor cores do the multiply-accumulate and the fp32 sums: a weight
 costs its byte-permute decode (about 2.6 instructions, fourbit_decode.decode_pairs_raw)
-and almost nothing else, so the loop should be bound by memory, not by issue.
+and little else (4.8 instructions per weight in the SASS of the loop at 1 token). On the
+H100 it is the fastest path at 2-8 tokens on every anchor shape, but at about 1.4 TB/s it
+is latency-bound, and the GEMV stays faster at 1 token (benchmarks/linear4bit-notes.md).
 
 Layout (one ``m16n8k16`` MMA per 16 weight rows x 64 input features x 8 tokens):
 
@@ -25,9 +27,9 @@ Layout (one ``m16n8k16`` MMA per 16 weight rows x 64 input features x 8 tokens):
   fp32 scale multiplies its result (4 FFMA per chunk): no rounding of code times scale.
   The codes are the table rounded to the activation dtype (bf16: relative error <= 2**-9
   per code value).
-- ``RT`` row tiles of 16 per warp share the activation loads; ``TT`` token tiles of 8 share
-  the decode (16 tokens: two MMAs per fragment); ``CH`` consecutive chunks per loop
-  iteration have their loads issued together; ``SPLIT`` programs share K, each
+- A warp owns one 16-row tile; ``TT`` token tiles of 8 share the decode (16 tokens: two
+  MMAs per fragment); ``CH`` consecutive chunks per loop iteration have their loads issued
+  together (``PIPE``: the next group's too); ``SPLIT`` programs share K, each
   writes an fp32 partial, the last one of a row tile (a counter, reset after use) sums them.
 
 ``ASM=False`` (the interpreter) emulates the ``%tid.x`` read, the decode and the MMA with
@@ -337,32 +339,9 @@ if HAS_TRITON:
             va3, sa3, ma3, vb3, sb3, mb3 = _fetch2(
                 w64, a8_ptr, absmax_ptr, la, lb, c + 3, chunks, t, K, BLOCKSIZE, NESTED, ASM
             )  # fmt: skip
-        return (
-            va0,
-            sa0,
-            ma0,
-            vb0,
-            sb0,
-            mb0,
-            va1,
-            sa1,
-            ma1,
-            vb1,
-            sb1,
-            mb1,
-            va2,
-            sa2,
-            ma2,
-            vb2,
-            sb2,
-            mb2,
-            va3,
-            sa3,
-            ma3,
-            vb3,
-            sb3,
-            mb3,
-        )
+        # fmt: off
+        return (va0, sa0, ma0, vb0, sb0, mb0, va1, sa1, ma1, vb1, sb1, mb1, va2, sa2, ma2, vb2, sb2, mb2, va3, sa3, ma3, vb3, sb3, mb3)
+        # fmt: on
 
     @triton.jit
     def _compute_chunk(
@@ -424,15 +403,15 @@ if HAS_TRITON:
         x_ptr, w_ptr, absmax_ptr, a8_ptr, code2_ptr, offset_ptr, lut_ptr, bias_ptr, out_ptr, ws_ptr, cnt_ptr,
         M, N, K, stride_xm, stride_om,
         BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, HAS_BIAS: tl.constexpr,
-        WARPS: tl.constexpr, RT: tl.constexpr, TT: tl.constexpr, SPLIT: tl.constexpr, CH: tl.constexpr,
-        PIPE: tl.constexpr, ILV: tl.constexpr,
-        ASM: tl.constexpr,
+        WARPS: tl.constexpr, TT: tl.constexpr, SPLIT: tl.constexpr, CH: tl.constexpr,
+        PIPE: tl.constexpr, ILV: tl.constexpr, ASM: tl.constexpr,
     ):  # fmt: skip
-        """``out[m, n] = sum_k x[m, k] W[n, k] (+ bias[n])`` for M <= 8 * TT tokens; grid
-        (cdiv(N, 16 * RT * WARPS), SPLIT). Requires K % 64 == 0, BLOCKSIZE >= 64 with K %
-        BLOCKSIZE == 0, the weight 8-byte and the activation rows 16-byte aligned (see
-        :func:`mma_ok`). SPLIT > 1: ``ws`` holds SPLIT fp32 [M, N] partials and ``cnt`` one
-        zeroed int32 counter per program along N."""
+        """``out[m, n] = sum_k x[m, k] W[n, k] (+ bias[n])`` for M <= 8 * TT tokens, 16 weight
+        rows per warp; grid (cdiv(N, 16 * WARPS), SPLIT), or (SPLIT, cdiv(N, 16 * WARPS))
+        with ILV. Requires K % 64 == 0, BLOCKSIZE >= 64 with K % BLOCKSIZE == 0, the weight
+        8-byte and the activation rows 16-byte aligned (see :func:`mma_ok`). SPLIT > 1:
+        ``ws`` holds SPLIT fp32 [M, N] partials and ``cnt`` one zeroed int32 counter per
+        program along N."""
         DT: tl.constexpr = x_ptr.dtype.element_ty
         lane, warp = _thread_ids(WARPS, ASM)
         g = lane // 4
@@ -443,14 +422,10 @@ if HAS_TRITON:
         else:
             pid_n = tl.program_id(0)
             pid_k = tl.program_id(1)
-        tile = (pid_n * WARPS + warp) * RT
-        ra0 = tile * 16 + g
-        ra1 = ra0 + 16
+        row = (pid_n * WARPS + warp) * 16 + g
         # rows past N and tokens past M read valid memory (clamped) and are never stored
-        la0 = tl.minimum(ra0, N - 1)
-        lb0 = tl.minimum(ra0 + 8, N - 1)
-        la1 = tl.minimum(ra1, N - 1)
-        lb1 = tl.minimum(ra1 + 8, N - 1)
+        la = tl.minimum(row, N - 1)
+        lb = tl.minimum(row + 8, N - 1)
         tok0 = tl.minimum(g, M - 1)
         tok1 = tl.minimum(g + 8, M - 1)
         w64 = w_ptr.to(tl.pointer_type(tl.int64))
@@ -462,7 +437,7 @@ if HAS_TRITON:
         chunks = K // 64
         if ILV:
             # groups of CH chunks dealt round-robin to the SPLIT programs: together they read
-            # SPLIT * CH * 32 contiguous bytes of each row at a time (DRAM page locality)
+            # SPLIT * CH * 32 contiguous bytes of each row at a time
             c0 = pid_k * CH
             c1 = chunks
             STEP: tl.constexpr = SPLIT * CH
@@ -479,135 +454,48 @@ if HAS_TRITON:
         a5 = a0
         a6 = a0
         a7 = a0
-        b0 = a0
-        b1 = a0
-        b2 = a0
-        b3 = a0
-        b4 = a0
-        b5 = a0
-        b6 = a0
-        b7 = a0
         # CH (1, 2 or 4) consecutive chunks per iteration, every weight and scale load of the
         # group issued first (ptxas keeps them where they are written when it has the
-        # registers): more bytes in flight, 32 * CH contiguous bytes per row. PIPE (one row
-        # tile): the next group's loads are issued before this group is decoded.
+        # registers): more bytes in flight, 32 * CH contiguous bytes per row. PIPE: the next
+        # group's loads are issued before this group is decoded.
+        # fmt: off
         if PIPE:
             nva0, nsa0, nma0, nvb0, nsb0, nmb0, nva1, nsa1, nma1, nvb1, nsb1, nmb1, nva2, nsa2, nma2, nvb2, nsb2, nmb2, nva3, nsa3, nma3, nvb3, nsb3, nmb3 = _fetch_group(
-                w64, a8_ptr, absmax_ptr, la0, lb0, c0, chunks, t, K, BLOCKSIZE, NESTED, ASM, CH
-            )  # fmt: skip
+                w64, a8_ptr, absmax_ptr, la, lb, c0, chunks, t, K, BLOCKSIZE, NESTED, ASM, CH)
         for c in range(c0, c1, STEP):
             if PIPE:
-                (
-                    va0,
-                    sa0,
-                    ma0,
-                    vb0,
-                    sb0,
-                    mb0,
-                    va1,
-                    sa1,
-                    ma1,
-                    vb1,
-                    sb1,
-                    mb1,
-                    va2,
-                    sa2,
-                    ma2,
-                    vb2,
-                    sb2,
-                    mb2,
-                    va3,
-                    sa3,
-                    ma3,
-                    vb3,
-                    sb3,
-                    mb3,
-                ) = (
-                    nva0,
-                    nsa0,
-                    nma0,
-                    nvb0,
-                    nsb0,
-                    nmb0,
-                    nva1,
-                    nsa1,
-                    nma1,
-                    nvb1,
-                    nsb1,
-                    nmb1,
-                    nva2,
-                    nsa2,
-                    nma2,
-                    nvb2,
-                    nsb2,
-                    nmb2,
-                    nva3,
-                    nsa3,
-                    nma3,
-                    nvb3,
-                    nsb3,
-                    nmb3,
-                )
+                va0, sa0, ma0, vb0, sb0, mb0, va1, sa1, ma1, vb1, sb1, mb1, va2, sa2, ma2, vb2, sb2, mb2, va3, sa3, ma3, vb3, sb3, mb3 = (
+                    nva0, nsa0, nma0, nvb0, nsb0, nmb0, nva1, nsa1, nma1, nvb1, nsb1, nmb1, nva2, nsa2, nma2, nvb2, nsb2, nmb2, nva3, nsa3, nma3, nvb3, nsb3, nmb3)
                 nva0, nsa0, nma0, nvb0, nsb0, nmb0, nva1, nsa1, nma1, nvb1, nsb1, nmb1, nva2, nsa2, nma2, nvb2, nsb2, nmb2, nva3, nsa3, nma3, nvb3, nsb3, nmb3 = _fetch_group(
-                    w64, a8_ptr, absmax_ptr, la0, lb0, c + STEP, chunks, t, K, BLOCKSIZE, NESTED, ASM, CH
-                )  # fmt: skip
+                    w64, a8_ptr, absmax_ptr, la, lb, c + STEP, chunks, t, K, BLOCKSIZE, NESTED, ASM, CH)
             else:
                 va0, sa0, ma0, vb0, sb0, mb0, va1, sa1, ma1, vb1, sb1, mb1, va2, sa2, ma2, vb2, sb2, mb2, va3, sa3, ma3, vb3, sb3, mb3 = _fetch_group(
-                    w64, a8_ptr, absmax_ptr, la0, lb0, c, chunks, t, K, BLOCKSIZE, NESTED, ASM, CH
-                )  # fmt: skip
-                if RT > 1:
-                    hva0, hsa0, hma0, hvb0, hsb0, hmb0, hva1, hsa1, hma1, hvb1, hsb1, hmb1, hva2, hsa2, hma2, hvb2, hsb2, hmb2, hva3, hsa3, hma3, hvb3, hsb3, hmb3 = _fetch_group(
-                        w64, a8_ptr, absmax_ptr, la1, lb1, c, chunks, t, K, BLOCKSIZE, NESTED, ASM, CH
-                    )  # fmt: skip
+                    w64, a8_ptr, absmax_ptr, la, lb, c, chunks, t, K, BLOCKSIZE, NESTED, ASM, CH)
             a0, a1, a2, a3, a4, a5, a6, a7 = _compute_group(
                 va0, sa0, ma0, vb0, sb0, mb0, va1, sa1, ma1, vb1, sb1, mb1, va2, sa2, ma2, vb2, sb2, mb2, va3, sa3, ma3, vb3, sb3, mb3,
                 x_ptr, tok0, tok1, stride_xm, c, c1, chunks, t, code2_ptr, offset,
                 a0, a1, a2, a3, a4, a5, a6, a7, l0, l1, l2, l3, h0, h1, h2, h3,
-                NESTED, DT, WARPS, TT, CH, ASM,
-            )  # fmt: skip
-            if RT > 1:
-                b0, b1, b2, b3, b4, b5, b6, b7 = _compute_group(
-                    hva0, hsa0, hma0, hvb0, hsb0, hmb0, hva1, hsa1, hma1, hvb1, hsb1, hmb1, hva2, hsa2, hma2, hvb2, hsb2, hmb2, hva3, hsa3, hma3, hvb3, hsb3, hmb3,
-                    x_ptr, tok0, tok1, stride_xm, c, c1, chunks, t, code2_ptr, offset,
-                    b0, b1, b2, b3, b4, b5, b6, b7, l0, l1, l2, l3, h0, h1, h2, h3,
-                    NESTED, DT, WARPS, TT, CH, ASM,
-                )  # fmt: skip
+                NESTED, DT, WARPS, TT, CH, ASM)
+        # fmt: on
         OUT_DT: tl.constexpr = out_ptr.dtype.element_ty
         if SPLIT == 1:
             _store_tile(
-                a0, a1, a2, a3, a4, a5, a6, a7, ra0, t, M, N, bias_ptr, out_ptr, ws_ptr, stride_om, 0,
+                a0, a1, a2, a3, a4, a5, a6, a7, row, t, M, N, bias_ptr, out_ptr, ws_ptr, stride_om, 0,
                 HAS_BIAS, TT, True, OUT_DT,
             )  # fmt: skip
-            if RT > 1:
-                _store_tile(
-                    b0, b1, b2, b3, b4, b5, b6, b7, ra1, t, M, N, bias_ptr, out_ptr, ws_ptr, stride_om, 0,
-                    HAS_BIAS, TT, True, OUT_DT,
-                )  # fmt: skip
         else:
-            part = pid_k * (M * N)
             _store_tile(
-                a0, a1, a2, a3, a4, a5, a6, a7, ra0, t, M, N, bias_ptr, out_ptr, ws_ptr, stride_om, part,
+                a0, a1, a2, a3, a4, a5, a6, a7, row, t, M, N, bias_ptr, out_ptr, ws_ptr, stride_om, pid_k * (M * N),
                 HAS_BIAS, TT, False, OUT_DT,
             )  # fmt: skip
-            if RT > 1:
-                _store_tile(
-                    b0, b1, b2, b3, b4, b5, b6, b7, ra1, t, M, N, bias_ptr, out_ptr, ws_ptr, stride_om, part,
-                    HAS_BIAS, TT, False, OUT_DT,
-                )  # fmt: skip
             tl.debug_barrier()  # every thread's partial is written before the counter moves
             done = tl.atomic_add(cnt_ptr + pid_n, 1, sem="acq_rel")
             if done == SPLIT - 1:
-                a0, a1, a2, a3, a4, a5, a6, a7 = _sum_parts(ra0, t, M, N, ws_ptr, SPLIT, TT)
+                a0, a1, a2, a3, a4, a5, a6, a7 = _sum_parts(row, t, M, N, ws_ptr, SPLIT, TT)
                 _store_tile(
-                    a0, a1, a2, a3, a4, a5, a6, a7, ra0, t, M, N, bias_ptr, out_ptr, ws_ptr, stride_om, 0,
+                    a0, a1, a2, a3, a4, a5, a6, a7, row, t, M, N, bias_ptr, out_ptr, ws_ptr, stride_om, 0,
                     HAS_BIAS, TT, True, OUT_DT,
                 )  # fmt: skip
-                if RT > 1:
-                    b0, b1, b2, b3, b4, b5, b6, b7 = _sum_parts(ra1, t, M, N, ws_ptr, SPLIT, TT)
-                    _store_tile(
-                        b0, b1, b2, b3, b4, b5, b6, b7, ra1, t, M, N, bias_ptr, out_ptr, ws_ptr, stride_om, 0,
-                        HAS_BIAS, TT, True, OUT_DT,
-                    )  # fmt: skip
                 tl.atomic_xchg(cnt_ptr + pid_n, 0)  # ready for the next launch
 
     @triton.jit
@@ -638,21 +526,21 @@ if HAS_TRITON:
 
 
 # ------------------------------------------------------------------------------------------
-# Configs: (WARPS, RT row tiles of 16 per warp, SPLIT, CH chunks per iteration, MAXNREG[, PIPE[, ILV]]).
-# ILV deals groups of CH chunks round-robin to the SPLIT programs of a row tile (launched
-# next to each other) instead of giving each a contiguous K range.
-# MAXNREG (0: ptxas's choice) caps the registers per thread: with room (128 for 1 row tile
-# and 4 chunks) ptxas issues a group's loads first instead of moving each next to its use
-# (SASS for sm_90: without it, one chunk of loads in flight per warp). 16 tokens add about
-# 40 registers. TT (token tiles of 8) follows from M.
-
+# Configs: (WARPS, SPLIT, CH chunks per iteration, MAXNREG, PIPE, ILV); TT (token tiles of 8)
+# follows from M. MAXNREG (0: ptxas's choice) caps the registers per thread: with room (128
+# for 4 chunks) ptxas issues a group's loads first instead of moving each next to its use
+# (SASS for sm_90: without it, one chunk of loads in flight per warp); 16 tokens add 40.
+# PIPE prefetches the next group; ILV deals groups of CH chunks round-robin to the SPLIT
+# programs of a row tile (launched next to each other) instead of giving each a contiguous
+# K range.
+#
 # H100 (bf16, nf4 bs64 nested; scripts/gpu-check-mma.py, kernel us, 2026-11-25, three runs of
 # 12-13 layouts on the five anchor shapes): at 1-8 tokens the winners were 4 chunks per
 # iteration with 128 registers (4 or 8 warps), 2 chunks with the next group prefetched
 # (plain or interleaved split-K) and 4 chunks prefetched with 168 registers; at 16 tokens 2
-# chunks with 96 registers, and 4 chunks interleaved. 2 row tiles per warp (168
-# registers), 2 warps and no register cap lost everywhere. Each entry: (warps, chunks,
-# registers, prefetch, interleaved split-K, split: "auto" or "double" or "ilv").
+# chunks with 96 registers, and 4 chunks interleaved. 2 row tiles of 16 per warp (168
+# registers, since removed), 2 warps and no register cap lost everywhere. Each entry:
+# (warps, chunks, registers, prefetch, interleave, split: "auto", "double" or "ilv").
 _FEW_TOKENS = [
     (4, 4, 128, 0, 0, "auto"),
     (8, 4, 128, 0, 0, "auto"),
@@ -684,9 +572,9 @@ def mma_tiles(M: int) -> int:
     return 1 if M <= 8 else 2
 
 
-def _auto_split(N: int, K: int, rt: int, ch: int) -> int:
+def _auto_split(N: int, K: int, ch: int) -> int:
     """Split-K for about _TARGET_WARPS warps, each range at least two iterations long."""
-    tiles = triton.cdiv(N, 16 * rt)
+    tiles = triton.cdiv(N, 16)
     return max(1, min(16, K // 64 // (2 * ch), round(_TARGET_WARPS / max(1, tiles))))
 
 
@@ -694,12 +582,12 @@ def mma_candidates(M: int, N: int, K: int) -> list[tuple[int, ...]]:
     """The configs worth timing for M tokens (the winners of the H100 runs above)."""
     out = []
     for warps, ch, regs, pipe, ilv, split in _FEW_TOKENS if M <= 8 else _SIXTEEN_TOKENS:
-        sp = _auto_split(N, K, 1, ch)
+        sp = _auto_split(N, K, ch)
         if split == "double":
             sp = max(1, min(K // 64 // ch, 2 * sp))
         elif split == "ilv":  # at least 4 programs per row tile reading the rows together
             sp = max(2, min(K // 64 // ch, max(4, sp)))
-        out.append((warps, 1, sp, ch, regs, pipe, ilv))
+        out.append((warps, sp, ch, regs, pipe, ilv))
     return list(dict.fromkeys(out))
 
 
@@ -707,42 +595,38 @@ def mma_config(M: int, N: int, K: int) -> tuple[int, ...]:
     """The config used without timing (within 6% of the best on the anchor shapes at 4
     tokens; 2 chunks per iteration at 9-16 tokens)."""
     if M > 8:
-        return (4, 1, _auto_split(N, K, 1, 2), 2, 96, 0, 0)
-    return (4, 1, _auto_split(N, K, 1, 4), 4, 128, 0, 0)
+        return (4, _auto_split(N, K, 2), 2, 96, 0, 0)
+    return (4, _auto_split(N, K, 4), 4, 128, 0, 0)
 
 
 def mma_row_programs(config: tuple, N: int) -> int:
-    """Programs along N (one split-K counter each)."""
-    warps, rt = config[:2]
-    return triton.cdiv(N, 16 * rt * warps)
+    """Programs along N (one split-K counter each): 16 rows per warp."""
+    return triton.cdiv(N, 16 * config[0])
 
 
 def mma_grid(config: tuple, N: int, K: int) -> tuple[int, int]:
     """(row programs, split) or, with ILV, (split, row programs)."""
-    split = max(1, min(config[2], K // 64))
+    split = max(1, min(config[1], K // 64))
     rows = mma_row_programs(config, N)
-    return (split, rows) if len(config) > 6 and config[6] else (rows, split)
+    return (split, rows) if len(config) > 5 and config[5] else (rows, split)
 
 
 def mma_constexprs(config: tuple, M: int, K: int, blocksize: int, nested: bool, has_bias: bool) -> dict:
     """Keyword arguments of ``mma_kernel[grid](...)``: every constexpr, then the launch
     options (num_warps, and maxnreg where the config caps registers and Triton takes it)."""
-    warps, rt, split, ch = config[:4]
-    regs = config[4] if len(config) > 4 else 0
-    pipe = bool(config[5]) if len(config) > 5 else False
-    ilv = bool(config[6]) if len(config) > 6 else False
-    if pipe and rt != 1:
-        raise ValueError(f"mma_kernel prefetches the next group (PIPE) with one row tile per warp only, got {config}")
+    warps, split, ch = config[:3]
+    regs = config[3] if len(config) > 3 else 0
+    pipe = bool(config[4]) if len(config) > 4 else False
+    ilv = bool(config[5]) if len(config) > 5 else False
     if not 1 <= M <= 16:
         raise ValueError(f"mma_kernel handles 1 to 16 token rows, got {M}")
-    if ch not in (1, 2, 4) or rt not in (1, 2):
-        raise ValueError(f"mma_kernel takes 1, 2 or 4 chunks per iteration and 1 or 2 row tiles, got {config}")
+    if ch not in (1, 2, 4):
+        raise ValueError(f"mma_kernel takes 1, 2 or 4 chunks per iteration, got {config}")
     kw = dict(
         BLOCKSIZE=blocksize,
         NESTED=nested,
         HAS_BIAS=has_bias,
         WARPS=warps,
-        RT=rt,
         TT=mma_tiles(M),
         SPLIT=max(1, min(split, K // 64)),
         CH=ch,
