@@ -755,14 +755,18 @@ PRMT_ENV = "BNB_4BIT_PRMT"
 
 
 def gemv_candidates(M: int, dtype: torch.dtype) -> list[tuple[int, ...]]:
-    """Configs worth timing for M (1-4) token rows of ``dtype`` activations.
-    ``BNB_4BIT_PRMT=0`` leaves the permute-decode configs out."""
+    """Configs worth timing for M (1-4) token rows of ``dtype`` activations: with 16-bit
+    activations the permute-decode configs and the untimed defaults (a permute config was
+    the fastest GEMV in every 1-4 token cell of the H100 runs of 2026-11-25, and every
+    config listed is a kernel to compile on a layer's first call); ``BNB_4BIT_PRMT=0``
+    gives the table-lookup configs instead."""
     if dtype == torch.float32:
         return list(GEMV_CONFIGS["fp32"])
     cands = list(GEMV_CONFIGS["16bit" if M == 1 else "16bit_rows"])
+    permute = [c for c in cands if len(c) > 5 and c[5]]
     if os.environ.get(PRMT_ENV, "1") in ("0", ""):
-        cands = [c for c in cands if not (len(c) > 5 and c[5])]
-    return cands
+        return [c for c in cands if c not in permute]
+    return permute + [c for c in ((2, 2048, 2, 1), (4, 2048, 2, 1)) if c in cands]
 
 
 def gemv_config(M: int, N: int, K: int, dtype: torch.dtype) -> tuple[int, ...]:
