@@ -173,6 +173,33 @@ def test_heuristics_cover_every_batch_size() -> None:
                 assert all(c[0] != "dot" for c in cands)  # no tf32 for fp32 activations
 
 
+def test_sm80_paths_are_not_offered_on_older_gpus(monkeypatch) -> None:
+    """On a GPU older than sm_80 (a T4) the tensor-core GEMV and bf16 decode 5 are neither
+    timed nor the heuristic's choice: their mma.sync shape and packed bf16 fma do not exist
+    there. fp16 decode 5 stays."""
+    pytest.importorskip("triton")
+    from bnb_kernels.backends.triton import fourbit_matmul as T
+
+    if not (T._MMA and T._DOT5):
+        pytest.skip("the tensor-core GEMV or decode 5 is switched off here")
+
+    def has5(cands):
+        return any(c[0] == "dot" and len(c) > 7 and c[7] == 5 for c in cands)
+
+    for capability, offered in (((7, 5), False), ((8, 0), True), ((9, 0), True)):
+        monkeypatch.setattr(T, "_SM80", {})
+        monkeypatch.setattr(T, "interpreting", lambda: False)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda idx=None, c=capability: c)
+        cands = T.candidates(4, torch.float16, 4096, 4096, 64)
+        assert any(c[0] == "mma" for c in cands) == offered, capability
+        assert (T.heuristic_config(4, torch.float16, 4096, 4096, 64)[0] == "mma") == offered, capability
+        assert has5(T.candidates(16, torch.bfloat16, 4096, 4096, 64)) == offered, capability
+        assert (T.heuristic_config(16, torch.bfloat16, 4096)[7] == 5) == offered, capability
+        assert has5(T.candidates(16, torch.float16, 4096, 4096, 64)), capability
+
+
 def test_pair_decode_ptx_matches_table_lookup() -> None:
     """The PTX text of decode 5 (fourbit_decode.PAIR_ASM, run by a small interpreter of its
     instructions) equals a lookup in the table rounded to bf16 / fp16 times the rounded

@@ -814,7 +814,7 @@ def heuristic_config(
     if M <= 512:
         # ("dot", tokens BM, weight rows BN, BK, warps, stages, split-K, decode, fragment order)
         if M <= 64:
-            if _DOT5:  # decode 5, 3 stages: the fastest at 16 tokens on the H100
+            if _dot5_for(dtype):  # decode 5, 3 stages: the fastest at 16 tokens on the H100
                 return ("dot", _token_tile(M), 64, 128, 4, 3, _split_for(N, M), 5, 1)
             return ("dot", _token_tile(M), 64, 128, 4, 4, _split_for(N, M), 1, 1)
         return ("dot", 128, 64, 128, 4, 3, _split_for(N, M), 4)
@@ -826,9 +826,30 @@ def _non_mma_config(M: int, dtype: torch.dtype, N: int, K: int) -> tuple:
     return heuristic_config(M, dtype, N, K)
 
 
+_SM80: dict[int, bool] = {}
+
+
+def _sm80() -> bool:
+    """The current CUDA device is sm_80 or newer: it has ``mma.sync.m16n8k16`` on 16-bit
+    inputs and packed bf16 arithmetic (a T4 is sm_75). Without CUDA (tests, the
+    interpreter) the question is moot: True."""
+    if interpreting() or not torch.cuda.is_available():
+        return True
+    idx = torch.cuda.current_device()
+    ok = _SM80.get(idx)
+    if ok is None:
+        ok = _SM80[idx] = torch.cuda.get_device_capability(idx) >= (8, 0)
+    return ok
+
+
+def _dot5_for(dtype: torch.dtype) -> bool:
+    """Decode 5 is offered for this activation dtype (its bf16 packed fma needs sm_80)."""
+    return _DOT5 and (dtype != torch.bfloat16 or _sm80())
+
+
 def _mma_offered(M: int, dtype: torch.dtype, N: int | None, K: int | None, blocksize: int | None) -> bool:
     """The tensor-core GEMV is a candidate: 2-16 tokens (the CUDA-core GEMV is faster at 1),
-    its shape rules hold, and it is switched on (``_MMA``)."""
+    its shape rules hold, it is switched on (``_MMA``) and the device has the MMA."""
     return (
         _MMA
         and M >= 2
@@ -836,6 +857,7 @@ def _mma_offered(M: int, dtype: torch.dtype, N: int | None, K: int | None, block
         and K is not None
         and blocksize is not None
         and _mma.mma_ok(M, K, blocksize, dtype)
+        and _sm80()
     )
 
 
@@ -850,9 +872,10 @@ def candidates(
 ) -> list[tuple]:
     """What the autotuner times for M tokens (N output features, K input features and the
     block size, when known); decode 5 only where it is offered (``_DOT5``: Triton >= 3.2,
-    ``BNB_4BIT_DOT5`` not 0); the tensor-core GEMV where its shape rules hold (``_MMA``)."""
+    ``BNB_4BIT_DOT5`` not 0; bf16 on sm_80+); the tensor-core GEMV where its shape rules
+    hold (``_MMA``, sm_80+)."""
     cands = _candidates(M, dtype, N)
-    if not _DOT5:
+    if not _dot5_for(dtype):
         cands = [c for c in cands if not (c[0] == "dot" and len(c) > 7 and c[7] == 5)]
     if _mma_offered(M, dtype, N, K, blocksize):
         cands = [("mma", *c) for c in _mma.mma_candidates(M, N, K)] + cands
@@ -916,7 +939,7 @@ def _candidates(M: int, dtype: torch.dtype, N: int | None) -> list[tuple]:
             return [
                 *_gemv_candidates(M, dtype),
                 *_dot5_candidates(M, N)[:3],
-                *([] if _DOT5 else dots[:3]),
+                *([] if _dot5_for(dtype) else dots[:3]),
                 ("dequant",),
             ]
         return [*_dot5_candidates(M, N), *dots, ("dequant",)]
