@@ -164,7 +164,7 @@ def main() -> int:
             dense_us = bench(partial(torch.nn.functional.linear, x, W))
             say(f"== K{K} N{N} M{M}: dense {dense_us:7.1f} us")
             cfgs = []
-            for c in T.candidates(M, dt, N) + ([] if args.no_extra else EXTRA.get(M, [])):
+            for c in T.candidates(M, dt, N, K, 64) + ([] if args.no_extra else EXTRA.get(M, [])):
                 if c not in cfgs:
                     cfgs.append(c)
             res = []
