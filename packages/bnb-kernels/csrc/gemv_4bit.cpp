@@ -295,31 +295,36 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16"))) inline 
   }
 }
 
+// bf16 tiles are 4 x 6: 24 accumulators + 6 weight vectors + 1 activation vector of the 32
+// zmm registers, 10 loads per 24 vdpbf16ps (4 x 4: 8 per 16). On the 2-core EPYC (Zen 4),
+// 4096x4096 at 32 tokens: 3.57-3.71 ms against 3.86-3.97 ms with 4 x 4.
+constexpr int NT_BF16 = 6;
+
 template <int MT>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16"))) inline void tile_bf16(
     const Problem& p, int64_t m0, int64_t n0, int nt, const uint16_t* w, int64_t Kp) {
   const int64_t K = p.K;
   const uint16_t* A = static_cast<const uint16_t*>(p.A);
-  __m512 acc[MT][NT];
+  __m512 acc[MT][NT_BF16];
   for (int i = 0; i < MT; i++)
-    for (int q = 0; q < NT; q++) acc[i][q] = _mm512_setzero_ps();
+    for (int q = 0; q < NT_BF16; q++) acc[i][q] = _mm512_setzero_ps();
   int64_t k = 0;
   for (; k + 32 <= K; k += 32) {
-    __m512i wv[NT];
-    for (int q = 0; q < NT; q++) wv[q] = _mm512_loadu_si512(w + q * Kp + k);
+    __m512i wv[NT_BF16];
+    for (int q = 0; q < NT_BF16; q++) wv[q] = _mm512_loadu_si512(w + q * Kp + k);
     for (int i = 0; i < MT; i++) {
       __m512i xv = _mm512_loadu_si512(A + (m0 + i) * p.lda + k);
-      for (int q = 0; q < NT; q++)
+      for (int q = 0; q < NT_BF16; q++)
         acc[i][q] = _mm512_dpbf16_ps(acc[i][q], (__m512bh)(xv), (__m512bh)(wv[q]));
     }
   }
   if (k < K) {
     const __mmask32 mk = static_cast<__mmask32>((1ull << (K - k)) - 1ull);
-    __m512i wv[NT];
-    for (int q = 0; q < NT; q++) wv[q] = _mm512_maskz_loadu_epi16(mk, w + q * Kp + k);
+    __m512i wv[NT_BF16];
+    for (int q = 0; q < NT_BF16; q++) wv[q] = _mm512_maskz_loadu_epi16(mk, w + q * Kp + k);
     for (int i = 0; i < MT; i++) {
       __m512i xv = _mm512_maskz_loadu_epi16(mk, A + (m0 + i) * p.lda + k);
-      for (int q = 0; q < NT; q++)
+      for (int q = 0; q < NT_BF16; q++)
         acc[i][q] = _mm512_dpbf16_ps(acc[i][q], (__m512bh)(xv), (__m512bh)(wv[q]));
     }
   }
@@ -330,16 +335,16 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16"))) inline 
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16"))) void gemm_bf16_avx512(const Problem& p) {
   const int64_t N = p.N, K = p.K, M = p.M;
   const int64_t Kp = (K + 31) / 32 * 32;
-  const int64_t tiles = (N + NT - 1) / NT;
+  const int64_t tiles = (N + NT_BF16 - 1) / NT_BF16;
 #pragma omp parallel num_threads(p.threads)
   {
-    std::vector<uint16_t> w(NT * Kp, 0);
+    std::vector<uint16_t> w(NT_BF16 * Kp, 0);
 #pragma omp for schedule(dynamic, 2)
     for (int64_t t = 0; t < tiles; t++) {
-      const int64_t n0 = t * NT;
-      const int nt = static_cast<int>(std::min<int64_t>(NT, N - n0));
+      const int64_t n0 = t * NT_BF16;
+      const int nt = static_cast<int>(std::min<int64_t>(NT_BF16, N - n0));
       for (int q = 0; q < nt; q++) decode_row_bf16(p, n0 + q, w.data() + q * Kp);
-      for (int q = nt; q < NT; q++) std::memset(w.data() + q * Kp, 0, Kp * sizeof(uint16_t));
+      for (int q = nt; q < NT_BF16; q++) std::memset(w.data() + q * Kp, 0, Kp * sizeof(uint16_t));
       int64_t m = 0;
       for (; m + 4 <= M; m += 4) tile_bf16<4>(p, m, n0, nt, w.data(), Kp);
       for (; m < M; m++) tile_bf16<1>(p, m, n0, nt, w.data(), Kp);
