@@ -554,7 +554,7 @@ _SIXTEEN_TOKENS = [
     (4, 4, 128, 0, 1, "ilv"),
 ]
 _TARGET_WARPS = 132 * 16  # about 16 resident warps per SM of an H100
-# Triton's CUDA options take a register cap from 3.1 on (ignored where absent).
+# The register cap is passed where this Triton's CUDA options have ``maxnreg`` (checked here).
 _HAS_MAXNREG = False
 if HAS_TRITON:
     try:
