@@ -48,6 +48,7 @@ __all__ = [
     "fp16_planes",
     "lookup_pairs_reference",
     "lookup_reference",
+    "pair_halves",
     "pair_planes",
     "prmt_reference",
     "table_planes",
@@ -349,13 +350,18 @@ if HAS_TRITON:
         return l0, l1, l2, l3, h0, h1, h2, h3
 
     @triton.jit
+    def pair_halves(p, DT: tl.constexpr):
+        """fp32 of the two 16-bit ``DT`` values packed in int32 ``p`` (low half first)."""
+        lo = (p & 0xFFFF).to(tl.int16).to(DT, bitcast=True).to(tl.float32)
+        hi = ((p >> 16) & 0xFFFF).to(tl.int16).to(DT, bitcast=True).to(tl.float32)
+        return lo, hi
+
+    @triton.jit
     def _scaled_pair(p, sp, DT: tl.constexpr):
         """Emulation of the packed fma: both 16-bit halves of ``p`` times those of ``sp``,
         each product rounded once to ``DT`` (exact in fp32 before that)."""
-        pl = (p & 0xFFFF).to(tl.int16).to(DT, bitcast=True).to(tl.float32)
-        ph = ((p >> 16) & 0xFFFF).to(tl.int16).to(DT, bitcast=True).to(tl.float32)
-        sl = (sp & 0xFFFF).to(tl.int16).to(DT, bitcast=True).to(tl.float32)
-        sh = ((sp >> 16) & 0xFFFF).to(tl.int16).to(DT, bitcast=True).to(tl.float32)
+        pl, ph = pair_halves(p, DT)
+        sl, sh = pair_halves(sp, DT)
         lo = (pl * sl).to(DT).to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
         hi = (ph * sh).to(DT).to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
         return lo | (hi << 16)

@@ -43,7 +43,7 @@ import torch
 from ._common import HAS_TRITON, interpreting, tl, triton
 
 if HAS_TRITON:
-    from .fourbit_decode import decode_pairs_raw, table_planes16
+    from .fourbit_decode import decode_pairs_raw, pair_halves, table_planes16
 
 __all__ = [
     "MMA_ASM",
@@ -99,13 +99,6 @@ if HAS_TRITON:
         return tid % 32, tid // 32
 
     @triton.jit
-    def _halves(p, DT: tl.constexpr):
-        """fp32 of the two 16-bit ``DT`` values packed in int32 ``p`` (low half first)."""
-        lo = (p & 0xFFFF).to(tl.int16).to(DT, bitcast=True).to(tl.float32)
-        hi = ((p >> 16) & 0xFFFF).to(tl.int16).to(DT, bitcast=True).to(tl.float32)
-        return lo, hi
-
-    @triton.jit
     def _cross(a, b, WARPS: tl.constexpr):
         """[WARPS, 8, 8, 4]: a[w, g, t] * b[w, j, t] for lane-indexed a, b ([32 * WARPS])."""
         a4 = tl.reshape(a, (WARPS, 8, 1, 4))
@@ -147,9 +140,9 @@ if HAS_TRITON:
                 p, q, x = p6, q6, x6
             else:
                 p, q, x = p7, q7, x7
-            plo, phi = _halves(p, DT)
-            qlo, qhi = _halves(q, DT)
-            xlo, xhi = _halves(x, DT)
+            plo, phi = pair_halves(p, DT)
+            qlo, qhi = pair_halves(q, DT)
+            xlo, xhi = pair_halves(x, DT)
             DR += _cross(plo, xlo, WARPS) + _cross(phi, xhi, WARPS)
             DS += _cross(qlo, xlo, WARPS) + _cross(qhi, xhi, WARPS)
         DRs = tl.sum(DR, axis=3)  # [WARPS, rows g, tokens j]
