@@ -26,6 +26,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "packages", "bnb-kernels", "src"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "packages", "bnb-kernels", "tests"))  # _fourbit_cases
 
 SHAPES = [(4096, 4096), (4096, 14336), (14336, 4096), (8192, 28672), (28672, 8192)]  # (K, N)
 TOKENS = (1, 4, 16)
@@ -37,21 +38,16 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def quantized(N, K, blocksize=64, nested=True, quant_type="nf4", device="cuda", seed=0):
-    """(W, packed weight, meta) for a random [N, K] bf16 weight."""
+    """(W, packed weight, meta, extra) for a random [N, K] bf16 weight: the tests' inputs
+    (``_fourbit_cases.quantized_case``) with the launch arguments decoded once."""
+    from _fourbit_cases import quantized_case
+
     from bnb_kernels.backends.triton import fourbit_matmul as T
 
-    g = torch.Generator(device="cpu").manual_seed(seed + N + K)
-    W = (torch.randn(N, K, generator=g) * 0.02).to(torch.bfloat16).to(device)
-    q, absmax = torch.ops.bitsandbytes.quantize_4bit(W, blocksize, quant_type, torch.uint8)
-    if nested:
-        code8 = torch.linspace(-1.0, 1.0, 256, device=device)
-        offset = absmax.mean()
-        a8, absmax2 = torch.ops.bitsandbytes.quantize_blockwise(absmax - offset, code8, 256)
-        meta = T._make_meta(absmax2, blocksize, T._lut(quant_type, W.device), a8, code8, offset)
-        extra = (absmax2, a8, code8, offset)
-    else:
-        meta = T._make_meta(absmax, blocksize, T._lut(quant_type, W.device), None, None, None)
-        extra = (absmax, None, None, None)
+    W, _, _, q, extra = quantized_case(
+        N, K, 1, blocksize, torch.bfloat16, nested, quant_type, device, seed=seed + N + K
+    )
+    meta = T._make_meta(extra[0], blocksize, T._lut(quant_type, W.device), *extra[1:])
     return W, q.reshape(-1), meta, extra
 
 
@@ -207,6 +203,7 @@ def layer(tokens=(2, 4, 8, 16)) -> None:
     from bnb_nn import Linear4bit, Params4bit
 
     print("\nLinear4bit layer (us): K->N tokens | dense | with mma (chosen) | without mma (chosen)")
+    offered_before = T._MMA
     for K, N in SHAPES:
         dense = torch.nn.Linear(K, N, bias=False, dtype=torch.bfloat16, device="cuda")
         for M in tokens:
@@ -227,7 +224,7 @@ def layer(tokens=(2, 4, 8, 16)) -> None:
                     t = _bench(lambda m=m, x=x: m(x))
                 chosen = [c for k, c in T.tuned_configs().items() if k[0] == T._bucket(M) and k[1] == N]
                 row.append((t, chosen[0] if chosen else None))
-            T._MMA = True
+            T._MMA = offered_before
             with torch.inference_mode():
                 td = _bench(lambda x=x, dense=dense: dense(x))
             (a, ca), (b, cb) = row
