@@ -340,31 +340,3 @@ def test_int8_to_fp16_permute_trick_is_exact_for_every_byte() -> None:
     lo, hi = regs["$0"], regs["$1"]  # codes 0, 1 in the halves of $0; codes 2, 3 in $1
     halves = torch.stack([lo, lo >> 16, hi, hi >> 16], dim=1).reshape(-1)
     assert torch.equal(from_bits16(halves, torch.float16).float(), codes.float())
-
-
-def test_dependent_launch_only_where_the_gpu_and_triton_have_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The int8 layer chain uses programmatic dependent launch on sm_90+ only (the
-    ``griddepcontrol`` instructions do not exist before Hopper), never on the CPU or under the
-    interpreter, and not with ``BNB_TRITON_PDL=0``."""
-    pytest.importorskip("triton")
-    from bnb_kernels.backends.triton import _common
-
-    cuda = torch.device("cuda", 0)
-    monkeypatch.setattr(_common, "interpreting", lambda: False)
-    monkeypatch.delenv(_common.PDL_ENV, raising=False)
-    try:
-        from triton.backends.nvidia.compiler import CUDAOptions
-        from triton.language.extra.cuda import gdc  # noqa: F401
-    except ImportError:
-        pytest.skip("this Triton has no programmatic dependent launch")
-    if "launch_pdl" not in getattr(CUDAOptions, "__dataclass_fields__", {}):
-        pytest.skip("this Triton has no launch_pdl option")
-    for capability, expected in (((7, 5), False), ((8, 0), False), ((9, 0), True), ((10, 0), True)):
-        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
-        assert _common.pdl_supported(cuda) is expected, capability
-    assert not _common.pdl_supported(torch.device("cpu"))
-    monkeypatch.setenv(_common.PDL_ENV, "0")
-    assert not _common.pdl_supported(cuda)
-    monkeypatch.setattr(_common, "interpreting", lambda: True)
-    monkeypatch.delenv(_common.PDL_ENV)
-    assert not _common.pdl_supported(cuda)
