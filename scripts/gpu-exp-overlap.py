@@ -151,63 +151,14 @@ def int8_512() -> None:
         print(f"   config {k}: {v}", flush=True)
 
 
-def int8_switch(spec: str) -> None:
-    """Linear8bitLt (fp16) with the module attribute ``NAME`` of the int8 Triton backend set to
-    each value of ``NAME=v1,v2,...`` in turn: time per call (anchor's timing) and the output's
-    change from the first value's."""
-    import bitsandbytes as bnb
-    from bnb_kernels.backends.triton import int8 as T8
-
-    cases = [(4096, 4096, 512, 6.0), (4096, 4096, 512, 0.0), (4096, 4096, 4096, 6.0), (4096, 4096, 4096, 0.0)]
-    cases += [(4096, 14336, 512, 6.0), (14336, 4096, 512, 6.0), (14336, 4096, 4096, 0.0)]
-    dense, xs, base, dense_us = {}, {}, {}, {}
-    for K, N, M, t in cases:
-        if (K, N) not in dense:
-            dense[K, N] = torch.nn.Linear(K, N, bias=False, dtype=torch.float16, device="cuda")
-        x = torch.randn(M, K, dtype=torch.float16, device="cuda")
-        if t > 0:
-            x[:, :: K // 8] *= 20.0
-        xs[K, N, M, t] = x
-    name, values = spec.split("=")
-    for on in [int(v) for v in values.split(",")]:
-        setattr(T8, name, on)
-        for key in cases:
-            K, N, M, t = key
-            d = dense[K, N]
-            m = bnb.nn.Linear8bitLt(K, N, bias=False, has_fp16_weights=False, threshold=t)
-            m.weight = bnb.nn.Int8Params(d.weight.data.cpu(), requires_grad=False, has_fp16_weights=False)
-            m = m.cuda()
-            x = xs[key]
-            with torch.inference_mode():
-                got = m(x)
-                if key not in base:
-                    base[key] = got.clone()
-                    dense_us[key] = bench(lambda d=d, x=x: d(x))
-                b = base[key].float()
-                diff = ((got.float() - b).norm() / b.norm()).item()
-                us = bench(lambda m=m, x=x: m(x))
-            print(
-                f"   {name}={on} K{K} N{N} M{M} t{t:g}: {us:6.1f} us {dense_us[key] / us:4.2f}x dense, "
-                f"change {diff:.0e}",
-                flush=True,
-            )
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shapes", default="0,1,2,3,4")
     ap.add_argument("--tokens", type=int, default=2048)
     ap.add_argument("--skip-int8", action="store_true")
     ap.add_argument("--skip-4bit", action="store_true")
-    ap.add_argument(
-        "--int8-switch",
-        default=None,
-        help="NAME=v1,v2: time Linear8bitLt with this int8 module attribute at each value",
-    )
     args = ap.parse_args()
     print(torch.cuda.get_device_name(), torch.__version__, triton.__version__, flush=True)
-    if args.int8_switch:
-        int8_switch(args.int8_switch)
     if not args.skip_int8:
         int8_512()
     if not args.skip_4bit:

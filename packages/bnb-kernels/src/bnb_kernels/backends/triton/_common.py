@@ -32,7 +32,6 @@ __all__ = [
     "direct_launch",
     "direct_launch_supported",
     "interpreting",
-    "pdl_supported",
     "tl",
     "triton",
 ]
@@ -41,28 +40,6 @@ __all__ = [
 def interpreting() -> bool:
     """True when Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``)."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
-PDL_ENV = "BNB_TRITON_PDL"
-
-
-def pdl_supported(device: torch.device) -> bool:
-    """Whether kernels launched one after another on ``device`` may use programmatic dependent
-    launch (Hopper and newer, a Triton with ``gdc_wait``; ``BNB_TRITON_PDL=0`` turns it off):
-    the next kernel of a chain is scheduled while the previous one runs and waits on the
-    device (``gdc_wait``) before it reads what that one wrote."""
-    if not HAS_TRITON or interpreting() or device.type != "cuda":
-        return False
-    if os.environ.get(PDL_ENV, "1") in ("0", ""):
-        return False
-    try:
-        from triton.backends.nvidia.compiler import CUDAOptions
-        from triton.language.extra.cuda import gdc  # noqa: F401
-    except ImportError:
-        return False
-    if "launch_pdl" not in getattr(CUDAOptions, "__dataclass_fields__", {}):
-        return False
-    return torch.cuda.get_device_capability(device)[0] >= 9
 
 
 def available() -> bool:

@@ -46,7 +46,6 @@ from ._common import (
     direct_launch,
     direct_launch_supported,
     interpreting,
-    pdl_supported,
     tl,
     triton,
 )
@@ -80,18 +79,6 @@ def _autotune() -> bool:
 _ROUND_MAGIC = 12582912.0
 
 if HAS_TRITON:
-    try:  # programmatic dependent launch (Triton >= 3.3; used on sm_90+ only, see pdl_supported)
-        from triton.language.extra.cuda.gdc import gdc_launch_dependents, gdc_wait
-    except ImportError:  # pragma: no cover - depends on the Triton version
-
-        @triton.jit
-        def gdc_wait():
-            pass
-
-        @triton.jit
-        def gdc_launch_dependents():
-            pass
-
     _MAGIC = tl.constexpr(_ROUND_MAGIC)
     _MMDQ = tl.constexpr(MM_DEQUANT)
     _I127 = tl.constexpr(INV_127)
@@ -112,7 +99,6 @@ if HAS_TRITON:
         BLOCK_K: tl.constexpr,
         ONE_PASS: tl.constexpr,
         ROWS: tl.constexpr = 1,
-        PDL: tl.constexpr = 0,
     ):
         # FL[0:K] (int32): set to `epoch` at every column holding an outlier (a column counts
         # as flagged when its flag >= epoch: a plan keeps its flags between calls and counts
@@ -122,8 +108,6 @@ if HAS_TRITON:
         # the same value and epochs only grow, so a plain store does what an atomic max would,
         # without the atomics queueing on those few addresses. No host synchronization;
         # _outlier_cols_kernel builds the list of flagged columns.
-        if PDL == 1:
-            gdc_launch_dependents()  # the next kernel of the chain may be scheduled now
         offs = tl.arange(0, BLOCK_K)
         if ONE_PASS:
             # ROWS whole rows per program, held in registers: one read of x, one write of codes
@@ -194,8 +178,6 @@ if HAS_TRITON:
                         outl = (av >= threshold) & m
                         seen = tl.load(FL + k0 + offs, mask=outl, other=0)
                         tl.store(FL + k0 + offs, tl.full([BLOCK_K], 0, tl.int32) + epoch, mask=outl & (seen < epoch))
-        if PDL == 2:
-            gdc_launch_dependents()
 
     @triton.jit(do_not_specialize=["epoch"])
     def _outlier_cols_kernel(
@@ -210,7 +192,6 @@ if HAS_TRITON:
         BLOCK: tl.constexpr,
         BLOCK_J: tl.constexpr,
         ZERO_CODES: tl.constexpr,
-        PDL: tl.constexpr = 0,
     ):
         # After _row_quant_kernel: FL[0:K] column flags (set: >= epoch). Writes the flagged
         # columns in ascending order to IDX[0:count] (int32 or int64) and count to IDX[K].
@@ -218,10 +199,6 @@ if HAS_TRITON:
         # and writes it (identical values); with ZERO_CODES it then reads its own list back
         # and sets the codes of its ROWS rows to 0 in those columns (the reference's
         # whole-column split). No ordering between programs is needed.
-        if PDL:
-            gdc_wait()  # launched while the quantization kernel ran: wait for its flags and codes
-        if PDL == 1:
-            gdc_launch_dependents()
         pid = tl.program_id(0)
         offs = tl.arange(0, BLOCK)
         total = tl.sum(tl.zeros([BLOCK], dtype=tl.int32), axis=0)
@@ -246,8 +223,6 @@ if HAS_TRITON:
                 jm = (j0 + rj) < total
                 c = tl.load(IDX + j0 + rj, mask=jm, other=0)
                 tl.store(c_rows + c[None, :], zero, mask=(rows < M)[:, None] & jm[None, :])
-        if PDL == 2:
-            gdc_launch_dependents()
 
     @triton.jit
     def _int8_gemm_kernel(
@@ -278,10 +253,7 @@ if HAS_TRITON:
         BLOCK_K: tl.constexpr,
         BLOCK_J: tl.constexpr,
         GROUP_M: tl.constexpr,
-        PDL: tl.constexpr = 0,
     ):
-        if PDL:
-            gdc_wait()  # launched while the previous kernel of the chain ran: wait for its writes
         pid = tl.program_id(0)
         num_m = tl.cdiv(M, BLOCK_M)
         num_n = tl.cdiv(N, BLOCK_N)
@@ -622,9 +594,6 @@ FAST_INT8_CVT = os.environ.get("BNB_INT8_FAST_CVT", "1") != "0"
 TWO_PASS_BLOCK, TWO_PASS_WARPS = 4096, 8
 # Rows per program of the outlier-column kernel (each program scans the column flags).
 _OUTLIER_ROWS = 16
-# The module path's quantize -> outlier columns -> GEMM chain with programmatic dependent
-# launch where the device and Triton allow it (see _common.pdl_supported).
-PDL_CHAIN = 2
 
 
 def _grid(kind: str, M: int, N: int, kw: dict) -> tuple:
@@ -681,8 +650,6 @@ def _launch_step(kind: str, kernel, best: tuple, M: int, N: int, K: int, args: t
         _grid(kind, M, N, kw),
         {**flags, **kw, "EVEN_K": K % kw["BLOCK_K"] == 0, "num_warps": warps, "num_stages": stages},
     )
-    if flags.get("PDL"):
-        step.kw["launch_pdl"] = True
     step.slow(args)
     return step
 
@@ -732,9 +699,7 @@ class _OnDevice:
 # Kernel steps: each builds its launch (arguments in signature order) and its configuration.
 
 
-def _quant_step(M: int, K: int, threshold: float, pdl: int = 0) -> _Step:
-    """``pdl`` (1: at its start, 2: at its end): the kernel lets the next one of its chain be
-    scheduled (it is itself launched as usual: what runs before it is not part of the chain)."""
+def _quant_step(M: int, K: int, threshold: float) -> _Step:
     one_pass = K <= ONE_PASS_MAX_K
     rows = 1
     if one_pass:
@@ -744,8 +709,7 @@ def _quant_step(M: int, K: int, threshold: float, pdl: int = 0) -> _Step:
         rows = max(1, min(ONE_PASS_ROW_ELEMS // block, triton.next_power_of_2(M)))
     else:
         block, warps = TWO_PASS_BLOCK, TWO_PASS_WARPS
-    kw = {"HAS_THRESHOLD": threshold > 0.0, "BLOCK_K": block, "ONE_PASS": one_pass, "ROWS": rows, "PDL": pdl}
-    kw["num_warps"] = warps
+    kw = {"HAS_THRESHOLD": threshold > 0.0, "BLOCK_K": block, "ONE_PASS": one_pass, "ROWS": rows, "num_warps": warps}
     if not _INTERPRET:
         kw["enable_fp_fusion"] = False  # the codes must round x * scale exactly as the reference does
     return _Step(_row_quant_kernel, (triton.cdiv(M, rows),), kw)
@@ -767,7 +731,7 @@ def _quant_args(A2, codes, row_stats, fl, threshold: float) -> tuple:
     )
 
 
-def _outlier_step(M: int, K: int, zero_codes: bool, pdl: int = 0) -> _Step:
+def _outlier_step(M: int, K: int, zero_codes: bool) -> _Step:
     rows = _OUTLIER_ROWS if M <= 2048 else 4 * _OUTLIER_ROWS
     block = 256 if _INTERPRET else min(triton.next_power_of_2(max(K, 16)), 8192)
     kw = {
@@ -775,11 +739,8 @@ def _outlier_step(M: int, K: int, zero_codes: bool, pdl: int = 0) -> _Step:
         "BLOCK": block,
         "BLOCK_J": 16 if _INTERPRET else 32,
         "ZERO_CODES": zero_codes,
-        "PDL": pdl,
         "num_warps": max(4, min(16, block // 512)),  # at most 16 flags per thread
     }
-    if pdl:
-        kw["launch_pdl"] = True
     return _Step(_outlier_cols_kernel, (triton.cdiv(M, rows) if zero_codes else 1,), kw)
 
 
@@ -901,11 +862,9 @@ def _gemm_args(CA, CB, out, row_stats, col_stats, bias, X, ws) -> tuple:
     )
 
 
-def _gemm_flags(epilogue: bool, has_bias: bool, X, subtract_outliers: bool, pdl: int = 0) -> dict:
-    """The GEMM's constexprs; ``pdl``: launched while the previous kernel of its chain runs."""
+def _gemm_flags(epilogue: bool, has_bias: bool, X, subtract_outliers: bool) -> dict:
     has_out = epilogue and X is not None
     return {
-        "PDL": pdl,
         "EPILOGUE": 1 if epilogue else 0,
         "HAS_BIAS": has_bias,
         "HAS_OUTLIERS": has_out,
@@ -1224,17 +1183,14 @@ class _Plan:
                 self.split = step.kw["SPLIT_K"]
                 steps = [step]
             else:
-                # quantize -> (outlier columns) -> GEMM: each kernel scheduled while the one
-                # before it runs (programmatic dependent launch, sm_90+)
-                pdl = PDL_CHAIN if PDL_CHAIN and pdl_supported(A2.device) else 0
-                quant = _quant_step(M, K, self.threshold, pdl)
+                quant = _quant_step(M, K, self.threshold)
                 quant.slow(argsets[0])
                 steps = [quant]
                 if self.threshold > 0.0:
-                    outl = _outlier_step(M, K, True, pdl)
+                    outl = _outlier_step(M, K, True)
                     outl.slow(argsets[1])
                     steps.append(outl)
-                flags = _gemm_flags(True, has_bias, A2 if self.threshold > 0.0 else None, False, pdl)
+                flags = _gemm_flags(True, has_bias, A2 if self.threshold > 0.0 else None, False)
                 steps.append(_gemm_step(M, N, K, argsets[-1], flags, dtype, torch.int8))
         self.steps = steps
         out = bufs[0]
