@@ -45,14 +45,15 @@ def _decode5(cfg: tuple) -> bool:
 
 
 def build(K: int, N: int, device: str = "cuda"):
+    """A random [N, K] weight and its NF4 quantization with nested absmax, as ``Linear4bit``
+    (bnb-quant's ``quantize_4bit``) makes it: (W, packed, (absmax2, absmax codes, code2, offset))."""
+    from bnb_quant import quantize_4bit
+
     g = torch.Generator(device="cpu").manual_seed(K + N)
     dt = torch.bfloat16 if device == "cuda" else torch.float16  # the interpreter's bf16 dot is off
     W = (torch.randn(N, K, generator=g) * 0.02).to(dt).to(device)
-    q, absmax = torch.ops.bitsandbytes.quantize_4bit(W, 64, "nf4", torch.uint8)
-    code8 = torch.linspace(-1.0, 1.0, 256, device=device)
-    offset = absmax.mean()
-    a8, absmax2 = torch.ops.bitsandbytes.quantize_blockwise(absmax - offset, code8, 256)
-    return W, q, (absmax2, a8, code8, offset)
+    q, state = quantize_4bit(W, blocksize=64, quant_type="nf4", compress_statistics=True)
+    return W, q, (state.state2.absmax, state.absmax, state.state2.code, state.offset)
 
 
 def _warm(job: tuple[int, list[tuple]]) -> int:

@@ -25,6 +25,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "packages", "bnb-kernels", "src"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "packages", "bnb-kernels", "tests"))  # _fourbit_cases
 
 import triton
 import triton.testing
@@ -50,22 +51,11 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def quantized(N, K, M, bs, dtype, nested, qt, seed):
-    g = torch.Generator(device="cuda").manual_seed(seed)
-    W = torch.randn(N, K, generator=g, device="cuda").to(dtype)
-    x = torch.randn(M, K, generator=g, device="cuda").to(dtype)
-    bias = torch.randn(N, generator=g, device="cuda").to(dtype)
-    q, absmax = torch.ops.bitsandbytes.quantize_4bit(W, bs, qt, torch.uint8)
-    if nested:
-        code8 = torch.linspace(-1.0, 1.0, 256, device="cuda")
-        offset = absmax.mean()
-        a8, absmax2 = torch.ops.bitsandbytes.quantize_blockwise(absmax - offset, code8, 256)
-        extra = (absmax2, a8, code8, offset)
-        args = (absmax2.float(), a8, code8.float(), offset.float().reshape(()))
-    else:
-        extra = (absmax, None, None, None)
-        a = absmax.float()
-        args = (a, a, a, a)
-    return x, bias, q, extra, args
+    """The tests' ``quantized_case`` on the GPU, with the GEMV's launch arguments."""
+    from _fourbit_cases import launch_args, quantized_case
+
+    _, x, bias, q, extra = quantized_case(N, K, M, bs, dtype, nested, qt, "cuda", seed)
+    return x, bias, q, extra, launch_args(extra, nested)
 
 
 def check_decode() -> int:

@@ -25,6 +25,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "packages", "bnb-kernels", "src"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "packages", "bnb-kernels", "tests"))  # _fourbit_cases
 
 import triton
 import triton.language as tl
@@ -82,17 +83,11 @@ DEV = "cuda"
 
 
 def quantized(N, K, M, bs, dtype, nested, qt, seed):
-    g = torch.Generator(device=DEV).manual_seed(seed)
-    W = torch.randn(N, K, generator=g, device=DEV).to(dtype)
-    x = torch.randn(M, K, generator=g, device=DEV).to(dtype)
-    bias = torch.randn(N, generator=g, device=DEV).to(dtype)
-    q, absmax = torch.ops.bitsandbytes.quantize_4bit(W, bs, qt, torch.uint8)
-    if nested:
-        code8 = torch.linspace(-1.0, 1.0, 256, device=DEV)
-        offset = absmax.mean()
-        a8, absmax2 = torch.ops.bitsandbytes.quantize_blockwise(absmax - offset, code8, 256)
-        return x, bias, q, (absmax2, a8, code8, offset)
-    return x, bias, q, (absmax, None, None, None)
+    """The tests' ``quantized_case`` (no weight copy kept): x, bias, packed weight, absmax."""
+    from _fourbit_cases import quantized_case
+
+    _, x, bias, q, extra = quantized_case(N, K, M, bs, dtype, nested, qt, DEV, seed)
+    return x, bias, q, extra
 
 
 def check_kernel(parts: str = "anchors,small", smoke: bool = False) -> int:
