@@ -132,12 +132,13 @@ if HAS_TRITON:
             if HAS_THRESHOLD:
                 # Only rows holding an outlier raise flags (a flag update for every element
                 # doubled the instructions per element, and most rows have none), after the
-                # codes are out, from |x| still in registers (64 registers per thread with
-                # 8 warps on sm_90; reading the row again from L2 took 46). Plain stores (see above): an acq_rel atomic carries a memory barrier even
+                # codes are out and with the row read again from L2 (fewer live registers).
+                # Plain stores (see above): an acq_rel atomic carries a memory barrier even
                 # where its mask is off, which had made this kernel 1.8x slower, and relaxed
                 # ones still cost 1-1.5 us per layer call at 512 rows (H100).
                 if n_out > 0:
-                    outl = (ax >= threshold) & mask
+                    xo = tl.abs(tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32))
+                    outl = (xo >= threshold) & mask
                     fptr = tl.broadcast_to(FL + offs[None, :], [ROWS, BLOCK_K])
                     seen = tl.load(fptr, mask=outl, other=0)
                     tl.store(fptr, tl.full([ROWS, BLOCK_K], 0, tl.int32) + epoch, mask=outl & (seen < epoch))
@@ -189,34 +190,39 @@ if HAS_TRITON:
         epoch,
         ROWS: tl.constexpr,
         BLOCK: tl.constexpr,
+        BLOCK_J: tl.constexpr,
         ZERO_CODES: tl.constexpr,
     ):
-        # After _row_quant_kernel: FL[0:K] column flags (set: >= epoch). Program 0 writes the
-        # flagged columns in ascending order to IDX[0:count] (int32 or int64) and count to
-        # IDX[K]; with ZERO_CODES every program sets the codes of its ROWS rows to 0 in the
-        # flagged columns (the reference's whole-column split), straight from the flags it
-        # holds (one load of BLOCK flags at a time): no list read back, no ordering between
-        # programs.
+        # After _row_quant_kernel: FL[0:K] column flags (set: >= epoch). Writes the flagged
+        # columns in ascending order to IDX[0:count] (int32 or int64) and count to IDX[K].
+        # Every program builds the list from the flags (one load of BLOCK flags at a time)
+        # and writes it (identical values); with ZERO_CODES it then reads its own list back
+        # and sets the codes of its ROWS rows to 0 in those columns (the reference's
+        # whole-column split). No ordering between programs is needed.
         pid = tl.program_id(0)
         offs = tl.arange(0, BLOCK)
         total = tl.sum(tl.zeros([BLOCK], dtype=tl.int32), axis=0)
-        zero = tl.zeros([BLOCK], dtype=tl.int8)
         for k0 in range(0, K, BLOCK):
             cols = k0 + offs
             f = (tl.load(FL + cols, mask=cols < K, other=0) >= epoch).to(tl.int32)
             n = tl.sum(f, axis=0)
             if n > 0:
                 hit = f > 0
-                if pid == 0:
-                    pos = total + tl.cumsum(f, axis=0) - 1
-                    tl.store(IDX + pos, cols.to(IDX.dtype.element_ty), mask=hit)
-                if ZERO_CODES:
-                    for r in range(ROWS):
-                        row = offs * 0 + (pid * ROWS + r)
-                        tl.store(CODES + row.to(tl.int64) * stride_cm + cols, zero, mask=hit & (row < M))
+                pos = total + tl.cumsum(f, axis=0) - 1
+                tl.store(IDX + pos, cols.to(IDX.dtype.element_ty), mask=hit)
             total += n
         if pid == 0:
             tl.store(IDX + K, total.to(IDX.dtype.element_ty))
+        if ZERO_CODES:
+            tl.debug_barrier()  # this program's list writes are visible to all its threads
+            rows = pid * ROWS + tl.arange(0, ROWS)
+            rj = tl.arange(0, BLOCK_J)
+            zero = tl.zeros([ROWS, BLOCK_J], dtype=tl.int8)
+            c_rows = CODES + rows.to(tl.int64)[:, None] * stride_cm
+            for j0 in range(0, total, BLOCK_J):
+                jm = (j0 + rj) < total
+                c = tl.load(IDX + j0 + rj, mask=jm, other=0)
+                tl.store(c_rows + c[None, :], zero, mask=(rows < M)[:, None] & jm[None, :])
 
     @triton.jit
     def _int8_gemm_kernel(
@@ -731,6 +737,7 @@ def _outlier_step(M: int, K: int, zero_codes: bool) -> _Step:
     kw = {
         "ROWS": rows,
         "BLOCK": block,
+        "BLOCK_J": 16 if _INTERPRET else 32,
         "ZERO_CODES": zero_codes,
         "num_warps": max(4, min(16, block // 512)),  # at most 16 flags per thread
     }
