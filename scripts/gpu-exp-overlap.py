@@ -5,8 +5,10 @@
    already done (does overlap hide the dequantize?).
 2. Linear8bitLt 4096x4096 at 512 tokens, threshold 0 and 6: the path race's timings and
    each kernel's device time (torch profiler).
+3. With ``--int8-switch NAME=v1,v2,...``: Linear8bitLt cases timed with a module attribute of
+   the int8 Triton backend set to each value in turn (how its variants were compared).
 
-    python3 scripts/gpu-exp-overlap.py [--shapes 0,1,2,3,4] [--skip-int8]
+    python3 scripts/gpu-exp-overlap.py [--shapes 0,1,2,3,4] [--skip-int8] [--skip-4bit]
 """
 
 import argparse
