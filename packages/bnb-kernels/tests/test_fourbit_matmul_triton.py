@@ -247,6 +247,63 @@ def test_dot5_switch() -> None:
         T._DOT5 = old
 
 
+def test_candidates_compile_with_the_arguments_they_launch_with(monkeypatch) -> None:
+    """A layer shape's first call compiles its candidates on a few threads before timing them
+    (``_precompile``): each plan's warm call must hand Triton exactly the arguments and
+    constexprs its launch uses (else the launch compiles again), launch nothing, and every
+    candidate is warmed once, the first of each kernel function before the others."""
+    pytest.importorskip("triton")
+    from bnb_kernels.backends.triton import fourbit_matmul as T
+
+    if T.triton is None:
+        pytest.skip("no Triton")
+    seen: list[tuple] = []
+
+    def record(mode):
+        def fn(self, args, *rest):
+            # what Triton specializes on: a tensor's dtype and 16-byte alignment, an int's value
+            key = tuple((a.dtype, a.data_ptr() % 16 == 0) if torch.is_tensor(a) else a for a in args)
+            seen.append((mode, id(self), self.kernel, key))
+
+        return fn
+
+    monkeypatch.setattr(T._Launch, "warmup", record("warm"))
+    monkeypatch.setattr(T._Launch, "__call__", record("launch"))
+    monkeypatch.setattr(torch.Tensor, "copy_", lambda self, src: self)  # the split GEMV's fp32 result
+    N, K, M = 256, 512, 4
+    _, x, bias, q, extra = quantized_case(N, K, M, 64, torch.float16, True, "nf4", "cpu", seed=1)
+    meta = T._make_meta(extra[0], 64, T._lut("nf4", x.device), *extra[1:])
+    w = q.reshape(-1)
+    cands = T.candidates(M, torch.float16, N, K, 64)
+    kinds = {c[0] for c in cands}
+    assert {"gemv", "dot", "dequant"} <= kinds, kinds
+    plans = [T._Plan(c, M, N, K, meta, True) for c in cands]
+    out = torch.empty(M, N, dtype=torch.float16)
+    for plan in plans:
+        seen.clear()
+        plan(x, w, meta, bias, out, M, N, K, warm=True)
+        plan(x, w, meta, bias, out, M, N, K)
+        (mode0, launch0, kernel0, args0), (mode1, launch1, kernel1, args1) = seen[:2]
+        assert (mode0, mode1) == ("warm", "launch"), plan.config
+        assert launch0 == launch1 and kernel0 is kernel1 and args0 == args1, plan.config
+    seen.clear()
+    monkeypatch.setenv(T.COMPILE_THREADS_ENV, "3")
+    T._precompile(plans, (x, w, meta, bias, out, M, N, K))
+    assert all(mode == "warm" for mode, *_ in seen)
+    assert sorted(launch for _, launch, _, _ in seen) == sorted(id(p.launch) for p in plans)
+    firsts = {}
+    for p in plans:
+        firsts.setdefault(p.launch.kernel, id(p.launch))
+    assert [launch for _, launch, _, _ in seen[: len(firsts)]] == list(firsts.values())
+    seen.clear()
+    monkeypatch.setenv(T.COMPILE_THREADS_ENV, "1")  # one thread: nothing compiled ahead
+    T._precompile(plans, (x, w, meta, bias, out, M, N, K))
+    assert not seen
+    monkeypatch.setenv(T.COMPILE_THREADS_ENV, "many")
+    with pytest.raises(ValueError, match=T.COMPILE_THREADS_ENV):
+        T._precompile(plans, (x, w, meta, bias, out, M, N, K))
+
+
 gpu = pytest.mark.gpu
 
 

@@ -32,6 +32,7 @@ import math
 import os
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -486,6 +487,10 @@ class _Launch:
             self.consts = tuple(self.kw[n] if n in self.kw else params[n].default for n in names)
             self.aligned0 = aligned
 
+    def warmup(self, args: tuple) -> None:
+        """Compile the kernel for these arguments into Triton's caches without launching it."""
+        self.kernel.warmup(*args, grid=self.grid, **self.kw)
+
     def _check_fast(self, args: tuple, out: torch.Tensor) -> bool:
         """First fast launch: compare it with Triton's own launch once."""
         global _FAST_LAUNCH
@@ -615,7 +620,8 @@ class _Plan:
         else:  # pragma: no cover - configs come from this module
             raise ValueError(f"unknown 4-bit matmul path {kind!r}")
 
-    def __call__(self, x, w, meta, bias, out, M, N, K):
+    def __call__(self, x, w, meta, bias, out, M, N, K, warm: bool = False):
+        """Run the plan into ``out``; with ``warm``, only compile its kernel (no launch)."""
         bias_arg = meta.absmax if bias is None else bias
         kind = self.kind
         if kind in ("dot", "mma"):
@@ -625,7 +631,7 @@ class _Plan:
                 if self.alt is None:
                     alt = (*self.config[:7], 1, 1) if kind == "dot" else _non_mma_config(M, x.dtype, N, K)
                     self.alt = _Plan(alt, M, N, K, meta, bias is not None)
-                return self.alt(x, w, meta, bias, out, M, N, K)
+                return self.alt(x, w, meta, bias, out, M, N, K, warm)
             if kind == "mma" and not _mma.mma_x_ok(x):
                 x = x.clone()
             aligned = _aligned(x) and _aligned(out) and _aligned(w) and (bias is None or _aligned(bias))
@@ -637,27 +643,41 @@ class _Plan:
             args = (
                 x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, out, ws, cnt, M, N, *k_args, N,
             )  # fmt: skip
-            self.launch(args, out, aligned)
+            if warm:
+                self.launch.warmup(args)
+            else:
+                self.launch(args, out, aligned)
         elif kind == "gemv":
             if not _gemv.gemv_x_ok(x):
                 x = x.clone()
             aligned = _aligned(x) and _aligned(out) and (bias is None or _aligned(bias))
             if self.split == 1:
                 args = (x, w, meta.absmax, meta.a8, meta.code2, meta.offset, self.lut, bias_arg, out, N, K, K, N)
-                self.launch(args, out, aligned)
+                if warm:
+                    self.launch.warmup(args)
+                else:
+                    self.launch(args, out, aligned)
             else:  # fp32 partials added atomically into a zeroed workspace
                 acc = torch.zeros((M, N), dtype=torch.float32, device=x.device)
                 args = (x, w, meta.absmax, meta.a8, meta.code2, meta.offset, self.lut, bias_arg, acc, N, K, K, N)
-                self.launch(args, acc, aligned)
-                out.copy_(acc)
+                if warm:
+                    self.launch.warmup(args)
+                else:
+                    self.launch(args, acc, aligned)
+                    out.copy_(acc)
         elif kind == "dequant":
             W = torch.empty((N, K), dtype=x.dtype, device=x.device)
             args = (w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, W, N * K // 2)
+            if warm:
+                self.launch.warmup(args)
+                return out
             self.launch(args, W, True)
             if bias is not None:
                 torch.addmm(bias, x, W.t(), out=out)
             else:
                 torch.mm(x, W.t(), out=out)
+        elif warm:
+            pass  # dequant_chunked: its kernel compiles at the first call
         else:  # dequant_chunked
             # Row chunks of the weight small enough to stay in L2 between the dequantize
             # kernel that writes them and the cuBLAS matmul that reads them.
@@ -994,10 +1014,16 @@ def select_config(
     if len(cands) == 1:
         _TUNED[key] = cands[0]
         return cands[0]
-    timed = []
+    plans = []
     for i, c in enumerate(cands):
         try:
-            plan = _Plan(c, M, N, K, meta, bias is not None)
+            plans.append((i, c, _Plan(c, M, N, K, meta, bias is not None)))
+        except Exception:
+            continue
+    _precompile([plan for _, _, plan in plans], (x, w, meta, bias, out, M, N, K))
+    timed = []
+    for i, c, plan in plans:
+        try:
             plan(x, w, meta, bias, out, M, N, K)
             timed.append((_time(lambda plan=plan: plan(x, w, meta, bias, out, M, N, K)), i, c, plan))
         except Exception:
@@ -1013,6 +1039,45 @@ def select_config(
     cfg = timed[0][2] if timed else heuristic_config(M, x.dtype, N, K, meta.blocksize)
     _TUNED[key] = cfg
     return cfg
+
+
+COMPILE_THREADS_ENV = "BNB_TRITON_COMPILE_THREADS"
+
+
+def _compile_threads() -> int:
+    value = os.environ.get(COMPILE_THREADS_ENV, "")
+    if value.strip():
+        try:
+            return max(1, int(value))
+        except ValueError:
+            raise ValueError(f"{COMPILE_THREADS_ENV} must be a whole number of threads, got {value!r}") from None
+    return min(8, os.cpu_count() or 1)
+
+
+def _precompile(plans: list, call_args: tuple) -> None:
+    """Compile the candidates' kernels on a few threads before they are timed one by one: a
+    layer shape's first call compiles 7-13 kernels, and Triton's compiler spends most of its
+    time outside the GIL (LLVM, ptxas). The first plan of each kernel function compiles alone
+    (Triton builds that function's caches once). A kernel that fails to compile here fails
+    again at its first launch, where the timing loop skips it."""
+    threads = _compile_threads()
+    if threads < 2 or len(plans) < 2:
+        return
+
+    def warm(plan) -> None:
+        try:
+            plan(*call_args, warm=True)
+        except Exception:
+            pass
+
+    first: dict = {}
+    for plan in plans:
+        first.setdefault(plan.launch.kernel if plan.launch is not None else None, plan)
+    for plan in first.values():
+        warm(plan)
+    rest = [plan for plan in plans if plan not in first.values()]
+    with ThreadPoolExecutor(min(threads, len(rest) or 1)) as pool:
+        list(pool.map(warm, rest))
 
 
 def _plan_for(
