@@ -253,6 +253,7 @@ def test_candidates_compile_with_the_arguments_they_launch_with(monkeypatch) -> 
     constexprs its launch uses (else the launch compiles again), launch nothing, and every
     candidate is warmed once, the first of each kernel function before the others."""
     pytest.importorskip("triton")
+    from bnb_kernels.backends.triton import _common
     from bnb_kernels.backends.triton import fourbit_matmul as T
 
     if T.triton is None:
@@ -287,7 +288,7 @@ def test_candidates_compile_with_the_arguments_they_launch_with(monkeypatch) -> 
         assert (mode0, mode1) == ("warm", "launch"), plan.config
         assert launch0 == launch1 and kernel0 is kernel1 and args0 == args1, plan.config
     seen.clear()
-    monkeypatch.setenv(T.COMPILE_THREADS_ENV, "3")
+    monkeypatch.setenv(_common.COMPILE_THREADS_ENV, "3")
     T._precompile(plans, (x, w, meta, bias, out, M, N, K))
     assert all(mode == "warm" for mode, *_ in seen)
     assert sorted(launch for _, launch, _, _ in seen) == sorted(id(p.launch) for p in plans)
@@ -296,11 +297,11 @@ def test_candidates_compile_with_the_arguments_they_launch_with(monkeypatch) -> 
         firsts.setdefault(p.launch.kernel, id(p.launch))
     assert [launch for _, launch, _, _ in seen[: len(firsts)]] == list(firsts.values())
     seen.clear()
-    monkeypatch.setenv(T.COMPILE_THREADS_ENV, "1")  # one thread: nothing compiled ahead
+    monkeypatch.setenv(_common.COMPILE_THREADS_ENV, "1")  # one thread: nothing compiled ahead
     T._precompile(plans, (x, w, meta, bias, out, M, N, K))
     assert not seen
-    monkeypatch.setenv(T.COMPILE_THREADS_ENV, "many")
-    with pytest.raises(ValueError, match=T.COMPILE_THREADS_ENV):
+    monkeypatch.setenv(_common.COMPILE_THREADS_ENV, "many")
+    with pytest.raises(ValueError, match=_common.COMPILE_THREADS_ENV):
         T._precompile(plans, (x, w, meta, bias, out, M, N, K))
 
 

@@ -340,3 +340,49 @@ def test_int8_to_fp16_permute_trick_is_exact_for_every_byte() -> None:
     lo, hi = regs["$0"], regs["$1"]  # codes 0, 1 in the halves of $0; codes 2, 3 in $1
     halves = torch.stack([lo, lo >> 16, hi, hi >> 16], dim=1).reshape(-1)
     assert torch.equal(from_bits16(halves, torch.float16).float(), codes.float())
+
+
+def test_autotuned_configs_compile_ahead_with_what_the_autotuner_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shape's first call compiles every configuration of the autotuner on a few threads
+    (``_precompile_configs``) before the autotuner times them: each with the call's
+    constexprs plus the configuration's own values and launch options, as the autotuner runs
+    it, the first one alone, and nothing when one thread is asked for."""
+    triton = pytest.importorskip("triton")
+    from bnb_kernels.backends.triton import _common
+    from bnb_kernels.backends.triton import int8 as T
+
+    events: list = []
+
+    class FakeKernel:
+        def warmup(self, *args, grid, **kwargs):
+            events.append(("warm", args, grid, kwargs))
+
+    class FakeTuner:
+        def __init__(self) -> None:
+            self.fn = FakeKernel()
+            self.configs = [
+                triton.Config({"BLOCK_N": 16 * (i + 1), "BLOCK_K": 128}, num_warps=4, num_stages=2 + i)
+                for i in range(5)
+            ]
+            self.best_config = self.configs[2]
+            self.configs_timings: dict = {}
+
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: events.append(("run", args, grid, kwargs))
+
+    tuner = FakeTuner()
+    args, flags = ("x", "w", 7), {"HAS_BIAS": False, "FAST_CVT": True}
+    monkeypatch.setenv(_common.COMPILE_THREADS_ENV, "4")
+    best = T._tune("w8a16", tuner, ("test-key",), 16, 64, args, flags)
+    assert best == ({"BLOCK_N": 48, "BLOCK_K": 128}, 4, 4)
+    warms = [e for e in events if e[0] == "warm"]
+    assert events[-1][0] == "run" and len(warms) == 5 and warms[0][3]["BLOCK_N"] == 16
+    for cfg in tuner.configs:
+        want = {**flags, **cfg.kwargs, "num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
+        assert any(w[1] == args and all(w[3].get(k) == v for k, v in want.items()) for w in warms), cfg
+    events.clear()
+    monkeypatch.setenv(_common.COMPILE_THREADS_ENV, "1")
+    T._precompile_configs(tuner, None, args, flags)
+    assert not events
+    T._BEST.pop(("test-key",), None)
+    T._TIMINGS.pop(("test-key",), None)

@@ -27,6 +27,7 @@ __all__ = [
     "HAS_TRITON",
     "available",
     "check_device",
+    "compile_threads",
     "current_stream",
     "device_guard",
     "direct_launch",
@@ -40,6 +41,21 @@ __all__ = [
 def interpreting() -> bool:
     """True when Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``)."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+COMPILE_THREADS_ENV = "BNB_TRITON_COMPILE_THREADS"
+
+
+def compile_threads() -> int:
+    """Threads that compile a shape's candidate kernels ahead of their first timing
+    (``BNB_TRITON_COMPILE_THREADS``; default: the CPU count, at most 8)."""
+    value = os.environ.get(COMPILE_THREADS_ENV, "")
+    if value.strip():
+        try:
+            return max(1, int(value))
+        except ValueError:
+            raise ValueError(f"{COMPILE_THREADS_ENV} must be a whole number of threads, got {value!r}") from None
+    return min(8, os.cpu_count() or 1)
 
 
 def available() -> bool:

@@ -46,6 +46,7 @@ from . import fourbit_mma as _mma
 from ._common import (
     HAS_TRITON,
     available,
+    compile_threads,
     current_stream,
     device_guard,
     direct_launch,
@@ -1041,26 +1042,13 @@ def select_config(
     return cfg
 
 
-COMPILE_THREADS_ENV = "BNB_TRITON_COMPILE_THREADS"
-
-
-def _compile_threads() -> int:
-    value = os.environ.get(COMPILE_THREADS_ENV, "")
-    if value.strip():
-        try:
-            return max(1, int(value))
-        except ValueError:
-            raise ValueError(f"{COMPILE_THREADS_ENV} must be a whole number of threads, got {value!r}") from None
-    return min(8, os.cpu_count() or 1)
-
-
 def _precompile(plans: list, call_args: tuple) -> None:
     """Compile the candidates' kernels on a few threads before they are timed one by one: a
     layer shape's first call compiles 7-13 kernels, and Triton's compiler spends most of its
     time outside the GIL (LLVM, ptxas). The first plan of each kernel function compiles alone
     (Triton builds that function's caches once). A kernel that fails to compile here fails
     again at its first launch, where the timing loop skips it."""
-    threads = _compile_threads()
+    threads = compile_threads()
     if threads < 2 or len(plans) < 2:
         return
 

@@ -34,6 +34,7 @@ is most of the host time of a call. The reference-schema ops reuse the same kern
 import inspect
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -42,6 +43,7 @@ from ...ops.int8 import INV_127, MM_DEQUANT
 from ._common import (
     HAS_TRITON,
     available,
+    compile_threads,
     current_stream,
     direct_launch,
     direct_launch_supported,
@@ -610,10 +612,39 @@ def _grid_fn(kind: str, M: int, N: int):
     return lambda meta: _grid(kind, M, N, meta)
 
 
+def _precompile_configs(tuned, grid, args: tuple, flags: dict) -> None:
+    """Compile every configuration the autotuner ``tuned`` will time, on a few threads
+    (Triton's compiler spends most of its time outside the GIL); the autotuner then finds
+    them compiled. The first compiles alone (Triton builds the function's caches once). A
+    configuration that fails here fails again when the autotuner tries it."""
+    configs = list(getattr(tuned, "configs", ()))
+    threads = compile_threads()
+    if threads < 2 or len(configs) < 2:
+        return
+
+    def warm(cfg) -> None:
+        # what the autotuner passes when it runs a configuration (Config.all_kwargs: Triton >= 3.1)
+        tunables = (
+            cfg.all_kwargs()
+            if hasattr(cfg, "all_kwargs")
+            else dict(cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        )
+        try:
+            tuned.fn.warmup(*args, grid=grid, **flags, **tunables)
+        except Exception:
+            pass
+
+    warm(configs[0])
+    with ThreadPoolExecutor(min(threads, len(configs) - 1)) as pool:
+        list(pool.map(warm, configs[1:]))
+
+
 def _tune(kind: str, tuned, key: tuple, M: int, N: int, args: tuple, flags: dict) -> tuple:
     """First call for ``key``: let the autotuner pick (it launches the kernel), remember its
     choice (and timings)."""
-    tuned[_grid_fn(kind, M, N)](*args, **flags)
+    grid = _grid_fn(kind, M, N)
+    _precompile_configs(tuned, grid, args, flags)
+    tuned[grid](*args, **flags)
     cfg = tuned.best_config
     kw = dict(cfg.kwargs)
     best = (kw, cfg.num_warps, cfg.num_stages)
