@@ -1,5 +1,6 @@
-"""Huge-page backed CPU outputs: ordinary tensors to every user, and the dequantize kernels
-write them exactly as they write ``torch.empty`` outputs."""
+"""Huge-page backed CPU outputs: ordinary tensors to every user, the dequantize kernels write
+them exactly as they write ``torch.empty`` outputs, and a mapping is reused only once no
+tensor uses it."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from bnb_kernels.backends.reference import quant as ref
 @pytest.fixture
 def always_huge(monkeypatch):
     monkeypatch.setattr(_alloc, "HUGE_OUTPUT_BYTES", 0)
+    monkeypatch.delenv(_alloc.CACHE_ENV, raising=False)
+    _alloc.release_cached_outputs()
+    yield
+    _alloc.release_cached_outputs()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.uint8])
@@ -40,9 +45,54 @@ def test_small_outputs_use_the_torch_allocator():
 def test_huge_output_memory_is_released(always_huge):
     t = _alloc.empty_output((1 << 20,), torch.float32)
     ref_to_storage = weakref.ref(t.untyped_storage())
+    assert _alloc.cached_output_bytes() == (4 << 20, 0)
     del t
     gc.collect()
     assert ref_to_storage() is None
+    assert _alloc.cached_output_bytes() == (0, 4 << 20)  # kept for the next output of that size
+    assert _alloc.release_cached_outputs() == 4 << 20
+    assert _alloc.cached_output_bytes() == (0, 0)
+
+
+def test_a_freed_output_is_reused_and_a_live_one_never(always_huge):
+    n = 1 << 20
+    t = _alloc.empty_output((n,), torch.float32)
+    ptr = t.data_ptr()
+    del t
+    again = _alloc.empty_output((n - 100,), torch.float32)  # same size rounded to 2 MiB
+    assert again.data_ptr() == ptr
+    other = _alloc.empty_output((n,), torch.float32)  # `again` is alive: a new mapping
+    assert other.data_ptr() != ptr
+    again.fill_(1.0)
+    other.fill_(2.0)
+    view = again[10:20]  # a view keeps the storage, and so the mapping, in use
+    del again
+    third = _alloc.empty_output((n,), torch.float32)
+    assert third.data_ptr() not in (ptr, other.data_ptr())
+    third.fill_(3.0)
+    assert torch.equal(view, torch.ones(10)) and bool((other == 2.0).all())
+    third_ptr = third.data_ptr()
+    del view, third
+    assert _alloc.empty_output((n,), torch.float32).data_ptr() in (ptr, third_ptr)
+
+
+def test_unused_outputs_kept_up_to_the_limit(always_huge, monkeypatch):
+    monkeypatch.setenv(_alloc.CACHE_ENV, "4")
+    ts = [_alloc.empty_output((1 << 20,), torch.float32) for _ in range(3)]  # 4 MiB each, all in use
+    assert _alloc.cached_output_bytes() == (12 << 20, 0)
+    del ts
+    assert _alloc.cached_output_bytes() == (0, 12 << 20)  # trimmed at the next output
+    t = _alloc.empty_output((1 << 20,), torch.float32)  # reuses one, keeps at most 4 MiB unused
+    assert _alloc.cached_output_bytes() == (4 << 20, 4 << 20)
+    monkeypatch.setenv(_alloc.CACHE_ENV, "0")
+    del t
+    u = _alloc.empty_output((2 << 20,), torch.float32)  # 0: every unused mapping dropped at the next output
+    assert _alloc.cached_output_bytes() == (8 << 20, 0)
+    del u
+    for bad in ("many", "-1", "inf"):
+        monkeypatch.setenv(_alloc.CACHE_ENV, bad)
+        with pytest.raises(ValueError, match=_alloc.CACHE_ENV):
+            _alloc.empty_output((1 << 20,), torch.float32)
 
 
 @pytest.mark.skipif(not _native.available(), reason="native CPU library not built")
