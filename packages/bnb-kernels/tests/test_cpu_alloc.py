@@ -109,3 +109,27 @@ def test_dequantize_into_huge_outputs_matches_reference(always_huge, dtype):
     q4, absmax4 = ref.quantize_4bit(A, 64, "nf4", torch.uint8)
     got4 = cpu.dequantize_4bit_impl(q4, absmax4, 64, "nf4", A.shape, dtype)
     assert torch.equal(got4, ref.dequantize_4bit(q4, absmax4, 64, "nf4", A.shape, dtype))
+
+
+def test_no_cache_means_a_fresh_mapping_every_time(always_huge, monkeypatch):
+    real = _alloc.mmap
+    created = []
+
+    class CountingMmap:  # the mmap module, counting the mappings made
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def mmap(self, *args, **kwargs):
+            created.append(args[1])
+            return real.mmap(*args, **kwargs)
+
+    monkeypatch.setattr(_alloc, "mmap", CountingMmap())
+    for limit, fresh in (("0", 3), ("256", 1)):
+        monkeypatch.setenv(_alloc.CACHE_ENV, limit)
+        created.clear()
+        for _ in range(3):
+            t = _alloc.empty_output((1 << 20,), torch.float32)
+            t.fill_(1.0)
+            del t
+        assert len(created) == fresh, limit
+        _alloc.release_cached_outputs()

@@ -95,6 +95,8 @@ def empty_output(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     limit = _cache_limit()
     with _lock:
         region = None
+        if limit == 0:
+            _trim(0)  # no cache: nothing unused is kept, nothing reused
         for i in range(len(_regions)):
             if len(_regions[i]) == size and _refs(i) <= _FREE_REFS:
                 region = _regions.pop(i)
