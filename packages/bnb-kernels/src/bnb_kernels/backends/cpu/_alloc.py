@@ -55,7 +55,13 @@ def _probe_free_refs() -> int:
 _FREE_REFS = _probe_free_refs()
 
 
+# Reuse is decided by reference counts, which a free-threaded build may defer: there, no cache.
+_REFCOUNTS_EXACT = getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
 def _cache_limit() -> int:
+    if not _REFCOUNTS_EXACT:
+        return 0
     value = os.environ.get(CACHE_ENV, "")
     if not value.strip():
         return 256 << 20
