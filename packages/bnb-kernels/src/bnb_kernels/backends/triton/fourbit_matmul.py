@@ -667,7 +667,8 @@ class _Plan:
                     self.launch(args, acc, aligned)
                     out.copy_(acc)
         elif kind == "dequant":
-            W = torch.empty((N, K), dtype=x.dtype, device=x.device)
+            # warm: a one-element stand-in (same dtype and alignment), not a whole weight
+            W = torch.empty((1,) if warm else (N, K), dtype=x.dtype, device=x.device)
             args = (w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, W, N * K // 2)
             if warm:
                 self.launch.warmup(args)
@@ -1052,9 +1053,12 @@ def _precompile(plans: list, call_args: tuple) -> None:
     if threads < 2 or len(plans) < 2:
         return
 
+    device = call_args[0].device
+
     def warm(plan) -> None:
         try:
-            plan(*call_args, warm=True)
+            with device_guard(device):  # a worker thread starts on the default device
+                plan(*call_args, warm=True)
         except Exception:
             pass
 

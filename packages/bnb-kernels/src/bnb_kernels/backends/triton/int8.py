@@ -31,6 +31,7 @@ is most of the host time of a call. The reference-schema ops reuse the same kern
 
 # No `from __future__ import annotations` here: Triton 3.0's interpreter recognizes
 # `tl.constexpr` parameters only when the annotation is the object, not a string.
+import contextlib
 import inspect
 import os
 import warnings
@@ -622,15 +623,18 @@ def _precompile_configs(tuned, grid, args: tuple, flags: dict) -> None:
     if threads < 2 or len(configs) < 2:
         return
 
+    device = next((a.device for a in args if isinstance(a, torch.Tensor)), None)
+
     def warm(cfg) -> None:
         # what the autotuner passes when it runs a configuration (Config.all_kwargs: Triton >= 3.1)
-        tunables = (
-            cfg.all_kwargs()
-            if hasattr(cfg, "all_kwargs")
-            else dict(cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-        )
+        if hasattr(cfg, "all_kwargs"):
+            tunables = cfg.all_kwargs()
+        else:
+            tunables = dict(cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
         try:
-            tuned.fn.warmup(*args, grid=grid, **flags, **tunables)
+            # a worker thread starts on the default device
+            with _OnDevice(device) if device is not None else contextlib.nullcontext():
+                tuned.fn.warmup(*args, grid=grid, **flags, **tunables)
         except Exception:
             pass
 
