@@ -12,7 +12,7 @@ So a mapping outlives its tensor: once no tensor uses it, the next output of the
 same weights at every step, and so does any loop over a model's layers. At most
 ``BNB_CPU_OUTPUT_CACHE_MB`` (default 256) of unused mappings are kept, the least recently
 used dropped first; 0 keeps none. The tensors are ordinary tensors whose storage cannot be
-resized; :func:`release_cached_outputs` drops the unused mappings at once.
+resized; ``bnb_kernels.release_cached_outputs()`` drops the unused mappings at once.
 """
 
 import math
