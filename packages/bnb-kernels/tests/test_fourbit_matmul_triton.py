@@ -260,16 +260,12 @@ def test_candidates_compile_with_the_arguments_they_launch_with(monkeypatch) -> 
         pytest.skip("no Triton")
     seen: list[tuple] = []
 
-    def record(mode):
-        def fn(self, args, *rest):
-            # what Triton specializes on: a tensor's dtype and 16-byte alignment, an int's value
-            key = tuple((a.dtype, a.data_ptr() % 16 == 0) if torch.is_tensor(a) else a for a in args)
-            seen.append((mode, id(self), self.kernel, key))
+    def run(self, *args, grid, warmup, **kwargs):  # what reaches Triton, instead of compiling
+        # what Triton specializes on: a tensor's dtype and 16-byte alignment, an int's value
+        key = tuple((a.dtype, a.data_ptr() % 16 == 0) if torch.is_tensor(a) else a for a in args)
+        seen.append(("warm" if warmup else "launch", self, key, grid, kwargs))
 
-        return fn
-
-    monkeypatch.setattr(T._Launch, "warmup", record("warm"))
-    monkeypatch.setattr(T._Launch, "__call__", record("launch"))
+    monkeypatch.setattr(type(T._dequant_kernel), "run", run)
     monkeypatch.setattr(torch.Tensor, "copy_", lambda self, src: self)  # the split GEMV's fp32 result
     N, K, M = 256, 512, 4
     _, x, bias, q, extra = quantized_case(N, K, M, 64, torch.float16, True, "nf4", "cpu", seed=1)
@@ -284,18 +280,23 @@ def test_candidates_compile_with_the_arguments_they_launch_with(monkeypatch) -> 
         seen.clear()
         plan(x, w, meta, bias, out, M, N, K, warm=True)
         plan(x, w, meta, bias, out, M, N, K)
-        (mode0, launch0, kernel0, args0), (mode1, launch1, kernel1, args1) = seen[:2]
+        (mode0, kernel0, args0, grid0, kw0), (mode1, kernel1, args1, grid1, kw1) = seen[:2]
         assert (mode0, mode1) == ("warm", "launch"), plan.config
-        assert launch0 == launch1 and kernel0 is kernel1 and args0 == args1, plan.config
+        assert kernel0 is kernel1 and args0 == args1 and grid0 == grid1 and kw0 == kw1, plan.config
     seen.clear()
     monkeypatch.setenv(_common.COMPILE_THREADS_ENV, "3")
     T._precompile(plans, (x, w, meta, bias, out, M, N, K))
     assert all(mode == "warm" for mode, *_ in seen)
-    assert sorted(launch for _, launch, _, _ in seen) == sorted(id(p.launch) for p in plans)
+
+    def ident(kernel, grid, kw) -> tuple:  # which plan's kernel a call compiles
+        return id(kernel), repr(grid), repr(sorted(kw.items()))
+
+    warmed = [ident(kernel, grid, kw) for _, kernel, _, grid, kw in seen]
+    assert sorted(warmed) == sorted(ident(p.launch.kernel, p.launch.grid, p.launch.kw) for p in plans)
     firsts = {}
     for p in plans:
-        firsts.setdefault(p.launch.kernel, id(p.launch))
-    assert [launch for _, launch, _, _ in seen[: len(firsts)]] == list(firsts.values())
+        firsts.setdefault(p.launch.kernel, p)
+    assert warmed[: len(firsts)] == [ident(p.launch.kernel, p.launch.grid, p.launch.kw) for p in firsts.values()]
     seen.clear()
     monkeypatch.setenv(_common.COMPILE_THREADS_ENV, "1")  # one thread: nothing compiled ahead
     T._precompile(plans, (x, w, meta, bias, out, M, N, K))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -27,6 +28,7 @@ __all__ = [
     "HAS_TRITON",
     "available",
     "check_device",
+    "compile_ahead",
     "compile_threads",
     "current_stream",
     "device_guard",
@@ -56,6 +58,34 @@ def compile_threads() -> int:
         except ValueError:
             raise ValueError(f"{COMPILE_THREADS_ENV} must be a whole number of threads, got {value!r}") from None
     return min(8, os.cpu_count() or 1)
+
+
+def compile_ahead(
+    device: torch.device | None, first: Sequence[Callable[[], None]], rest: Sequence[Callable[[], None]]
+) -> None:
+    """Run compile-only calls (kernel warm-ups) before a shape's candidates are timed: ``first``
+    one after another (Triton builds a kernel function's caches on its first compile), then
+    ``rest`` on up to :func:`compile_threads` threads, since Triton's compiler spends most of
+    its time outside the GIL (LLVM, ptxas). Each runs with ``device`` current: a worker thread
+    starts on the default device. A call that raises is skipped; its kernel compiles (and
+    fails) again at its first launch, where the caller's timing loop skips it. Nothing runs
+    with one thread or fewer than two calls: the first launches compile as before."""
+    threads = compile_threads()
+    if threads < 2 or len(first) + len(rest) < 2:
+        return
+
+    def run(call: Callable[[], None]) -> None:
+        try:
+            with device_guard(device) if device is not None else contextlib.nullcontext():
+                call()
+        except Exception:
+            pass
+
+    for call in first:
+        run(call)
+    if rest:
+        with ThreadPoolExecutor(min(threads, len(rest))) as pool:
+            list(pool.map(run, rest))
 
 
 def available() -> bool:

@@ -32,7 +32,7 @@ import math
 import os
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import torch
 
@@ -46,7 +46,7 @@ from . import fourbit_mma as _mma
 from ._common import (
     HAS_TRITON,
     available,
-    compile_threads,
+    compile_ahead,
     current_stream,
     device_guard,
     direct_launch,
@@ -470,9 +470,13 @@ class _Launch:
         self.aligned0 = True
         self.checked = False
 
-    def __call__(self, args: tuple, out: torch.Tensor, aligned: bool) -> None:
+    def __call__(self, args: tuple, out: torch.Tensor, aligned: bool, warm: bool = False) -> None:
         """``aligned``: every pointer argument that varies between calls is 16-byte aligned
-        (the compiled kernel may assume what its first launch saw)."""
+        (the compiled kernel may assume what its first launch saw). ``warm``: only compile the
+        kernel for these arguments into Triton's caches, launch nothing."""
+        if warm:
+            self.kernel.warmup(*args, grid=self.grid, **self.kw)
+            return
         ck = self.ck
         if ck is not None and (aligned or not self.aligned0):
             if self.checked:
@@ -487,10 +491,6 @@ class _Launch:
             names = self.kernel.arg_names[len(args) :]
             self.consts = tuple(self.kw[n] if n in self.kw else params[n].default for n in names)
             self.aligned0 = aligned
-
-    def warmup(self, args: tuple) -> None:
-        """Compile the kernel for these arguments into Triton's caches without launching it."""
-        self.kernel.warmup(*args, grid=self.grid, **self.kw)
 
     def _check_fast(self, args: tuple, out: torch.Tensor) -> bool:
         """First fast launch: compare it with Triton's own launch once."""
@@ -644,36 +644,27 @@ class _Plan:
             args = (
                 x, w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, bias_arg, out, ws, cnt, M, N, *k_args, N,
             )  # fmt: skip
-            if warm:
-                self.launch.warmup(args)
-            else:
-                self.launch(args, out, aligned)
+            self.launch(args, out, aligned, warm)
         elif kind == "gemv":
             if not _gemv.gemv_x_ok(x):
                 x = x.clone()
             aligned = _aligned(x) and _aligned(out) and (bias is None or _aligned(bias))
             if self.split == 1:
                 args = (x, w, meta.absmax, meta.a8, meta.code2, meta.offset, self.lut, bias_arg, out, N, K, K, N)
-                if warm:
-                    self.launch.warmup(args)
-                else:
-                    self.launch(args, out, aligned)
+                self.launch(args, out, aligned, warm)
             else:  # fp32 partials added atomically into a zeroed workspace
                 acc = torch.zeros((M, N), dtype=torch.float32, device=x.device)
                 args = (x, w, meta.absmax, meta.a8, meta.code2, meta.offset, self.lut, bias_arg, acc, N, K, K, N)
-                if warm:
-                    self.launch.warmup(args)
-                else:
-                    self.launch(args, acc, aligned)
+                self.launch(args, acc, aligned, warm)
+                if not warm:
                     out.copy_(acc)
         elif kind == "dequant":
             # warm: a one-element stand-in (same dtype and alignment), not a whole weight
             W = torch.empty((1,) if warm else (N, K), dtype=x.dtype, device=x.device)
             args = (w, meta.absmax, meta.a8, meta.code2, meta.offset, meta.lut, W, N * K // 2)
+            self.launch(args, W, True, warm)
             if warm:
-                self.launch.warmup(args)
                 return out
-            self.launch(args, W, True)
             if bias is not None:
                 torch.addmm(bias, x, W.t(), out=out)
             else:
@@ -1044,32 +1035,18 @@ def select_config(
 
 
 def _precompile(plans: list, call_args: tuple) -> None:
-    """Compile the candidates' kernels on a few threads before they are timed one by one: a
-    layer shape's first call compiles 7-13 kernels, and Triton's compiler spends most of its
-    time outside the GIL (LLVM, ptxas). The first plan of each kernel function compiles alone
-    (Triton builds that function's caches once). A kernel that fails to compile here fails
-    again at its first launch, where the timing loop skips it."""
-    threads = compile_threads()
-    if threads < 2 or len(plans) < 2:
-        return
-
-    device = call_args[0].device
-
-    def warm(plan) -> None:
-        try:
-            with device_guard(device):  # a worker thread starts on the default device
-                plan(*call_args, warm=True)
-        except Exception:
-            pass
-
+    """Compile the candidates' kernels ahead of timing them (a layer shape's first call
+    compiles 7-13 kernels): the first plan of each kernel function alone, the others on
+    threads (``_common.compile_ahead``)."""
     first: dict = {}
     for plan in plans:
         first.setdefault(plan.launch.kernel if plan.launch is not None else None, plan)
-    for plan in first.values():
-        warm(plan)
     rest = [plan for plan in plans if plan not in first.values()]
-    with ThreadPoolExecutor(min(threads, len(rest) or 1)) as pool:
-        list(pool.map(warm, rest))
+    compile_ahead(
+        call_args[0].device,
+        [partial(plan, *call_args, warm=True) for plan in first.values()],
+        [partial(plan, *call_args, warm=True) for plan in rest],
+    )
 
 
 def _plan_for(

@@ -31,11 +31,10 @@ is most of the host time of a call. The reference-schema ops reuse the same kern
 
 # No `from __future__ import annotations` here: Triton 3.0's interpreter recognizes
 # `tl.constexpr` parameters only when the annotation is the object, not a string.
-import contextlib
 import inspect
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import torch
 
@@ -44,7 +43,7 @@ from ...ops.int8 import INV_127, MM_DEQUANT
 from ._common import (
     HAS_TRITON,
     available,
-    compile_threads,
+    compile_ahead,
     current_stream,
     direct_launch,
     direct_launch_supported,
@@ -614,33 +613,19 @@ def _grid_fn(kind: str, M: int, N: int):
 
 
 def _precompile_configs(tuned, grid, args: tuple, flags: dict) -> None:
-    """Compile every configuration the autotuner ``tuned`` will time, on a few threads
-    (Triton's compiler spends most of its time outside the GIL); the autotuner then finds
-    them compiled. The first compiles alone (Triton builds the function's caches once). A
-    configuration that fails here fails again when the autotuner tries it."""
-    configs = list(getattr(tuned, "configs", ()))
-    threads = compile_threads()
-    if threads < 2 or len(configs) < 2:
-        return
+    """Compile every configuration the autotuner ``tuned`` will time ahead of it, the first
+    alone and the others on threads (``_common.compile_ahead``): the autotuner then finds
+    them compiled."""
 
-    device = next((a.device for a in args if isinstance(a, torch.Tensor)), None)
-
-    def warm(cfg) -> None:
+    def tunables(cfg) -> dict:
         # what the autotuner passes when it runs a configuration (Config.all_kwargs: Triton >= 3.1)
         if hasattr(cfg, "all_kwargs"):
-            tunables = cfg.all_kwargs()
-        else:
-            tunables = dict(cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-        try:
-            # a worker thread starts on the default device
-            with _OnDevice(device) if device is not None else contextlib.nullcontext():
-                tuned.fn.warmup(*args, grid=grid, **flags, **tunables)
-        except Exception:
-            pass
+            return cfg.all_kwargs()
+        return dict(cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
 
-    warm(configs[0])
-    with ThreadPoolExecutor(min(threads, len(configs) - 1)) as pool:
-        list(pool.map(warm, configs[1:]))
+    calls = [partial(tuned.fn.warmup, *args, grid=grid, **flags, **tunables(c)) for c in getattr(tuned, "configs", ())]
+    device = next((a.device for a in args if isinstance(a, torch.Tensor)), None)
+    compile_ahead(device, calls[:1], calls[1:])
 
 
 def _tune(kind: str, tuned, key: tuple, M: int, N: int, args: tuple, flags: dict) -> tuple:
