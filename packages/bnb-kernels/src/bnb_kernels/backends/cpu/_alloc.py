@@ -39,11 +39,15 @@ def _refs(i: int) -> int:
     return sys.getrefcount(_regions[i])
 
 
+def _new_mapping(size: int) -> mmap.mmap:
+    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+
+
 def _probe_free_refs() -> int:
     """References to a mapping that only ``_regions`` holds, as ``_refs`` counts them."""
     if not _MAPPINGS:
         return 0
-    _regions.append(mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS))
+    _regions.append(_new_mapping(mmap.PAGESIZE))
     try:
         return _refs(len(_regions) - 1)
     finally:
@@ -53,6 +57,10 @@ def _probe_free_refs() -> int:
 # A tensor made by torch.frombuffer holds one reference to its mapping until its storage is
 # freed (views share that storage), so a mapping with no more references than this is free.
 _FREE_REFS = _probe_free_refs()
+
+
+def _unused(i: int) -> bool:
+    return _refs(i) <= _FREE_REFS
 
 
 # Reuse is decided by reference counts, which a free-threaded build may defer: there, no cache.
@@ -77,7 +85,7 @@ def _cache_limit() -> int:
 def _trim(limit: int) -> None:
     """Drop unused mappings, least recently used first, until at most ``limit`` bytes of
     them remain. Called with the lock held."""
-    free = [i for i in range(len(_regions)) if _refs(i) <= _FREE_REFS]
+    free = [i for i in range(len(_regions)) if _unused(i)]
     total = sum(len(_regions[i]) for i in free)
     drop = []
     for i in free:
@@ -104,12 +112,12 @@ def empty_output(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         if limit == 0:
             _trim(0)  # no cache: nothing unused is kept, nothing reused
         for i in range(len(_regions)):
-            if len(_regions[i]) == size and _refs(i) <= _FREE_REFS:
+            if len(_regions[i]) == size and _unused(i):
                 region = _regions.pop(i)
                 break
         if region is None:
             try:
-                region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+                region = _new_mapping(size)
                 if _HUGE_PAGES:
                     region.madvise(mmap.MADV_HUGEPAGE)
             except (OSError, ValueError):  # no memory for the mapping, or the advice is refused
@@ -124,7 +132,7 @@ def empty_output(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
 def cached_output_bytes() -> tuple[int, int]:
     """(bytes of mappings in use by tensors, bytes of unused mappings kept for reuse)."""
     with _lock:
-        free = [_refs(i) <= _FREE_REFS for i in range(len(_regions))]
+        free = [_unused(i) for i in range(len(_regions))]
         sizes = [len(r) for r in _regions]
     used = sum(s for s, f in zip(sizes, free) if not f)
     return used, sum(sizes) - used
