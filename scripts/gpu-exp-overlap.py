@@ -12,6 +12,7 @@
 """
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def bench(fn) -> float:
 
 
 def bounds_for(N: int, K: int, fractions: list[float]) -> list[tuple[int, int]]:
-    step = 16384 // __import__("math").gcd(K, 16384)  # whole nested-absmax groups per chunk
+    step = 16384 // math.gcd(K, 16384)  # whole nested-absmax groups per chunk
     out, n0, acc = [], 0, 0.0
     for i, f in enumerate(fractions):
         acc += f
